@@ -1,0 +1,17 @@
+//! The shared map engine: fixed-bucket hash maps (`tinymap`, `hashmap`) that live
+//! in one memory region shared by several processes, addressed by offsets.
+//!
+//! The engine knows nothing of nginx. It runs over any [`Arena`]: nginx's slab pool
+//! in the module, [`heap::Heap`] over an ordinary or `mmap`ed region in tests and
+//! benchmarks. Every operation expects the caller to hold the region's lock.
+
+mod arena;
+pub mod heap;
+mod map;
+mod raw;
+pub mod spec;
+
+pub use arena::Arena;
+pub use map::{Error, Map, MapConfig, OwnedValue, Stats, Ttl, Value};
+pub use raw::ValueType;
+pub use spec::{MapKind, Spec, SpecError};

@@ -1,0 +1,921 @@
+//! The map operations: lookup, insertion, atomic add, expiry and eviction.
+//!
+//! A [`Map`] is a short-lived handle over an arena, made while the caller holds
+//! the arena's lock; the map itself lives in the arena, rooted at a [`Header`]
+//! whose offset the caller keeps (nginx keeps it in `shpool->data`).
+
+use core::fmt;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
+use crate::arena::Arena;
+use crate::raw::{Hash, Layout, NewEntry, Tiny, ValueType};
+use crate::spec::{self, MapKind};
+
+const MAGIC: u64 = u64::from_le_bytes(*b"SHMAP\0\0\x01");
+
+/// How many buckets one eviction or reclamation step looks at, at most.
+const SCAN_BUCKETS: u64 = 256;
+/// How many live entries eviction compares before choosing the least recent.
+const EVICT_SAMPLE: usize = 8;
+/// How many entries a single write may evict or reclaim before it gives up.
+const MAX_ROOM_STEPS: usize = 64;
+
+/// A value as stored: `int` and `long` inside the entry, `string` in the arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Value<'a> {
+    Int(i32),
+    Long(i64),
+    Str(&'a [u8]),
+}
+
+impl Value<'_> {
+    pub fn value_type(&self) -> ValueType {
+        match self {
+            Value::Int(_) => ValueType::Int,
+            Value::Long(_) => ValueType::Long,
+            Value::Str(_) => ValueType::String,
+        }
+    }
+
+    pub fn to_owned(&self) -> OwnedValue {
+        match *self {
+            Value::Int(v) => OwnedValue::Int(v),
+            Value::Long(v) => OwnedValue::Long(v),
+            Value::Str(s) => OwnedValue::Str(s.to_vec()),
+        }
+    }
+}
+
+/// A value copied out of the map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OwnedValue {
+    Int(i32),
+    Long(i64),
+    Str(Vec<u8>),
+}
+
+impl OwnedValue {
+    pub fn as_value(&self) -> Value<'_> {
+        match self {
+            OwnedValue::Int(v) => Value::Int(*v),
+            OwnedValue::Long(v) => Value::Long(*v),
+            OwnedValue::Str(s) => Value::Str(s),
+        }
+    }
+}
+
+/// The time to live of a write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ttl {
+    /// The map's `timeout`.
+    Default,
+    /// Never expires.
+    Never,
+    /// Expires this many seconds from now.
+    Secs(u32),
+}
+
+/// Why an operation was refused. A refused operation changes nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The map is full (entries or space) and could not evict.
+    NoRoom,
+    /// The existing value has another type than the operation needs.
+    TypeConflict,
+    /// The arithmetic would overflow.
+    Overflow,
+    /// The key is longer than the map allows.
+    KeyTooLarge,
+    /// The value is longer than the map allows.
+    ValueTooLarge,
+    /// `put_if_absent` found the key present.
+    Exists,
+    /// `replace` found the key absent.
+    NotFound,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Error::NoRoom => "map is full",
+            Error::TypeConflict => "type conflict",
+            Error::Overflow => "overflow",
+            Error::KeyTooLarge => "key too large",
+            Error::ValueTooLarge => "value too large",
+            Error::Exists => "key exists",
+            Error::NotFound => "key not found",
+        })
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// What a map is created with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapConfig {
+    pub kind: MapKind,
+    pub entries: u64,
+    /// Default time to live in seconds; 0 means never.
+    pub timeout: u32,
+    pub evict: bool,
+}
+
+impl From<&spec::Spec> for MapConfig {
+    fn from(s: &spec::Spec) -> Self {
+        MapConfig {
+            kind: s.kind,
+            entries: s.entries,
+            timeout: s.timeout,
+            evict: s.evict,
+        }
+    }
+}
+
+/// A snapshot of a map's statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub entries: u64,
+    pub max_entries: u64,
+    pub space: u64,
+    pub free_space: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub evictions: u64,
+    pub expirations: u64,
+    pub refused: u64,
+}
+
+/// The root of a map in the arena.
+#[repr(C)]
+struct Header {
+    magic: u64,
+    kind: u32,
+    evict: u32,
+    buckets: u64,
+    /// Offset of the bucket table.
+    table: u64,
+    max_entries: u64,
+    timeout: u32,
+    /// The logical clock stamped into entries on use; eviction compares ages.
+    clock: AtomicU32,
+    len: AtomicU64,
+    sweep_cursor: AtomicU64,
+    evict_cursor: AtomicU64,
+    /// Bumped by every write, so a saver knows whether the map changed.
+    generation: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    evictions: AtomicU64,
+    expirations: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// Where an entry is linked from: a bucket or the previous entry of its chain.
+#[derive(Clone, Copy)]
+enum Link {
+    Bucket(u64),
+    Entry(u64),
+}
+
+/// A handle on a map in an arena; the caller holds the arena's lock throughout.
+pub struct Map<'a, A: Arena> {
+    arena: &'a mut A,
+    hdr: NonNull<Header>,
+}
+
+macro_rules! dispatch {
+    ($self:ident . $f:ident ( $($arg:expr),* )) => {
+        match $self.kind() {
+            MapKind::Tiny => $self.$f::<Tiny>($($arg),*),
+            MapKind::Hash => $self.$f::<Hash>($($arg),*),
+        }
+    };
+}
+
+/// The key's hash: MurmurHash3 x86 32-bit, seed 0.
+pub fn hash_key(key: &[u8]) -> u32 {
+    let mut src = key;
+    // Reading from a slice cannot fail.
+    murmur3::murmur3_32(&mut src, 0).unwrap_or(0)
+}
+
+impl<'a, A: Arena> Map<'a, A> {
+    /// Creates an empty map in `arena` and returns its header's offset, to be
+    /// passed to [`Map::attach`] later (and in other processes).
+    pub fn create(arena: &'a mut A, config: &MapConfig) -> Result<u64, Error> {
+        if config.kind == MapKind::Tiny && arena.size() > spec::TINYMAP_MAX_SPACE {
+            return Err(Error::NoRoom);
+        }
+        let buckets = spec::buckets_for(config.entries);
+        let table_bytes = usize::try_from(buckets).map_err(|_| Error::NoRoom)?
+            * config.kind.bucket_bytes();
+        let table = arena.alloc(table_bytes).ok_or(Error::NoRoom)?;
+        // SAFETY: a fresh allocation of table_bytes; zero means an empty bucket.
+        unsafe { table.as_ptr().write_bytes(0, table_bytes) };
+        let Some(hdr) = arena.alloc(core::mem::size_of::<Header>()) else {
+            // SAFETY: allocated above, referenced by nothing.
+            unsafe { arena.free(table) };
+            return Err(Error::NoRoom);
+        };
+        let base = arena.base() as u64;
+        // SAFETY: a fresh, 8-aligned allocation of a Header.
+        unsafe {
+            (hdr.as_ptr() as *mut Header).write(Header {
+                magic: MAGIC,
+                kind: config.kind as u32,
+                evict: config.evict as u32,
+                buckets,
+                table: table.as_ptr() as u64 - base,
+                max_entries: config.entries,
+                timeout: config.timeout,
+                clock: AtomicU32::new(0),
+                len: AtomicU64::new(0),
+                sweep_cursor: AtomicU64::new(0),
+                evict_cursor: AtomicU64::new(0),
+                generation: AtomicU64::new(0),
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+                evictions: AtomicU64::new(0),
+                expirations: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+            })
+        };
+        Ok(hdr.as_ptr() as u64 - base)
+    }
+
+    /// Opens the map whose header is at `offset`, or `None` if there is none.
+    ///
+    /// # Safety
+    /// `offset` was returned by [`Map::create`] on this arena's region, and the
+    /// caller holds the region's lock for as long as the handle lives.
+    pub unsafe fn attach(arena: &'a mut A, offset: u64) -> Option<Self> {
+        if offset == 0 || offset as usize + core::mem::size_of::<Header>() > arena.size() {
+            return None;
+        }
+        // SAFETY: the offset lies in the region, per the caller's contract.
+        let hdr = unsafe { NonNull::new_unchecked(arena.base().add(offset as usize) as *mut Header) };
+        // SAFETY: as above; the header was written before its offset was published.
+        let header = unsafe { hdr.as_ref() };
+        if header.magic != MAGIC || MapKind::from_u32(header.kind).is_none() {
+            return None;
+        }
+        Some(Map { arena, hdr })
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: `attach` checked the header, which lives as long as the region.
+        unsafe { self.hdr.as_ref() }
+    }
+
+    fn kind(&self) -> MapKind {
+        match self.header().kind {
+            1 => MapKind::Tiny,
+            _ => MapKind::Hash,
+        }
+    }
+
+    /// The configuration the map was created with.
+    pub fn config(&self) -> MapConfig {
+        let h = self.header();
+        MapConfig {
+            kind: self.kind(),
+            entries: h.max_entries,
+            timeout: h.timeout,
+            evict: h.evict != 0,
+        }
+    }
+
+    /// Changes the settings that do not affect the layout (on a reload).
+    pub fn reconfigure(&mut self, timeout: u32, evict: bool) {
+        // SAFETY: the lock is held; these fields are plain words read under it.
+        unsafe {
+            let h = self.hdr.as_mut();
+            h.timeout = timeout;
+            h.evict = evict as u32;
+        }
+    }
+
+    /// The number of live (and not yet reclaimed expired) entries.
+    pub fn len(&self) -> u64 {
+        self.header().len.load(Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A counter that changes whenever the map is written.
+    pub fn generation(&self) -> u64 {
+        self.header().generation.load(Relaxed)
+    }
+
+    pub fn stats(&self) -> Stats {
+        let h = self.header();
+        Stats {
+            entries: h.len.load(Relaxed),
+            max_entries: h.max_entries,
+            space: self.arena.size() as u64,
+            free_space: self.arena.free_bytes() as u64,
+            hits: h.hits.load(Relaxed),
+            misses: h.misses.load(Relaxed),
+            evictions: h.evictions.load(Relaxed),
+            expirations: h.expirations.load(Relaxed),
+            refused: h.refused.load(Relaxed),
+        }
+    }
+
+    /// The longest key this map accepts.
+    pub fn max_key(&self) -> usize {
+        match self.kind() {
+            MapKind::Tiny => Tiny::MAX_KEY,
+            MapKind::Hash => Hash::MAX_KEY,
+        }
+    }
+
+    /// The key's value, counting a hit or a miss and marking the entry as used.
+    pub fn get(&mut self, key: &[u8], now: u32) -> Option<Value<'_>> {
+        dispatch!(self.get_in(key, now, true))
+    }
+
+    /// The key's value without marking it as used and without counting.
+    pub fn peek(&mut self, key: &[u8], now: u32) -> Option<Value<'_>> {
+        dispatch!(self.get_in(key, now, false))
+    }
+
+    /// The key's value and its expiry time (0 = never), without marking it used.
+    pub fn peek_with_expiry(&mut self, key: &[u8], now: u32) -> Option<(Value<'_>, u32)> {
+        dispatch!(self.peek_expiry_in(key, now))
+    }
+
+    /// Stores `value`, returning the previous value.
+    pub fn put(
+        &mut self,
+        key: &[u8],
+        value: Value<'_>,
+        ttl: Ttl,
+        now: u32,
+    ) -> Result<Option<OwnedValue>, Error> {
+        dispatch!(self.put_in(key, value, ttl, now, PutMode::Always))
+    }
+
+    /// Stores `value` only if the key is absent; `Error::Exists` otherwise.
+    pub fn put_if_absent(
+        &mut self,
+        key: &[u8],
+        value: Value<'_>,
+        ttl: Ttl,
+        now: u32,
+    ) -> Result<(), Error> {
+        dispatch!(self.put_in(key, value, ttl, now, PutMode::IfAbsent)).map(|_| ())
+    }
+
+    /// Stores `value` only if the key is present; `Error::NotFound` otherwise.
+    pub fn replace(
+        &mut self,
+        key: &[u8],
+        value: Value<'_>,
+        ttl: Ttl,
+        now: u32,
+    ) -> Result<OwnedValue, Error> {
+        dispatch!(self.put_in(key, value, ttl, now, PutMode::IfPresent))
+            .map(|prev| prev.unwrap_or(OwnedValue::Int(0)))
+    }
+
+    /// Removes the key, returning its value.
+    pub fn remove(&mut self, key: &[u8], now: u32) -> Option<OwnedValue> {
+        dispatch!(self.remove_in(key, now))
+    }
+
+    /// Adds `delta` to an int or long value; an absent key starts at `init` and
+    /// is stored as a long with time to live `ttl`. Returns the new value.
+    pub fn add(&mut self, key: &[u8], delta: i64, init: i64, ttl: Ttl, now: u32) -> Result<i64, Error> {
+        dispatch!(self.add_in(key, delta, init, ttl, now))
+    }
+
+    /// Removes every entry.
+    pub fn clear(&mut self) {
+        dispatch!(self.clear_in())
+    }
+
+    /// Calls `f` with each live entry whose key starts with `prefix`, with its
+    /// expiry time (0 = never), until `f` returns false. Order is unspecified.
+    pub fn for_each<F>(&mut self, prefix: &[u8], now: u32, mut f: F)
+    where
+        F: FnMut(&[u8], Value<'_>, u32) -> bool,
+    {
+        dispatch!(self.for_each_in(prefix, now, &mut f))
+    }
+
+    /// Removes expired entries from at most `max_buckets` buckets, continuing
+    /// where the previous sweep stopped. Returns how many were removed.
+    pub fn sweep(&mut self, now: u32, max_buckets: u64) -> usize {
+        dispatch!(self.sweep_in(now, max_buckets))
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PutMode {
+    Always,
+    IfAbsent,
+    IfPresent,
+}
+
+fn encode_inline(v: &Value<'_>) -> u64 {
+    match *v {
+        Value::Int(i) => i as u32 as u64,
+        Value::Long(l) => l as u64,
+        Value::Str(_) => 0,
+    }
+}
+
+fn expired(expire: u32, now: u32) -> bool {
+    expire != 0 && expire <= now
+}
+
+// The layout-generic implementation. Every function here runs under the lock.
+impl<A: Arena> Map<'_, A> {
+    fn base(&self) -> *mut u8 {
+        self.arena.base()
+    }
+
+    fn expire_at(&self, ttl: Ttl, now: u32) -> u32 {
+        let secs = match ttl {
+            Ttl::Default => self.header().timeout,
+            Ttl::Never => 0,
+            Ttl::Secs(s) => s,
+        };
+        if secs == 0 {
+            0
+        } else {
+            now.saturating_add(secs).max(1)
+        }
+    }
+
+    fn touch<L: Layout>(&self, e: u64) {
+        let stamp = self.header().clock.fetch_add(1, Relaxed).wrapping_add(1);
+        // SAFETY: `e` is a live entry and the lock is held.
+        unsafe { L::access(self.base(), e).store(stamp, Relaxed) };
+    }
+
+    fn wrote(&self) {
+        self.header().generation.fetch_add(1, Relaxed);
+    }
+
+    /// # Safety
+    /// `e` is a live entry of layout `L`.
+    unsafe fn read<L: Layout>(&self, e: u64) -> Value<'_> {
+        let base = self.base();
+        // SAFETY: live entry per the caller; strings live as long as the entry.
+        unsafe {
+            let word = L::word(base, e).load(Relaxed);
+            match L::vtype(base, e) {
+                ValueType::Int => Value::Int(word as u32 as i32),
+                ValueType::Long => Value::Long(word as i64),
+                ValueType::String => Value::Str(L::string(base, word)),
+            }
+        }
+    }
+
+    fn set_link<L: Layout>(&self, link: Link, to: u64) {
+        let h = self.header();
+        // SAFETY: links come from `find`/scans under the same lock hold.
+        unsafe {
+            match link {
+                Link::Bucket(i) => L::set_bucket(self.base(), h.table, i, to),
+                Link::Entry(prev) => L::set_next(self.base(), prev, to),
+            }
+        }
+    }
+
+    /// Finds the key's entry, expired or not.
+    fn find<L: Layout>(&self, hash: u32, key: &[u8]) -> Option<(Link, u64)> {
+        let h = self.header();
+        let base = self.base();
+        let idx = hash as u64 & (h.buckets - 1);
+        let mut link = Link::Bucket(idx);
+        // SAFETY: chains hold only live entries while the lock is held.
+        unsafe {
+            let mut e = L::bucket(base, h.table, idx);
+            while e != 0 {
+                if L::hash(base, e) == hash && L::key(base, e) == key {
+                    return Some((link, e));
+                }
+                link = Link::Entry(e);
+                e = L::next(base, e);
+            }
+        }
+        None
+    }
+
+    /// Finds the key's live entry, reclaiming it if it has expired.
+    fn lookup<L: Layout>(&mut self, hash: u32, key: &[u8], now: u32) -> Option<(Link, u64)> {
+        let (link, e) = self.find::<L>(hash, key)?;
+        // SAFETY: `e` is live.
+        if expired(unsafe { L::expire(self.base(), e).load(Relaxed) }, now) {
+            self.unlink_free::<L>(link, e);
+            self.header().expirations.fetch_add(1, Relaxed);
+            return None;
+        }
+        Some((link, e))
+    }
+
+    /// Unlinks a live entry, then frees it and its string.
+    fn unlink_free<L: Layout>(&mut self, link: Link, e: u64) {
+        let base = self.base();
+        // SAFETY: `e` is live and linked from `link`; after the unlink store no
+        // chain reaches it, so freeing it cannot expose a dangling link.
+        unsafe {
+            self.set_link::<L>(link, L::next(base, e));
+            self.header().len.fetch_sub(1, Relaxed);
+            if L::vtype(base, e) == ValueType::String {
+                L::free_string(self.arena, L::word(base, e).load(Relaxed));
+            }
+            L::free_entry(self.arena, e);
+        }
+        self.wrote();
+    }
+
+    fn get_in<L: Layout>(&mut self, key: &[u8], now: u32, touch: bool) -> Option<Value<'_>> {
+        let hash = hash_key(key);
+        match self.lookup::<L>(hash, key, now) {
+            Some((_, e)) => {
+                if touch {
+                    self.header().hits.fetch_add(1, Relaxed);
+                    self.touch::<L>(e);
+                }
+                // SAFETY: `e` is live until the next write, which needs `&mut self`.
+                Some(unsafe { self.read::<L>(e) })
+            }
+            None => {
+                if touch {
+                    self.header().misses.fetch_add(1, Relaxed);
+                }
+                None
+            }
+        }
+    }
+
+    fn peek_expiry_in<L: Layout>(&mut self, key: &[u8], now: u32) -> Option<(Value<'_>, u32)> {
+        let (_, e) = self.lookup::<L>(hash_key(key), key, now)?;
+        // SAFETY: `e` is live.
+        unsafe { Some((self.read::<L>(e), L::expire(self.base(), e).load(Relaxed))) }
+    }
+
+    /// Makes room for one more entry or allocation: reclaims expired entries near
+    /// the sweep cursor and, with `evict`, evicts one approximately least recently
+    /// used entry. Returns false when nothing could be freed.
+    fn make_room<L: Layout>(&mut self, now: u32) -> bool {
+        if self.sweep_in::<L>(now, SCAN_BUCKETS) > 0 {
+            return true;
+        }
+        self.header().evict != 0 && self.evict_one::<L>(now)
+    }
+
+    /// Evicts the least recently used of a sample of entries taken from the
+    /// buckets after the eviction cursor.
+    fn evict_one<L: Layout>(&mut self, now: u32) -> bool {
+        let h = self.header();
+        let base = self.base();
+        let (table, buckets) = (h.table, h.buckets);
+        let clock = h.clock.load(Relaxed);
+        let start = h.evict_cursor.load(Relaxed);
+        let mut victim: Option<(Link, u64, u32)> = None;
+        let mut seen = 0;
+        let mut scanned = 0;
+        while scanned < buckets && (scanned < SCAN_BUCKETS || victim.is_none()) && seen < EVICT_SAMPLE
+        {
+            let idx = (start + scanned) & (buckets - 1);
+            scanned += 1;
+            let mut link = Link::Bucket(idx);
+            // SAFETY: chains hold only live entries under the lock.
+            let mut e = unsafe { L::bucket(base, table, idx) };
+            while e != 0 {
+                // SAFETY: `e` is live.
+                let (expire, access, next) = unsafe {
+                    (
+                        L::expire(base, e).load(Relaxed),
+                        L::access(base, e).load(Relaxed),
+                        L::next(base, e),
+                    )
+                };
+                if expired(expire, now) {
+                    self.unlink_free::<L>(link, e);
+                    self.header().expirations.fetch_add(1, Relaxed);
+                    self.header().evict_cursor.store(idx, Relaxed);
+                    return true;
+                }
+                let age = clock.wrapping_sub(access);
+                if victim.is_none_or(|(_, _, best)| age > best) {
+                    victim = Some((link, e, age));
+                }
+                seen += 1;
+                link = Link::Entry(e);
+                e = next;
+            }
+        }
+        self.header().evict_cursor.store((start + scanned) & (buckets - 1), Relaxed);
+        match victim {
+            Some((link, e, _)) => {
+                self.unlink_free::<L>(link, e);
+                self.header().evictions.fetch_add(1, Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn sweep_in<L: Layout>(&mut self, now: u32, max_buckets: u64) -> usize {
+        let (table, buckets) = (self.header().table, self.header().buckets);
+        let start = self.header().sweep_cursor.load(Relaxed);
+        let base = self.base();
+        let n = max_buckets.min(buckets);
+        let mut removed = 0;
+        for i in 0..n {
+            let idx = (start + i) & (buckets - 1);
+            let mut link = Link::Bucket(idx);
+            // SAFETY: chains hold only live entries under the lock.
+            let mut e = unsafe { L::bucket(base, table, idx) };
+            while e != 0 {
+                // SAFETY: `e` is live; `next` is read before `e` may be freed.
+                let (expire, next) = unsafe { (L::expire(base, e).load(Relaxed), L::next(base, e)) };
+                if expired(expire, now) {
+                    self.unlink_free::<L>(link, e);
+                    removed += 1;
+                } else {
+                    link = Link::Entry(e);
+                }
+                e = next;
+            }
+        }
+        let h = self.header();
+        h.sweep_cursor.store((start + n) & (buckets - 1), Relaxed);
+        h.expirations.fetch_add(removed as u64, Relaxed);
+        removed
+    }
+
+    /// Allocates (with room made as needed) an unlinked entry.
+    fn alloc_entry<L: Layout>(&mut self, e: &NewEntry<'_>, needs_slot: bool, now: u32) -> Result<u64, Error> {
+        let mut steps = 0;
+        if needs_slot {
+            while self.len() >= self.header().max_entries {
+                if steps == MAX_ROOM_STEPS || !self.make_room::<L>(now) {
+                    return Err(Error::NoRoom);
+                }
+                steps += 1;
+            }
+        }
+        loop {
+            // SAFETY: the lock is held; the new entry stays private until linked.
+            if let Some(entry) = unsafe { L::new_entry(self.arena, e, 0) } {
+                return Ok(entry);
+            }
+            if steps == MAX_ROOM_STEPS || !self.make_room::<L>(now) {
+                return Err(Error::NoRoom);
+            }
+            steps += 1;
+        }
+    }
+
+    /// Allocates a string value (with room made as needed) and returns its word.
+    fn alloc_string<L: Layout>(&mut self, bytes: &[u8], now: u32) -> Result<u64, Error> {
+        let mut steps = 0;
+        loop {
+            // SAFETY: the lock is held; the string stays private until linked.
+            if let Some(word) = unsafe { L::new_string(self.arena, bytes) } {
+                return Ok(word);
+            }
+            if steps == MAX_ROOM_STEPS || !self.make_room::<L>(now) {
+                return Err(Error::NoRoom);
+            }
+            steps += 1;
+        }
+    }
+
+    /// Links a complete, unlinked entry at the head of its bucket's chain.
+    fn link_new<L: Layout>(&mut self, hash: u32, entry: u64) {
+        let h = self.header();
+        let idx = hash as u64 & (h.buckets - 1);
+        // SAFETY: `entry` is complete and private; setting its `next` first and
+        // then the bucket publishes it with one store.
+        unsafe {
+            L::set_next(self.base(), entry, L::bucket(self.base(), h.table, idx));
+            L::set_bucket(self.base(), h.table, idx, entry);
+        }
+        h.len.fetch_add(1, Relaxed);
+        self.wrote();
+    }
+
+    fn refuse<T>(&self, err: Error) -> Result<T, Error> {
+        if err == Error::NoRoom {
+            self.header().refused.fetch_add(1, Relaxed);
+        }
+        Err(err)
+    }
+
+    fn put_in<L: Layout>(
+        &mut self,
+        key: &[u8],
+        value: Value<'_>,
+        ttl: Ttl,
+        now: u32,
+        mode: PutMode,
+    ) -> Result<Option<OwnedValue>, Error> {
+        if key.len() > L::MAX_KEY {
+            return Err(Error::KeyTooLarge);
+        }
+        if let Value::Str(s) = value {
+            if s.len() > L::MAX_STRING || s.len() >= self.arena.size() {
+                return Err(Error::ValueTooLarge);
+            }
+        }
+        let hash = hash_key(key);
+        let vtype = value.value_type();
+        let expire = self.expire_at(ttl, now);
+        let base = self.base();
+
+        let found = self.lookup::<L>(hash, key, now);
+        match (mode, found) {
+            (PutMode::IfAbsent, Some(_)) => return Err(Error::Exists),
+            (PutMode::IfPresent, None) => return Err(Error::NotFound),
+            _ => {}
+        }
+        // SAFETY (for every block below): `e` is live, the lock is held.
+        if let Some((_, e)) = found {
+            if unsafe { L::vtype(base, e) } == vtype && vtype != ValueType::String {
+                let prev = unsafe { self.read::<L>(e) }.to_owned();
+                unsafe {
+                    L::word(base, e).store(encode_inline(&value), Relaxed);
+                    L::expire(base, e).store(expire, Relaxed);
+                }
+                self.touch::<L>(e);
+                self.wrote();
+                return Ok(Some(prev));
+            }
+        }
+
+        let word = match value {
+            Value::Str(s) => match self.alloc_string::<L>(s, now) {
+                Ok(w) => w,
+                Err(err) => return self.refuse(err),
+            },
+            _ => encode_inline(&value),
+        };
+        // Eviction above may have removed the entry: look again.
+        let found = if matches!(value, Value::Str(_)) { self.lookup::<L>(hash, key, now) } else { found };
+        if let Some((_, e)) = found {
+            if unsafe { L::vtype(base, e) } == ValueType::String && vtype == ValueType::String {
+                let prev = unsafe { self.read::<L>(e) }.to_owned();
+                // One store swaps the value; the old string is freed after it.
+                let old = unsafe { L::word(base, e).swap(word, Relaxed) };
+                unsafe {
+                    L::expire(base, e).store(expire, Relaxed);
+                    L::free_string(self.arena, old);
+                }
+                self.touch::<L>(e);
+                self.wrote();
+                return Ok(Some(prev));
+            }
+        }
+
+        // A new entry: the key is absent or its value changes type.
+        let stamp = self.header().clock.fetch_add(1, Relaxed).wrapping_add(1);
+        let new = NewEntry { hash, key, vtype, word, expire, access: stamp };
+        let entry = match self.alloc_entry::<L>(&new, found.is_none(), now) {
+            Ok(entry) => entry,
+            Err(err) => {
+                if vtype == ValueType::String {
+                    // SAFETY: the string was never linked.
+                    unsafe { L::free_string(self.arena, word) };
+                }
+                return self.refuse(err);
+            }
+        };
+        match self.lookup::<L>(hash, key, now) {
+            Some((link, old)) => {
+                let prev = unsafe { self.read::<L>(old) }.to_owned();
+                // The new entry takes the old one's place with one store; the
+                // old one is unreachable before it is freed.
+                unsafe {
+                    L::set_next(base, entry, L::next(base, old));
+                    self.set_link::<L>(link, entry);
+                    if L::vtype(base, old) == ValueType::String {
+                        L::free_string(self.arena, L::word(base, old).load(Relaxed));
+                    }
+                    L::free_entry(self.arena, old);
+                }
+                self.wrote();
+                Ok(Some(prev))
+            }
+            None => {
+                self.link_new::<L>(hash, entry);
+                Ok(None)
+            }
+        }
+    }
+
+    fn remove_in<L: Layout>(&mut self, key: &[u8], now: u32) -> Option<OwnedValue> {
+        let (link, e) = self.lookup::<L>(hash_key(key), key, now)?;
+        // SAFETY: `e` is live.
+        let prev = unsafe { self.read::<L>(e) }.to_owned();
+        self.unlink_free::<L>(link, e);
+        Some(prev)
+    }
+
+    fn add_in<L: Layout>(&mut self, key: &[u8], delta: i64, init: i64, ttl: Ttl, now: u32) -> Result<i64, Error> {
+        if key.len() > L::MAX_KEY {
+            return Err(Error::KeyTooLarge);
+        }
+        let hash = hash_key(key);
+        let base = self.base();
+        if let Some((_, e)) = self.lookup::<L>(hash, key, now) {
+            // SAFETY: `e` is live; the value changes with one store.
+            let word = unsafe { L::word(base, e) };
+            let new = match unsafe { L::vtype(base, e) } {
+                ValueType::Long => {
+                    let v = (word.load(Relaxed) as i64).checked_add(delta).ok_or(Error::Overflow)?;
+                    word.store(v as u64, Relaxed);
+                    v
+                }
+                ValueType::Int => {
+                    let v = (word.load(Relaxed) as u32 as i32 as i64)
+                        .checked_add(delta)
+                        .and_then(|v| i32::try_from(v).ok())
+                        .ok_or(Error::Overflow)?;
+                    word.store(v as u32 as u64, Relaxed);
+                    v as i64
+                }
+                ValueType::String => return Err(Error::TypeConflict),
+            };
+            self.touch::<L>(e);
+            self.wrote();
+            return Ok(new);
+        }
+        let v = init.checked_add(delta).ok_or(Error::Overflow)?;
+        let stamp = self.header().clock.fetch_add(1, Relaxed).wrapping_add(1);
+        let new = NewEntry {
+            hash,
+            key,
+            vtype: ValueType::Long,
+            word: v as u64,
+            expire: self.expire_at(ttl, now),
+            access: stamp,
+        };
+        match self.alloc_entry::<L>(&new, true, now) {
+            Ok(entry) => {
+                self.link_new::<L>(hash, entry);
+                Ok(v)
+            }
+            Err(err) => self.refuse(err),
+        }
+    }
+
+    fn clear_in<L: Layout>(&mut self) {
+        let (table, buckets) = (self.header().table, self.header().buckets);
+        let base = self.base();
+        for idx in 0..buckets {
+            // SAFETY: the chain is detached with one store, then freed.
+            unsafe {
+                let mut e = L::bucket(base, table, idx);
+                if e == 0 {
+                    continue;
+                }
+                L::set_bucket(base, table, idx, 0);
+                while e != 0 {
+                    let next = L::next(base, e);
+                    if L::vtype(base, e) == ValueType::String {
+                        L::free_string(self.arena, L::word(base, e).load(Relaxed));
+                    }
+                    L::free_entry(self.arena, e);
+                    self.header().len.fetch_sub(1, Relaxed);
+                    e = next;
+                }
+            }
+        }
+        self.wrote();
+    }
+
+    fn for_each_in<L: Layout>(
+        &mut self,
+        prefix: &[u8],
+        now: u32,
+        f: &mut dyn FnMut(&[u8], Value<'_>, u32) -> bool,
+    ) {
+        let (table, buckets) = (self.header().table, self.header().buckets);
+        let base = self.base();
+        for idx in 0..buckets {
+            // SAFETY: chains hold live entries; `f` cannot write to the map.
+            unsafe {
+                let mut e = L::bucket(base, table, idx);
+                while e != 0 {
+                    let expire = L::expire(base, e).load(Relaxed);
+                    let key = L::key(base, e);
+                    if !expired(expire, now) && key.starts_with(prefix) && !f(key, self.read::<L>(e), expire) {
+                        return;
+                    }
+                    e = L::next(base, e);
+                }
+            }
+        }
+    }
+}
