@@ -1,0 +1,79 @@
+# ngx_http_shared_map: build, run and test.
+#
+#   make build   objs/ngx_http_shared_map_module.so and objs/nginx (vendored nginx)
+#   make run     build, then nginx in the foreground on 127.0.0.1:8080
+#   make test    everything CI runs: cargo test, then the t/ suite in real nginx
+#   make bench   engine micro-benchmarks and the nginx load comparison
+#
+# NGINX_SOURCE_DIR / NGINX_BUILD_DIR build against an existing configured nginx
+# tree instead of the vendored one (the ngx crate's own variables).
+
+CARGO    ?= cargo
+PROFILE  ?= release
+OBJS     := objs
+MODULE   := $(OBJS)/ngx_http_shared_map_module.so
+NGINX    := $(OBJS)/nginx
+TEST_PORT ?= 1984
+
+DEB_PACKAGES := libclang-dev libpcre2-dev zlib1g-dev libssl-dev pkg-config \
+                libtest-base-perl libtext-diff-perl libwww-perl libipc-run-perl \
+                python3 curl
+
+ifeq ($(NGINX_BUILD_DIR),)
+CARGO_FEATURES :=
+else
+CARGO_FEATURES := --no-default-features
+endif
+
+.PHONY: all build deps run test test-engine test-nginx bench clean
+
+all: build
+
+deps:
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "missing build dependencies; run:"; \
+	    echo "  sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+build:
+	$(CARGO) build --$(PROFILE) -p ngx_http_shared_map $(CARGO_FEATURES)
+	@mkdir -p $(OBJS)
+	cp target/$(PROFILE)/libngx_http_shared_map_module.so $(MODULE)
+	@if [ -z "$(NGINX_BUILD_DIR)" ]; then \
+	  bin=$$(ls -t target/$(PROFILE)/build/nginx-sys-*/out/objs/nginx 2>/dev/null | head -1); \
+	  test -n "$$bin" || { echo "no vendored nginx binary found"; exit 1; }; \
+	  cp "$$bin" $(NGINX); \
+	else cp "$(NGINX_BUILD_DIR)/nginx" $(NGINX); fi
+	@echo "built $(MODULE) and $(NGINX)"
+
+run: deps build
+	@mkdir -p build/run/logs
+	@echo "nginx on http://127.0.0.1:8080/ (Ctrl-C stops it)"
+	$(NGINX) -p $(CURDIR)/build/run -c $(CURDIR)/nginx-conf/nginx.conf \
+	  -g 'daemon off; master_process on; load_module $(CURDIR)/$(MODULE);'
+
+test: test-engine test-nginx
+
+test-engine:
+	$(CARGO) test --release -p shared-map-engine
+
+test-nginx: build
+	TEST_NGINX_BINARY=$(CURDIR)/$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) \
+	TEST_NGINX_SERVER_PORT=$(TEST_PORT) \
+	  sh -c 'if perl -MTest::Nginx::Socket -e1 2>/dev/null; then prove -r t/; \
+	         else prove -I t/lib/fallback -r t/; fi'
+
+bench: build
+	$(CARGO) bench -p shared-map-engine
+	bench/nginx-bench.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf $(OBJS) build t/servroot

@@ -1,0 +1,217 @@
+//! The module's directives: the command table, the configuration structures and
+//! the `cmd_*` handlers. Parsing itself is in the engine (`spec::parse`).
+
+use core::ffi::{c_char, c_void};
+use core::ptr::{self, NonNull};
+
+use ngx::core::Pool;
+use ngx::ffi::{
+    ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
+    ngx_http_complex_value_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_str_t, ngx_uint_t,
+    NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_OK,
+};
+use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError};
+use ngx::{ngx_conf_log_error, ngx_string};
+use shared_map_engine::spec;
+
+use crate::zone::{self, SharedMap};
+use crate::Module;
+
+/// `http` level: every map defined by `shared_map`.
+#[derive(Default)]
+pub struct MainConf {
+    pub maps: Vec<Box<SharedMap>>,
+}
+
+/// A map and a key to use in it: `shared_map_key` and `shared_map_count`.
+#[derive(Clone, Copy)]
+pub struct MapKey {
+    /// The map's zone; its `data` is the SharedMap once `shared_map` defined it.
+    pub zone: NonNull<ngx_shm_zone_t>,
+    pub key: NonNull<ngx_http_complex_value_t>,
+}
+
+impl MapKey {
+    pub fn map(&self) -> Option<&SharedMap> {
+        // SAFETY: the zone belongs to the running cycle; nginx refuses to start
+        // when a referenced zone was never defined (zero size).
+        unsafe { SharedMap::from_zone(self.zone.as_ptr()) }
+    }
+}
+
+/// `http`, `server` and `location` level.
+#[derive(Default)]
+pub struct LocConf {
+    /// `shared_map_key`: what `$shared_map_incr` and `$shared_map_value` use.
+    pub key: Option<MapKey>,
+    /// `shared_map_count`: counted in the log phase; `None` inherits.
+    pub counts: Option<Vec<MapKey>>,
+}
+
+impl Merge for LocConf {
+    fn merge(&mut self, prev: &LocConf) -> Result<(), MergeConfigError> {
+        if self.key.is_none() {
+            self.key = prev.key;
+        }
+        if self.counts.is_none() {
+            self.counts = prev.counts.clone();
+        }
+        Ok(())
+    }
+}
+
+const NGX_CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
+const NGX_CONF_OK: *mut c_char = ptr::null_mut();
+const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
+
+pub static mut COMMANDS: [ngx_command_t; 4] = [
+    ngx_command_t {
+        name: ngx_string!("shared_map"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2) as ngx_uint_t,
+        set: Some(cmd_set_shared_map),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("shared_map_key"),
+        type_: (ANY_LEVEL | NGX_CONF_TAKE2) as ngx_uint_t,
+        set: Some(cmd_set_key),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("shared_map_count"),
+        type_: (ANY_LEVEL | NGX_CONF_TAKE2) as ngx_uint_t,
+        set: Some(cmd_add_count),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t::empty(),
+];
+
+/// The directive's arguments, the directive name first.
+///
+/// # Safety
+/// `cf` is the configuration being parsed.
+unsafe fn args<'a>(cf: *mut ngx_conf_t) -> &'a mut [ngx_str_t] {
+    // SAFETY: nginx fills `cf->args` with the directive's words.
+    unsafe { (*(*cf).args).as_slice_mut::<ngx_str_t>() }
+}
+
+fn lossy(s: &ngx_str_t) -> String {
+    String::from_utf8_lossy(s.as_bytes()).into_owned()
+}
+
+/// `shared_map name type?space=size[&entries=n][&timeout=t][&evict][&state=path];`
+unsafe extern "C" fn cmd_set_shared_map(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes our main conf (NGX_HTTP_MAIN_CONF_OFFSET).
+    let mcf = unsafe { &mut *(conf as *mut MainConf) };
+    let args = unsafe { args(cf) };
+    let name = lossy(&args[1]);
+    if args[1].is_empty() || name.as_bytes() != args[1].as_bytes() {
+        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "invalid shared map name \"{}\"", name);
+        return NGX_CONF_ERROR;
+    }
+    if mcf.maps.iter().any(|m| m.name == name) {
+        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "shared_map \"{}\" is already defined", name);
+        return NGX_CONF_ERROR;
+    }
+    let Ok(spec_text) = args[2].to_str() else {
+        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "invalid parameter \"{}\"", lossy(&args[2]));
+        return NGX_CONF_ERROR;
+    };
+    let spec = match spec::parse(&name, spec_text) {
+        Ok(spec) => spec,
+        Err(e) => {
+            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
+            return NGX_CONF_ERROR;
+        }
+    };
+
+    // SAFETY: nginx copies nothing; the name lives in the configuration pool.
+    let zone = unsafe {
+        ngx_shared_memory_add(cf, &mut args[1], spec.space, ptr::addr_of_mut!(crate::ngx_http_shared_map_module) as *mut c_void)
+    };
+    let Some(zone) = NonNull::new(zone) else {
+        return NGX_CONF_ERROR;
+    };
+    let map = Box::new(SharedMap::new(name, spec, zone));
+    // SAFETY: the zone is ours (same tag); the Box outlives the cycle's use of it
+    // because the main conf is dropped only with the cycle's pool.
+    unsafe {
+        (*zone.as_ptr()).init = Some(zone::init_zone);
+        (*zone.as_ptr()).data = &*map as *const SharedMap as *mut c_void;
+    }
+    mcf.maps.push(map);
+    NGX_CONF_OK
+}
+
+/// Resolves `name key` to a zone reference and a compiled complex value.
+///
+/// # Safety
+/// `cf` is the configuration being parsed and `args` its arguments.
+unsafe fn map_key(cf: *mut ngx_conf_t, args: &mut [ngx_str_t]) -> Option<MapKey> {
+    // A map may be defined after it is referenced; size 0 marks a reference, and
+    // nginx refuses to start if the map is never defined.
+    // SAFETY: as in cmd_set_shared_map.
+    let zone = unsafe {
+        ngx_shared_memory_add(cf, &mut args[1], 0, ptr::addr_of_mut!(crate::ngx_http_shared_map_module) as *mut c_void)
+    };
+    let zone = NonNull::new(zone)?;
+
+    // SAFETY: the configuration pool outlives the cycle's requests.
+    let pool = unsafe { Pool::from_ngx_pool((*cf).pool) };
+    let cv = NonNull::new(pool.calloc_type::<ngx_http_complex_value_t>())?;
+    // SAFETY: zeroed is the documented initial state of this struct.
+    let mut ccv: ngx_http_compile_complex_value_t = unsafe { core::mem::zeroed() };
+    ccv.cf = cf;
+    ccv.value = &mut args[2];
+    ccv.complex_value = cv.as_ptr();
+    // SAFETY: ccv is filled as ngx_http_compile_complex_value expects.
+    if unsafe { ngx_http_compile_complex_value(&mut ccv) } != NGX_OK as isize {
+        return None;
+    }
+    Some(MapKey { zone, key: cv })
+}
+
+/// `shared_map_key name key;`
+unsafe extern "C" fn cmd_set_key(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx passes our location conf.
+    let lcf = unsafe { &mut *(conf as *mut LocConf) };
+    if lcf.key.is_some() {
+        return c"is duplicate".as_ptr() as *mut c_char;
+    }
+    match unsafe { map_key(cf, args(cf)) } {
+        Some(k) => {
+            lcf.key = Some(k);
+            NGX_CONF_OK
+        }
+        None => NGX_CONF_ERROR,
+    }
+}
+
+/// `shared_map_count name key;` (may be repeated)
+unsafe extern "C" fn cmd_add_count(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx passes our location conf.
+    let lcf = unsafe { &mut *(conf as *mut LocConf) };
+    match unsafe { map_key(cf, args(cf)) } {
+        Some(k) => {
+            lcf.counts.get_or_insert_with(Vec::new).push(k);
+            NGX_CONF_OK
+        }
+        None => NGX_CONF_ERROR,
+    }
+}
+
+/// Every map of the running configuration.
+pub fn maps(cf_or_cycle: &impl ngx::http::HttpModuleConfExt) -> &'static [Box<SharedMap>] {
+    Module::main_conf(cf_or_cycle).map(|m| m.maps.as_slice()).unwrap_or(&[])
+}

@@ -1,0 +1,124 @@
+//! The variables `$shared_map_incr` and `$shared_map_value`.
+
+use core::ffi::c_void;
+
+use ngx::ffi::{
+    ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_http_variable_t, ngx_int_t,
+    ngx_str_t, ngx_uint_t, ngx_variable_value_t, NGX_ERROR, NGX_HTTP_VAR_NOCACHEABLE, NGX_OK,
+};
+use ngx::http::{HttpModule, HttpModuleLocationConf, Request};
+use ngx::ngx_string;
+use shared_map_engine::Value;
+
+use crate::count::{self, now};
+use crate::Module;
+
+/// Per main request: the result of `$shared_map_incr`, so it counts at most once.
+struct RequestCtx {
+    incr: Option<Option<i64>>,
+}
+
+type Getter = unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_variable_value_t, usize) -> ngx_int_t;
+
+/// Registers the variables (preconfiguration).
+///
+/// # Safety
+/// `cf` is the configuration being parsed.
+pub unsafe fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
+    let vars: [(ngx_str_t, Getter, u32); 2] = [
+        (ngx_string!("shared_map_incr"), var_incr, 0),
+        (ngx_string!("shared_map_value"), var_value, NGX_HTTP_VAR_NOCACHEABLE),
+    ];
+    for (mut name, get, flags) in vars {
+        // SAFETY: nginx copies the name into its variables hash.
+        let v: *mut ngx_http_variable_t = unsafe { ngx_http_add_variable(cf, &mut name, flags as ngx_uint_t) };
+        if v.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        // SAFETY: a fresh variable slot.
+        unsafe {
+            (*v).get_handler = Some(get);
+            (*v).data = 0;
+        }
+    }
+    NGX_OK as ngx_int_t
+}
+
+/// Sets `v` to a copy of `bytes` in the request pool (empty: a valid empty value).
+fn set_value(r: &Request, v: *mut ngx_variable_value_t, bytes: &[u8]) -> ngx_int_t {
+    let data = if bytes.is_empty() {
+        c"".as_ptr() as *mut u8
+    } else {
+        let p = r.pool().alloc_unaligned(bytes.len()) as *mut u8;
+        if p.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        // SAFETY: `p` has room for `bytes`.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
+        p
+    };
+    // SAFETY: nginx passes a value slot for this request.
+    unsafe {
+        (*v).data = data;
+        (*v).set_len(bytes.len() as _);
+        (*v).set_valid(1);
+        (*v).set_no_cacheable(0);
+        (*v).set_not_found(0);
+    }
+    NGX_OK as ngx_int_t
+}
+
+fn not_found(v: *mut ngx_variable_value_t) -> ngx_int_t {
+    // SAFETY: nginx passes a value slot for this request.
+    unsafe { (*v).set_not_found(1) };
+    NGX_OK as ngx_int_t
+}
+
+unsafe extern "C" fn var_incr(r: *mut ngx_http_request_t, v: *mut ngx_variable_value_t, _: usize) -> ngx_int_t {
+    // SAFETY: nginx passes a live request; its main request outlives it.
+    let main = unsafe { Request::from_ngx_http_request((*r).main) };
+    let r = unsafe { Request::from_ngx_http_request(r) };
+    let Some(mk) = Module::location_conf(r).and_then(|l| l.key) else {
+        return not_found(v);
+    };
+    let ctx = match main.get_module_ctx::<RequestCtx>(Module::module()) {
+        Some(ctx) => ctx as *const RequestCtx as *mut RequestCtx,
+        None => {
+            let ctx = main.pool().allocate(RequestCtx { incr: None });
+            if ctx.is_null() {
+                return NGX_ERROR as ngx_int_t;
+            }
+            main.set_module_ctx(ctx as *mut c_void, Module::module());
+            ctx
+        }
+    };
+    // SAFETY: the ctx lives in the main request's pool; requests are single-threaded.
+    let ctx = unsafe { &mut *ctx };
+    let result = *ctx.incr.get_or_insert_with(|| count::count(r, &mk));
+    match result {
+        Some(n) => set_value(r, v, n.to_string().as_bytes()),
+        None => set_value(r, v, b""),
+    }
+}
+
+unsafe extern "C" fn var_value(r: *mut ngx_http_request_t, v: *mut ngx_variable_value_t, _: usize) -> ngx_int_t {
+    // SAFETY: nginx passes a live request.
+    let r = unsafe { Request::from_ngx_http_request(r) };
+    let Some(mk) = Module::location_conf(r).and_then(|l| l.key) else {
+        return not_found(v);
+    };
+    // SAFETY: compiled into the configuration pool.
+    let Some(key) = r.get_complex_value(unsafe { mk.key.as_ref() }) else {
+        return NGX_ERROR as ngx_int_t;
+    };
+    let Some(map) = mk.map() else {
+        return not_found(v);
+    };
+    let value = map.with(|m| match m.get(key.as_bytes(), now()) {
+        Some(Value::Int(i)) => i.to_string().into_bytes(),
+        Some(Value::Long(l)) => l.to_string().into_bytes(),
+        Some(Value::Str(s)) => s.to_vec(),
+        None => Vec::new(),
+    });
+    set_value(r, v, &value.unwrap_or_default())
+}

@@ -1,0 +1,189 @@
+//! The shared zone of each map: the slab pool as the engine's arena, the zone's
+//! initialisation across reloads, and locked access to the map.
+
+use core::ffi::c_void;
+use core::ptr::NonNull;
+
+use ngx::core::SlabPool;
+use ngx::ffi::{
+    ngx_int_t, ngx_log_t, ngx_pagesize, ngx_shm_zone_t, ngx_slab_alloc, ngx_slab_alloc_locked,
+    ngx_slab_free_locked, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_OK,
+};
+use ngx::ngx_log_error;
+use shared_map_engine::{Arena, Map, MapConfig, Spec};
+
+/// One `shared_map` directive: the map's name, its specification and its zone.
+///
+/// Lives in the configuration cycle's pool; `shm_zone.data` points to it.
+pub struct SharedMap {
+    pub name: String,
+    pub spec: Spec,
+    pub shm_zone: NonNull<ngx_shm_zone_t>,
+    /// Offset of the map's header in the zone, set by `init_zone` in the master
+    /// and inherited by the workers.
+    root: u64,
+}
+
+/// nginx's slab pool as the engine's arena. Exists only while the pool's mutex
+/// is held (see [`SharedMap::with`]).
+pub struct SlabArena {
+    pool: NonNull<ngx_slab_pool_t>,
+    size: usize,
+}
+
+// SAFETY: the slab allocator returns chunks inside the zone, after the pool
+// header at offset 0, aligned to at least 8 bytes (its smallest chunk).
+unsafe impl Arena for SlabArena {
+    fn base(&self) -> *mut u8 {
+        self.pool.as_ptr() as *mut u8
+    }
+
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn alloc(&mut self, size: usize) -> Option<NonNull<u8>> {
+        // SAFETY: the pool's mutex is held while a SlabArena exists.
+        NonNull::new(unsafe { ngx_slab_alloc_locked(self.pool.as_ptr(), size.max(8)) } as *mut u8)
+    }
+
+    unsafe fn free(&mut self, ptr: NonNull<u8>) {
+        // SAFETY: the mutex is held and `ptr` came from `alloc`.
+        unsafe { ngx_slab_free_locked(self.pool.as_ptr(), ptr.as_ptr() as *mut c_void) }
+    }
+
+    fn free_bytes(&self) -> usize {
+        // SAFETY: the pool header is valid for the zone's lifetime; pfree counts
+        // whole free pages.
+        unsafe { (*self.pool.as_ptr()).pfree as usize * ngx_pagesize as usize }
+    }
+}
+
+/// Why a map could not be used.
+#[derive(Debug)]
+pub struct ZoneUnavailable;
+
+impl SharedMap {
+    pub fn new(name: String, spec: Spec, shm_zone: NonNull<ngx_shm_zone_t>) -> Self {
+        SharedMap { name, spec, shm_zone, root: 0 }
+    }
+
+    /// The map a zone's `data` points to.
+    ///
+    /// # Safety
+    /// `shm_zone` was created by the `shared_map` directive (or a reference to it
+    /// that the directive then defined) in the running cycle.
+    pub unsafe fn from_zone<'a>(shm_zone: *const ngx_shm_zone_t) -> Option<&'a SharedMap> {
+        // SAFETY: per the contract, `data` is null or points to a live SharedMap.
+        unsafe { ((*shm_zone).data as *const SharedMap).as_ref() }
+    }
+
+    /// Runs `f` on the map with the slab pool's mutex held.
+    ///
+    /// The mutex is nginx's `ngx_shmtx`: if a worker dies holding it, the master
+    /// force-unlocks it, so a killed worker never deadlocks the others.
+    pub fn with<R>(&self, f: impl FnOnce(&mut Map<'_, SlabArena>) -> R) -> Result<R, ZoneUnavailable> {
+        // SAFETY: the zone is mapped for the whole life of a worker (and of the
+        // master between zone initialisation and the next reload).
+        let zone = unsafe { self.shm_zone.as_ref() };
+        let pool = unsafe { SlabPool::from_shm_zone(zone) }.ok_or(ZoneUnavailable)?;
+        let _locked = pool.lock();
+        let mut arena = SlabArena {
+            pool: NonNull::new(zone.shm.addr as *mut ngx_slab_pool_t).ok_or(ZoneUnavailable)?,
+            size: zone.shm.size,
+        };
+        // SAFETY: `root` was returned by Map::create on this zone, and the mutex
+        // is held until `_locked` drops after `f` returns.
+        let mut map = unsafe { Map::attach(&mut arena, self.root) }.ok_or(ZoneUnavailable)?;
+        Ok(f(&mut map))
+    }
+}
+
+/// `shm_zone.init`: three cases, as in nginx's own zone modules.
+///
+/// # Safety
+/// Called by nginx with a zone whose `data` is a SharedMap and, on a reload that
+/// reuses the zone, `old` pointing to the previous cycle's SharedMap.
+pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> ngx_int_t {
+    // SAFETY: nginx passes the zone the directive created; its data is our map.
+    let zone = unsafe { &mut *shm_zone };
+    let map = unsafe { &mut *(zone.data as *mut SharedMap) };
+    let log: *mut ngx_log_t = zone.shm.log;
+    let shpool = zone.shm.addr as *mut ngx_slab_pool_t;
+
+    // A reload reusing the zone: keep the data if the layout is unchanged.
+    if !old.is_null() {
+        // SAFETY: the previous cycle's SharedMap is alive until the new cycle is ready.
+        let prev = unsafe { &*(old as *const SharedMap) };
+        if prev.spec.kind != map.spec.kind || prev.spec.entries != map.spec.entries {
+            ngx_log_error!(
+                NGX_LOG_EMERG,
+                log,
+                "shared_map \"{}\" uses \"{}\" with {} entries while previously it used \"{}\" with {} entries; \
+                 change its name or restart nginx",
+                map.name,
+                map.spec.kind.name(),
+                map.spec.entries,
+                prev.spec.kind.name(),
+                prev.spec.entries
+            );
+            return NGX_ERROR as ngx_int_t;
+        }
+        map.root = prev.root;
+        let (timeout, evict) = (map.spec.timeout, map.spec.evict);
+        return match map.with(|m| m.reconfigure(timeout, evict)) {
+            Ok(()) => NGX_OK as ngx_int_t,
+            Err(_) => NGX_ERROR as ngx_int_t,
+        };
+    }
+
+    // The zone already exists (a shared mapping inherited on Windows): reuse it.
+    if zone.shm.exists != 0 {
+        // SAFETY: the pool header is initialised; `data` holds the map header.
+        map.root = unsafe { (*shpool).data as u64 - shpool as u64 };
+        return NGX_OK as ngx_int_t;
+    }
+
+    // A fresh zone.
+    // SAFETY: a fresh zone is ours alone in the master; ngx_slab_alloc locks.
+    unsafe {
+        let ctx = format!(" in shared map \"{}\"\0", map.name);
+        let log_ctx = ngx_slab_alloc(shpool, ctx.len()) as *mut u8;
+        if log_ctx.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        core::ptr::copy_nonoverlapping(ctx.as_ptr(), log_ctx, ctx.len());
+        (*shpool).log_ctx = log_ctx as *mut _;
+        (*shpool).set_log_nomem(0);
+    }
+    let config = MapConfig::from(&map.spec);
+    let created = {
+        // SAFETY: as in `with`.
+        let pool = unsafe { SlabPool::from_shm_zone(zone) };
+        let Some(pool) = pool else { return NGX_ERROR as ngx_int_t };
+        let _locked = pool.lock();
+        let mut arena = SlabArena {
+            pool: unsafe { NonNull::new_unchecked(shpool) },
+            size: zone.shm.size,
+        };
+        Map::create(&mut arena, &config)
+    };
+    match created {
+        Ok(root) => {
+            map.root = root;
+            // SAFETY: the header lies inside the zone.
+            unsafe { (*shpool).data = (shpool as *mut u8).add(root as usize) as *mut c_void };
+            NGX_OK as ngx_int_t
+        }
+        Err(_) => {
+            ngx_log_error!(
+                NGX_LOG_ALERT,
+                log,
+                "could not allocate the bucket table in shared map \"{}\"",
+                map.name
+            );
+            NGX_ERROR as ngx_int_t
+        }
+    }
+}
+
