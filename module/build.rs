@@ -1,5 +1,6 @@
 //! Passes nginx's feature, OS and version flags (exported by `nginx-sys`) through
-//! as `cfg`s, as the `ngx` crate documents, and lets the cdylib leave nginx's
+//! as `cfg`s, as the `ngx` crate documents (this needs `nginx-sys` as a direct
+//! dependency: cargo hands `DEP_NGINX_*` only to direct dependents), and lets the cdylib leave nginx's
 //! symbols unresolved until `load_module` loads it into nginx.
 
 use std::env;
@@ -19,10 +20,20 @@ fn main() {
         println!("cargo::rustc-cfg=ngx_os=\"{os}\"");
     }
 
-    // `nginx1_25_1` style cfgs would go here; the module currently needs none, but
-    // keeps the version visible for diagnostics.
-    if let Ok(version) = env::var("DEP_NGINX_VERSION_NUMBER") {
-        println!("cargo::rustc-env=SHARED_MAP_NGINX_VERSION_NUMBER={version}");
+    // `nginx1_25_1`-style cfgs for the versions whose API differences matter.
+    const VERSIONS: &[(u64, &str)] = &[(1_023_000, "nginx1_23_0"), (1_025_001, "nginx1_25_1")];
+    for (_, name) in VERSIONS {
+        println!("cargo::rustc-check-cfg=cfg({name})");
+    }
+    if let Some(version) = env::var("DEP_NGINX_VERSION_NUMBER").ok().and_then(|v| v.parse::<u64>().ok()) {
+        for (min, name) in VERSIONS {
+            if version >= *min {
+                println!("cargo::rustc-cfg={name}");
+            }
+        }
+    }
+    for var in ["DEP_NGINX_FEATURES", "DEP_NGINX_OS", "DEP_NGINX_VERSION_NUMBER"] {
+        println!("cargo::rerun-if-env-changed={var}");
     }
 
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("macos") {
