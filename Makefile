@@ -56,8 +56,7 @@ build:
 run: deps build
 	@mkdir -p build/run/logs
 	@echo "nginx on http://127.0.0.1:8080/ (Ctrl-C stops it)"
-	$(NGINX) -p $(CURDIR)/build/run -c $(CURDIR)/nginx-conf/nginx.conf \
-	  -g 'daemon off; master_process on; load_module $(CURDIR)/$(MODULE);'
+	$(NGINX) -p $(CURDIR)/build/run/ -c $(CURDIR)/nginx-conf/nginx.conf -g 'daemon off;'
 
 test: test-engine test-nginx
 

@@ -3,8 +3,10 @@
 //! and benchmarks.
 //!
 //! It mirrors nginx's slab allocator where that matters for measurements:
-//! 4096-byte pages, power-of-two chunk sizes from 8 to 2048 bytes, whole pages
-//! above that, free space reported in whole free pages. All of its state lives in
+//! 4096-byte pages, each with a 24-byte page descriptor (`ngx_slab_page_t`);
+//! power-of-two chunk sizes from 8 to 2048 bytes, where chunks below 64 bytes
+//! give up the first chunks of their page to its allocation bitmap; whole pages
+//! above 2048 bytes; free space reported in whole free pages. All of its state lives in
 //! the region, so processes sharing a `MAP_SHARED` mapping share one heap.
 
 use core::ptr::NonNull;
@@ -20,6 +22,10 @@ const MAGIC: u64 = u64::from_le_bytes(*b"SMHEAP\0\x01");
 /// `page_class` value of a page that starts a run of whole pages.
 const RUN: u8 = 0xfe;
 const FREE: u8 = 0xff;
+/// nginx's `sizeof(ngx_slab_page_t)` on 64-bit: what each page costs in the zone.
+const PAGE_DESCRIPTOR: usize = 24;
+/// nginx keeps the bitmap of pages with chunks smaller than this inside the page.
+const EXACT_SIZE: usize = 64;
 
 #[repr(C)]
 struct HeapHeader {
@@ -71,7 +77,8 @@ impl Heap {
     pub unsafe fn init(base: *mut u8, size: usize) -> Heap {
         assert!(size >= 16 * PAGE, "a heap needs at least 16 pages");
         let pages = size / PAGE;
-        let meta = core::mem::size_of::<HeapHeader>() + pages * 5;
+        // 5 bytes of our own per page, padded to nginx's 24-byte page descriptor.
+        let meta = core::mem::size_of::<HeapHeader>() + pages * PAGE_DESCRIPTOR;
         let first_page = meta.div_ceil(PAGE) * PAGE;
         // SAFETY: the region is ours; the header and the page tables fit before
         // `first_page`.
@@ -241,8 +248,9 @@ unsafe impl Arena for Heap {
             // SAFETY: the page is inside the region and now ours.
             unsafe { *self.page_class(off as usize / PAGE) = class as u8 };
             let chunk = 1usize << (class as u32 + MIN_SHIFT);
+            let bitmap_chunks = if chunk < EXACT_SIZE { (PAGE / chunk / 8).div_ceil(chunk) } else { 0 };
             let mut head = 0u64;
-            for i in (0..PAGE / chunk).rev() {
+            for i in (bitmap_chunks..PAGE / chunk).rev() {
                 let c = off + (i * chunk) as u64;
                 // SAFETY: each chunk lies in the fresh page.
                 unsafe { *(self.base.add(c as usize) as *mut u64) = head };
