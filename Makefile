@@ -76,3 +76,19 @@ bench: build
 clean:
 	$(CARGO) clean
 	rm -rf $(OBJS) build t/servroot
+
+# The same module built against Debian's nginx 1.22 (packages nginx-core nginx-dev),
+# so that it loads into /usr/sbin/nginx next to libnginx-mod-http-lua.
+DEBIAN_SRC := build/debian/nginx
+
+.PHONY: build-debian
+build-debian:
+	@test -d /usr/share/nginx/src || { echo "install nginx-dev first: apt-get install nginx-core nginx-dev"; exit 1; }
+	@if [ ! -f $(DEBIAN_SRC)/objs/ngx_auto_config.h ]; then \
+	  rm -rf $(DEBIAN_SRC) && mkdir -p build/debian && cp -r /usr/share/nginx/src $(DEBIAN_SRC) && \
+	  cd $(DEBIAN_SRC) && bash -c '. ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}"' >/dev/null; fi
+	NGINX_SOURCE_DIR=$(CURDIR)/$(DEBIAN_SRC) NGINX_BUILD_DIR=$(CURDIR)/$(DEBIAN_SRC)/objs \
+	  $(CARGO) build --release -p ngx_http_shared_map --no-default-features --target-dir target/debian
+	@mkdir -p $(OBJS)/debian
+	cp target/debian/release/libngx_http_shared_map_module.so $(OBJS)/debian/ngx_http_shared_map_module.so
+	@echo "built $(OBJS)/debian/ngx_http_shared_map_module.so for /usr/sbin/nginx"
