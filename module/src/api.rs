@@ -624,6 +624,7 @@ unsafe extern "C" fn body_handler(r: *mut ngx_http_request_t) {
             Some(body) => unsafe { send(r, execute(req, op, &body)) },
             None => NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
         },
+        // SAFETY: nothing has been sent yet.
         Some(Err(reply)) => unsafe { send(r, reply) },
     };
     // SAFETY: the post handler finishes the request it took over.
