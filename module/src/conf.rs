@@ -8,7 +8,7 @@ use ngx::core::Pool;
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
     ngx_http_complex_value_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_str_t, ngx_uint_t,
-    NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_CONF_NOARGS, NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
     NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError};
@@ -47,6 +47,8 @@ pub struct LocConf {
     pub key: Option<MapKey>,
     /// `shared_map_count`: counted in the log phase; `None` inherits.
     pub counts: Option<Vec<MapKey>>,
+    /// `shared_map_api`: this location's own, never inherited.
+    pub api: Option<crate::api::ApiConf>,
 }
 
 impl Merge for LocConf {
@@ -65,7 +67,7 @@ const NGX_CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
 const NGX_CONF_OK: *mut c_char = ptr::null_mut();
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
-pub static mut COMMANDS: [ngx_command_t; 4] = [
+pub static mut COMMANDS: [ngx_command_t; 5] = [
     ngx_command_t {
         name: ngx_string!("shared_map"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2) as ngx_uint_t,
@@ -86,6 +88,14 @@ pub static mut COMMANDS: [ngx_command_t; 4] = [
         name: ngx_string!("shared_map_count"),
         type_: (ANY_LEVEL | NGX_CONF_TAKE2) as ngx_uint_t,
         set: Some(cmd_add_count),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("shared_map_api"),
+        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE12) as ngx_uint_t,
+        set: Some(crate::api::cmd_set_api),
         conf: NGX_HTTP_LOC_CONF_OFFSET,
         offset: 0,
         post: ptr::null_mut(),

@@ -1,8 +1,10 @@
 //! ngx_http_shared_map_module: maps shared by every nginx worker, in nginx's
 //! shared memory. This file only wires the module together.
 
+mod api;
 mod conf;
 mod count;
+mod render;
 mod variables;
 mod zone;
 

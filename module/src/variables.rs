@@ -120,5 +120,26 @@ unsafe extern "C" fn var_value(r: *mut ngx_http_request_t, v: *mut ngx_variable_
         Some(Value::Str(s)) => s.to_vec(),
         None => Vec::new(),
     });
-    set_value(r, v, &value.unwrap_or_default())
+    set_value(r, v, &header_safe(&value.unwrap_or_default()))
+}
+
+/// A value that is safe wherever a variable may go, response headers included:
+/// control bytes (CR and LF among them), DEL and `%` become `%XX`, as nginx
+/// escapes memcached keys, so a stored value can never start a header of its
+/// own and the escaping can be undone. The API returns the exact bytes.
+fn header_safe(value: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let unsafe_byte = |b: u8| b < 0x20 || b == 0x7f || b == b'%';
+    if !value.iter().any(|&b| unsafe_byte(b)) {
+        return value.into();
+    }
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = Vec::with_capacity(value.len() + 8);
+    for &b in value {
+        if unsafe_byte(b) {
+            out.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+        } else {
+            out.push(b);
+        }
+    }
+    out.into()
 }

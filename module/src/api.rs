@@ -1,0 +1,632 @@
+//! The HTTP API: `shared_map_api [name] [readonly];` serves maps under a
+//! location. Requests are planned from the method, the URI and the query
+//! (`plan`), run against the map with its lock held only around the engine call
+//! (`execute`), and answered with a plain-text, JSON or Prometheus body (`send`).
+
+use core::ffi::{c_char, c_void};
+use core::ptr::{self, NonNull};
+
+use ngx::ffi::{
+    ngx_buf_t, ngx_chain_t, ngx_command_t, ngx_conf_t, ngx_http_discard_request_body,
+    ngx_http_finalize_request, ngx_http_output_filter, ngx_http_read_client_request_body,
+    ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_read_file, ngx_shared_memory_add,
+    ngx_shm_zone_t, ngx_str_t, NGX_DONE, NGX_ERROR, NGX_HTTP_BAD_REQUEST, NGX_HTTP_CONFLICT,
+    NGX_HTTP_CREATED, NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INSUFFICIENT_STORAGE,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND, NGX_HTTP_NO_CONTENT,
+    NGX_HTTP_OK, NGX_HTTP_POST, NGX_HTTP_PUT, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+    NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_OK,
+};
+use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
+use ngx::{ngx_conf_log_error, ngx_log_error};
+use shared_map_engine::query::{self, Arg, QueryError};
+use shared_map_engine::{spec, Error, OwnedValue, Ttl, Value};
+
+use crate::conf::{self, LocConf};
+use crate::count::{log_refusal, now, printable};
+use crate::render::{self, Dump, Entry};
+use crate::zone::SharedMap;
+use crate::Module;
+
+/// The default `limit` of a JSON listing.
+const DEFAULT_LIMIT: u64 = 1000;
+
+/// `shared_map_api` in a location.
+pub struct ApiConf {
+    /// The one map served, or `None`: every map, at `LOCATION/NAME`.
+    zone: Option<NonNull<ngx_shm_zone_t>>,
+    readonly: bool,
+    /// The location's name when it is a prefix or exact location: what precedes
+    /// the map's name in the URI. `None` (regex locations): the last segment.
+    prefix: Option<Vec<u8>>,
+}
+
+const NGX_CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
+const NGX_CONF_OK: *mut c_char = ptr::null_mut();
+
+/// `shared_map_api [name] [readonly];`
+///
+/// # Safety
+/// Called by nginx with the configuration being parsed and our location conf.
+pub unsafe extern "C" fn cmd_set_api(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx passes our location conf (NGX_HTTP_LOC_CONF_OFFSET).
+    let lcf = unsafe { &mut *(conf as *mut LocConf) };
+    if lcf.api.is_some() {
+        return c"is duplicate".as_ptr() as *mut c_char;
+    }
+    // SAFETY: nginx fills `cf->args` with the directive's words.
+    let args = unsafe { (*(*cf).args).as_slice_mut::<ngx_str_t>() };
+    let readonly = args.len() > 1 && args[args.len() - 1].as_bytes() == b"readonly";
+    let end = if readonly { args.len() - 1 } else { args.len() };
+    let zone = match &mut args[1..end] {
+        [] => None,
+        [name] => {
+            // As in `shared_map_key`: a reference that `shared_map` may define
+            // later; nginx refuses to start if it never does.
+            // SAFETY: the name lives in the configuration pool.
+            let z = unsafe {
+                ngx_shared_memory_add(cf, name, 0, ptr::addr_of_mut!(crate::ngx_http_shared_map_module) as *mut c_void)
+            };
+            match NonNull::new(z) {
+                Some(z) => Some(z),
+                None => return NGX_CONF_ERROR,
+            }
+        }
+        [_, extra, ..] => {
+            let extra = String::from_utf8_lossy(extra.as_bytes()).into_owned();
+            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "invalid parameter \"{}\"", extra);
+            return NGX_CONF_ERROR;
+        }
+    };
+    // SAFETY: the core module's location conf exists while a location is parsed.
+    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
+        return NGX_CONF_ERROR;
+    };
+    let prefix = (clcf.regex.is_null() && clcf.named() == 0 && clcf.noname() == 0)
+        .then(|| clcf.name.as_bytes().to_vec());
+    clcf.handler = Some(content_handler);
+    lcf.api = Some(ApiConf { zone, readonly, prefix });
+    NGX_CONF_OK
+}
+
+/// The value type a `PUT` stores.
+#[derive(Clone, Copy)]
+enum PutType {
+    Int,
+    Long,
+    Str,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Prometheus,
+}
+
+/// What a request asks for, its arguments validated.
+enum Op {
+    ListMaps { format: Format, prefix: Vec<u8>, limit: Option<u64> },
+    Get { map: &'static SharedMap, key: Vec<u8> },
+    Put { map: &'static SharedMap, key: Vec<u8>, ttl: Ttl, vtype: PutType, nx: bool },
+    Incr { map: &'static SharedMap, key: Vec<u8>, delta: i64, init: i64, ttl: Ttl },
+    Delete { map: &'static SharedMap, key: Vec<u8> },
+    List { map: &'static SharedMap, format: Format, prefix: Vec<u8>, limit: Option<u64> },
+    Clear { map: &'static SharedMap },
+}
+
+/// A response: status, body and the headers that go with it.
+struct Reply {
+    status: u32,
+    content_type: &'static str,
+    body: Vec<u8>,
+    value_type: Option<&'static str>,
+    allow: Option<&'static str>,
+}
+
+const TEXT: &str = "text/plain";
+const JSON: &str = "application/json";
+const PROMETHEUS: &str = "text/plain; version=0.0.4";
+const ALLOW_ALL: &str = "GET, HEAD, PUT, POST, DELETE";
+const ALLOW_READ: &str = "GET, HEAD";
+
+impl Reply {
+    fn new(status: u32, content_type: &'static str, body: Vec<u8>) -> Self {
+        Reply { status, content_type, body, value_type: None, allow: None }
+    }
+
+    fn empty(status: u32) -> Self {
+        Reply::new(status, TEXT, Vec::new())
+    }
+
+    /// An error: a short reason, one line of plain text.
+    fn error(status: u32, reason: impl Into<String>) -> Self {
+        let mut body = reason.into().into_bytes();
+        body.push(b'\n');
+        Reply::new(status, TEXT, body)
+    }
+
+    fn not_allowed(reason: impl Into<String>, allow: &'static str) -> Self {
+        Reply { allow: Some(allow), ..Reply::error(NGX_HTTP_NOT_ALLOWED, reason) }
+    }
+}
+
+fn bad_request(e: impl ToString) -> Reply {
+    Reply::error(NGX_HTTP_BAD_REQUEST, e.to_string())
+}
+
+/// The reply to a refused write; refusals for lack of room are also logged.
+fn refused(r: &Request, map: &SharedMap, key: &[u8], err: Error) -> Reply {
+    match err {
+        Error::NoRoom => {
+            log_refusal(r, map, key, err);
+            Reply::error(NGX_HTTP_INSUFFICIENT_STORAGE, format!("shared map \"{}\" is full", map.name))
+        }
+        Error::TypeConflict => Reply::error(NGX_HTTP_CONFLICT, "type conflict: the value is not a number"),
+        Error::Overflow => Reply::error(NGX_HTTP_CONFLICT, "overflow"),
+        Error::Exists => Reply::error(NGX_HTTP_CONFLICT, "key exists"),
+        Error::KeyTooLarge => Reply::error(NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "key too large"),
+        Error::ValueTooLarge => Reply::error(NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "value too large"),
+        Error::NotFound => Reply::error(NGX_HTTP_NOT_FOUND, "key not found"),
+    }
+}
+
+fn unavailable(r: &Request, map: &SharedMap) -> Reply {
+    ngx_log_error!(NGX_LOG_ALERT, r.log(), "shared map \"{}\" is not initialised", map.name);
+    Reply::error(NGX_HTTP_INTERNAL_SERVER_ERROR, "map unavailable")
+}
+
+/// The validated arguments of one request.
+struct Args(Vec<Arg>);
+
+impl Args {
+    fn get(&self, name: &str) -> Option<&Arg> {
+        self.0.iter().find(|a| a.name == name.as_bytes())
+    }
+
+    /// Refuses any argument not in `allowed`.
+    fn only(&self, allowed: &[&str]) -> Result<(), Reply> {
+        match self.0.iter().find(|a| !allowed.iter().any(|n| n.as_bytes() == a.name.as_slice())) {
+            Some(a) => Err(bad_request(format!("unexpected argument \"{}\"", String::from_utf8_lossy(&a.name)))),
+            None => Ok(()),
+        }
+    }
+
+    /// The value of an argument that must have one (`name=...`).
+    fn value(&self, name: &str) -> Result<Option<&[u8]>, Reply> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Arg { value: Some(v), .. }) => Ok(Some(v)),
+            Some(_) => Err(bad_request(format!("argument \"{name}\" needs a value"))),
+        }
+    }
+
+    fn required(&self, name: &str) -> Result<&[u8], Reply> {
+        self.value(name)?.ok_or_else(|| bad_request(format!("missing argument \"{name}\"")))
+    }
+
+    /// A flag (`nx`): present without a value.
+    fn flag(&self, name: &str) -> Result<bool, Reply> {
+        match self.get(name) {
+            None => Ok(false),
+            Some(Arg { value: None, .. }) => Ok(true),
+            Some(_) => Err(bad_request(format!("argument \"{name}\" takes no value"))),
+        }
+    }
+
+    fn number<T: core::str::FromStr>(&self, name: &str) -> Result<Option<T>, Reply> {
+        let Some(v) = self.value(name)? else { return Ok(None) };
+        parse_number(v).map(Some).ok_or_else(|| bad_request(format!("invalid {name} \"{}\"", printable(v))))
+    }
+
+    fn ttl(&self) -> Result<Ttl, Reply> {
+        let Some(v) = self.value("ttl")? else { return Ok(Ttl::Default) };
+        match core::str::from_utf8(v).ok().and_then(spec::parse_time_secs) {
+            Some(0) => Ok(Ttl::Never),
+            Some(secs) => Ok(Ttl::Secs(secs)),
+            None => Err(bad_request(format!("invalid ttl \"{}\"", printable(v)))),
+        }
+    }
+
+    fn format(&self) -> Result<Format, Reply> {
+        match self.value("format")? {
+            None | Some(b"json") => Ok(Format::Json),
+            Some(b"prometheus") => Ok(Format::Prometheus),
+            Some(v) => Err(bad_request(format!("invalid format \"{}\"", printable(v)))),
+        }
+    }
+}
+
+/// A decimal number: an optional `-`, then digits only.
+fn parse_number<T: core::str::FromStr>(v: &[u8]) -> Option<T> {
+    let digits = v.strip_prefix(b"-").unwrap_or(v);
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    core::str::from_utf8(v).ok()?.parse().ok()
+}
+
+const ALL_ARGS: [&str; 9] = ["key", "prefix", "limit", "format", "ttl", "type", "nx", "incr", "init"];
+
+/// The map a request names, `Ok(None)` for the list of maps.
+fn find_map(r: &Request, api: &ApiConf) -> Result<Option<&'static SharedMap>, Reply> {
+    if let Some(zone) = api.zone {
+        // SAFETY: the zone was added by the directive in this cycle; `shared_map`
+        // defined it, or nginx would not have started.
+        return match unsafe { SharedMap::from_zone(zone.as_ptr()) } {
+            Some(map) => Ok(Some(map)),
+            None => Err(Reply::error(NGX_HTTP_INTERNAL_SERVER_ERROR, "map unavailable")),
+        };
+    }
+    let uri = r.path().as_bytes();
+    let name = match &api.prefix {
+        Some(prefix) if uri.starts_with(prefix) => &uri[prefix.len()..],
+        _ => &uri[uri.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1)..],
+    };
+    let name = name.strip_prefix(b"/").unwrap_or(name);
+    if name.is_empty() {
+        return Ok(None);
+    }
+    let maps: &'static [Box<SharedMap>] = conf::maps(r.as_ref());
+    match maps.iter().find(|m| m.name.as_bytes() == name) {
+        Some(m) => Ok(Some(&**m)),
+        None => Err(Reply::error(NGX_HTTP_NOT_FOUND, format!("unknown map \"{}\"", printable(name)))),
+    }
+}
+
+/// Works out what the request asks for, refusing it when malformed.
+fn plan(r: &Request, api: &ApiConf) -> Result<Op, Reply> {
+    let method = r.as_ref().method as u32;
+    let write = match method {
+        NGX_HTTP_GET | NGX_HTTP_HEAD => false,
+        NGX_HTTP_PUT | NGX_HTTP_POST | NGX_HTTP_DELETE => true,
+        _ => {
+            let allow = if api.readonly { ALLOW_READ } else { ALLOW_ALL };
+            return Err(Reply::not_allowed("method not allowed", allow));
+        }
+    };
+    let map = find_map(r, api)?;
+    let args = query::parse(r.as_ref().args.as_bytes(), &ALL_ARGS).map_err(|e: QueryError| bad_request(e))?;
+    let args = Args(args);
+
+    let Some(map) = map else {
+        if write {
+            return Err(Reply::not_allowed("method not allowed", ALLOW_READ));
+        }
+        args.only(&["format", "prefix", "limit"])?;
+        return Ok(Op::ListMaps {
+            format: args.format()?,
+            prefix: args.value("prefix")?.unwrap_or_default().to_vec(),
+            limit: args.number("limit")?,
+        });
+    };
+    if write && api.readonly {
+        return Err(Reply::not_allowed(format!("shared map \"{}\" is read-only here", map.name), ALLOW_READ));
+    }
+
+    let key = args.value("key")?.map(<[u8]>::to_vec);
+    match (method, key) {
+        (NGX_HTTP_GET | NGX_HTTP_HEAD, Some(key)) => {
+            args.only(&["key"])?;
+            Ok(Op::Get { map, key })
+        }
+        (NGX_HTTP_GET | NGX_HTTP_HEAD, None) => {
+            args.only(&["format", "prefix", "limit"])?;
+            Ok(Op::List {
+                map,
+                format: args.format()?,
+                prefix: args.value("prefix")?.unwrap_or_default().to_vec(),
+                limit: args.number("limit")?,
+            })
+        }
+        (NGX_HTTP_PUT, key) => {
+            args.only(&["key", "ttl", "type", "nx"])?;
+            let key = key.ok_or_else(|| bad_request("missing argument \"key\""))?;
+            let vtype = match args.value("type")? {
+                None | Some(b"string") => PutType::Str,
+                Some(b"int") => PutType::Int,
+                Some(b"long") => PutType::Long,
+                Some(v) => return Err(bad_request(format!("invalid type \"{}\"", printable(v)))),
+            };
+            Ok(Op::Put { map, key, ttl: args.ttl()?, vtype, nx: args.flag("nx")? })
+        }
+        (NGX_HTTP_POST, key) => {
+            args.only(&["key", "incr", "init", "ttl"])?;
+            let key = key.ok_or_else(|| bad_request("missing argument \"key\""))?;
+            args.required("incr")?;
+            Ok(Op::Incr {
+                map,
+                key,
+                delta: args.number("incr")?.unwrap_or(0),
+                init: args.number("init")?.unwrap_or(0),
+                ttl: args.ttl()?,
+            })
+        }
+        (_, Some(key)) => {
+            args.only(&["key"])?;
+            Ok(Op::Delete { map, key })
+        }
+        (_, None) => {
+            args.only(&[])?;
+            Ok(Op::Clear { map })
+        }
+    }
+}
+
+/// Runs `op`, with `body` the request body of a `PUT`.
+fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
+    let now = now();
+    match op {
+        Op::Get { map, key } => {
+            match map.with(|m| m.get(&key, now).map(|v| v.to_owned())) {
+                Err(_) => unavailable(r, map),
+                Ok(None) => Reply::error(NGX_HTTP_NOT_FOUND, "key not found"),
+                Ok(Some(v)) => {
+                    let (t, body) = match v {
+                        OwnedValue::Int(i) => ("int", i.to_string().into_bytes()),
+                        OwnedValue::Long(l) => ("long", l.to_string().into_bytes()),
+                        OwnedValue::Str(s) => ("string", s),
+                    };
+                    Reply { value_type: Some(t), ..Reply::new(NGX_HTTP_OK, TEXT, body) }
+                }
+            }
+        }
+        Op::Put { map, key, ttl, vtype, nx } => {
+            let value = match vtype {
+                PutType::Str => Value::Str(body),
+                PutType::Int => match parse_number::<i32>(body) {
+                    Some(v) => Value::Int(v),
+                    None => return bad_request(format!("invalid int value \"{}\"", printable(body))),
+                },
+                PutType::Long => match parse_number::<i64>(body) {
+                    Some(v) => Value::Long(v),
+                    None => return bad_request(format!("invalid long value \"{}\"", printable(body))),
+                },
+            };
+            // A key as large as the zone can never be stored, whatever the engine's limit.
+            if key.len() >= map.spec.space {
+                return refused(r, map, &key, Error::KeyTooLarge);
+            }
+            let result = map.with(|m| {
+                if nx {
+                    m.put_if_absent(&key, value, ttl, now).map(|()| None)
+                } else {
+                    m.put(&key, value, ttl, now)
+                }
+            });
+            match result {
+                Err(_) => unavailable(r, map),
+                Ok(Ok(None)) => Reply::empty(NGX_HTTP_CREATED),
+                Ok(Ok(Some(_))) => Reply::empty(NGX_HTTP_NO_CONTENT),
+                Ok(Err(e)) => refused(r, map, &key, e),
+            }
+        }
+        Op::Incr { map, key, delta, init, ttl } => {
+            if key.len() >= map.spec.space {
+                return refused(r, map, &key, Error::KeyTooLarge);
+            }
+            match map.with(|m| m.add(&key, delta, init, ttl, now)) {
+                Err(_) => unavailable(r, map),
+                Ok(Ok(v)) => Reply::new(NGX_HTTP_OK, TEXT, v.to_string().into_bytes()),
+                Ok(Err(e)) => refused(r, map, &key, e),
+            }
+        }
+        Op::Delete { map, key } => match map.with(|m| m.remove(&key, now).is_some()) {
+            Err(_) => unavailable(r, map),
+            Ok(true) => Reply::empty(NGX_HTTP_NO_CONTENT),
+            Ok(false) => Reply::error(NGX_HTTP_NOT_FOUND, "key not found"),
+        },
+        Op::Clear { map } => match map.with(|m| m.clear()) {
+            Err(_) => unavailable(r, map),
+            Ok(()) => Reply::empty(NGX_HTTP_NO_CONTENT),
+        },
+        Op::List { map, format, prefix, limit } => {
+            let limit = limit.or((format == Format::Json).then_some(DEFAULT_LIMIT));
+            let Some(dump) = dump(map, &prefix, limit, format == Format::Prometheus, now) else {
+                return unavailable(r, map);
+            };
+            match format {
+                Format::Json => Reply::new(NGX_HTTP_OK, JSON, render::map_json(&dump, now)),
+                Format::Prometheus => Reply::new(NGX_HTTP_OK, PROMETHEUS, render::prometheus(&[dump])),
+            }
+        }
+        Op::ListMaps { format, prefix, limit } => {
+            let maps: &'static [Box<SharedMap>] = conf::maps(r.as_ref());
+            let mut dumps = Vec::with_capacity(maps.len());
+            for map in maps {
+                // JSON lists statistics only; Prometheus adds the numeric entries.
+                let limit = if format == Format::Json { Some(0) } else { limit };
+                match dump(map, &prefix, limit, true, now) {
+                    Some(d) => dumps.push(d),
+                    None => return unavailable(r, map),
+                }
+            }
+            match format {
+                Format::Json => Reply::new(NGX_HTTP_OK, JSON, render::maps_json(&dumps)),
+                Format::Prometheus => Reply::new(NGX_HTTP_OK, PROMETHEUS, render::prometheus(&dumps)),
+            }
+        }
+    }
+}
+
+/// Copies a map's statistics and up to `limit` entries under `prefix` (numeric
+/// ones only if `numeric`) out of the map, holding its lock only meanwhile.
+fn dump<'a>(map: &'a SharedMap, prefix: &[u8], limit: Option<u64>, numeric: bool, now: u32) -> Option<Dump<'a>> {
+    let limit = limit.unwrap_or(u64::MAX);
+    let (stats, entries, more) = map
+        .with(|m| {
+            let stats = m.stats();
+            let mut entries = Vec::new();
+            let mut more = false;
+            m.for_each(prefix, now, |key, value, expire| {
+                if numeric && matches!(value, Value::Str(_)) {
+                    return true;
+                }
+                if entries.len() as u64 >= limit {
+                    more = true;
+                    return false;
+                }
+                entries.push(Entry { key: key.to_vec(), value: value.to_owned(), expire });
+                true
+            });
+            (stats, entries, more)
+        })
+        .ok()?;
+    Some(Dump { name: &map.name, kind: map.spec.kind.name(), stats, entries, more })
+}
+
+/// Sends `reply` as the whole response; returns what the content handler returns.
+///
+/// # Safety
+/// `r` is a live request whose response has not been started.
+unsafe fn send(r: *mut ngx_http_request_t, reply: Reply) -> ngx_int_t {
+    // SAFETY: per the contract.
+    let req = unsafe { Request::from_ngx_http_request(r) };
+    let pool = req.pool();
+    {
+        let hr = req.as_mut();
+        hr.headers_out.status = reply.status as _;
+        hr.headers_out.content_length_n = reply.body.len() as _;
+        let ct = reply.content_type;
+        hr.headers_out.content_type = ngx_str_t { len: ct.len(), data: ct.as_ptr() as *mut u8 };
+        hr.headers_out.content_type_len = ct.len();
+        hr.headers_out.content_type_lowcase = ptr::null_mut();
+    }
+    let headers = [("X-Shared-Map-Type", reply.value_type), ("Allow", reply.allow)];
+    for (name, value) in headers {
+        if let Some(value) = value {
+            if req.add_header_out(name, value).is_none() {
+                return NGX_ERROR as ngx_int_t;
+            }
+        }
+    }
+
+    // SAFETY: a live request with its headers set.
+    let rc = unsafe { ngx_http_send_header(r) };
+    if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || req.header_only() {
+        return rc;
+    }
+
+    let b = pool.calloc_type::<ngx_buf_t>();
+    if b.is_null() {
+        return NGX_ERROR as ngx_int_t;
+    }
+    // SAFETY: `b` is a zeroed buffer from the request pool; the body is copied
+    // into the pool, which outlives the response.
+    unsafe {
+        if !reply.body.is_empty() {
+            let data = pool.alloc_unaligned(reply.body.len()) as *mut u8;
+            if data.is_null() {
+                return NGX_ERROR as ngx_int_t;
+            }
+            ptr::copy_nonoverlapping(reply.body.as_ptr(), data, reply.body.len());
+            (*b).pos = data;
+            (*b).last = data.add(reply.body.len());
+            (*b).set_memory(1);
+        }
+        (*b).set_last_buf(if req.is_main() { 1 } else { 0 });
+        (*b).set_last_in_chain(1);
+        let mut out = ngx_chain_t { buf: b, next: ptr::null_mut() };
+        ngx_http_output_filter(r, &mut out)
+    }
+}
+
+/// The request body, whether nginx kept it in memory or in a temporary file.
+///
+/// # Safety
+/// `r` is a live request whose body has been read.
+unsafe fn read_body(r: *mut ngx_http_request_t) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    // SAFETY: nginx sets `request_body` before calling the post handler; its
+    // chain links and buffers live in the request pool.
+    unsafe {
+        let rb = (*r).request_body;
+        if rb.is_null() {
+            return Some(body);
+        }
+        let mut cl = (*rb).bufs;
+        while !cl.is_null() {
+            let b = (*cl).buf;
+            if (*b).in_file() != 0 {
+                let mut pos = (*b).file_pos;
+                let start = body.len();
+                let len = usize::try_from((*b).file_last - pos).ok()?;
+                body.resize(start + len, 0);
+                let mut done = 0;
+                while done < len {
+                    let n = ngx_read_file((*b).file, body.as_mut_ptr().add(start + done), len - done, pos);
+                    if n <= 0 {
+                        return None;
+                    }
+                    done += n as usize;
+                    pos += n as i64;
+                }
+            } else if !(*b).pos.is_null() {
+                let len = (*b).last.offset_from((*b).pos) as usize;
+                body.extend_from_slice(core::slice::from_raw_parts((*b).pos, len));
+            }
+            cl = (*cl).next;
+        }
+    }
+    Some(body)
+}
+
+fn api_conf(r: &Request) -> Option<&'static ApiConf> {
+    Module::location_conf(r).and_then(|l| l.api.as_ref())
+}
+
+/// The location's content handler.
+///
+/// # Safety
+/// Called by nginx with a live request.
+unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx passes a live request.
+    let req = unsafe { Request::from_ngx_http_request(r) };
+    let Some(api) = api_conf(req) else {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    match plan(req, api) {
+        Ok(Op::Put { .. }) => {
+            // The body is read first; the post handler plans the request again
+            // (it is cheap and deterministic) rather than keeping state.
+            // SAFETY: a live request in its content phase.
+            let rc = unsafe { ngx_http_read_client_request_body(r, Some(body_handler)) };
+            if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
+                return rc;
+            }
+            NGX_DONE as ngx_int_t
+        }
+        planned => {
+            // SAFETY: a live request in its content phase.
+            let rc = unsafe { ngx_http_discard_request_body(r) };
+            if rc != NGX_OK as ngx_int_t {
+                return rc;
+            }
+            let reply = match planned {
+                Ok(op) => execute(req, op, &[]),
+                Err(reply) => reply,
+            };
+            // SAFETY: nothing has been sent yet.
+            unsafe { send(r, reply) }
+        }
+    }
+}
+
+/// Runs a `PUT` once nginx has read its body.
+///
+/// # Safety
+/// Called by nginx with a live request whose body has been read.
+unsafe extern "C" fn body_handler(r: *mut ngx_http_request_t) {
+    // SAFETY: nginx passes a live request.
+    let req = unsafe { Request::from_ngx_http_request(r) };
+    let rc = match api_conf(req).map(|api| plan(req, api)) {
+        None => NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
+        // SAFETY: the body has been read; nothing has been sent yet.
+        Some(Ok(op)) => match unsafe { read_body(r) } {
+            Some(body) => unsafe { send(r, execute(req, op, &body)) },
+            None => NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
+        },
+        // SAFETY: nothing has been sent yet.
+        Some(Err(reply)) => unsafe { send(r, reply) },
+    };
+    // SAFETY: the post handler finishes the request it took over.
+    unsafe { ngx_http_finalize_request(r, rc) };
+}

@@ -1,0 +1,219 @@
+//! What the HTTP API sends for listings: JSON (through `serde_json`) and the
+//! Prometheus text exposition format. Works on data already copied out of the
+//! maps, so nothing here runs under a map's lock.
+//!
+//! Keys and string values that are valid UTF-8 appear as JSON strings (`key`,
+//! `value`) and Prometheus label values (`key`); others appear base64-encoded
+//! (standard alphabet, padded) under `key_base64` / `value_base64`, so every
+//! byte string is represented exactly.
+
+use base64::Engine as _;
+use serde::Serialize;
+use serde_json::{Map as JsonObject, Value as Json};
+use shared_map_engine::{OwnedValue, Stats};
+
+/// One entry copied out of a map; `expire` is the unix time it expires, 0 never.
+pub struct Entry {
+    pub key: Vec<u8>,
+    pub value: OwnedValue,
+    pub expire: u32,
+}
+
+/// A map's statistics and some of its entries, copied out under its lock.
+pub struct Dump<'a> {
+    pub name: &'a str,
+    pub kind: &'static str,
+    pub stats: Stats,
+    pub entries: Vec<Entry>,
+    /// More entries matched than were copied (`limit`).
+    pub more: bool,
+}
+
+#[derive(Serialize)]
+struct StatsJson {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    space: u64,
+    free_space: u64,
+    entries: u64,
+    max_entries: u64,
+    hits: u64,
+    misses: u64,
+    evictions: u64,
+    expirations: u64,
+    refused: u64,
+}
+
+impl StatsJson {
+    fn new(kind: &'static str, s: &Stats) -> Self {
+        StatsJson {
+            kind,
+            space: s.space,
+            free_space: s.free_space,
+            entries: s.entries,
+            max_entries: s.max_entries,
+            hits: s.hits,
+            misses: s.misses,
+            evictions: s.evictions,
+            expirations: s.expirations,
+            refused: s.refused,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct MapJson<'a> {
+    name: &'a str,
+    stats: StatsJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entries: Option<Vec<Json>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    more: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct MapsJson<'a> {
+    maps: Vec<MapJson<'a>>,
+}
+
+/// Puts `bytes` under `name` when UTF-8, else base64 under `name_base64`.
+fn put_bytes(obj: &mut JsonObject<String, Json>, name: &str, bytes: &[u8]) {
+    match core::str::from_utf8(bytes) {
+        Ok(s) => obj.insert(name.to_owned(), Json::String(s.to_owned())),
+        Err(_) => obj.insert(
+            format!("{name}_base64"),
+            Json::String(base64::engine::general_purpose::STANDARD.encode(bytes)),
+        ),
+    };
+}
+
+fn entry_json(e: &Entry, now: u32) -> Json {
+    let mut obj = JsonObject::new();
+    put_bytes(&mut obj, "key", &e.key);
+    match &e.value {
+        OwnedValue::Int(v) => {
+            obj.insert("type".into(), "int".into());
+            obj.insert("value".into(), (*v).into());
+        }
+        OwnedValue::Long(v) => {
+            obj.insert("type".into(), "long".into());
+            obj.insert("value".into(), (*v).into());
+        }
+        OwnedValue::Str(s) => {
+            obj.insert("type".into(), "string".into());
+            put_bytes(&mut obj, "value", s);
+        }
+    }
+    if e.expire != 0 {
+        obj.insert("ttl".into(), e.expire.saturating_sub(now).into());
+    }
+    Json::Object(obj)
+}
+
+/// One map: its statistics and entries, with `more` when `limit` cut them.
+pub fn map_json(d: &Dump<'_>, now: u32) -> Vec<u8> {
+    let doc = MapJson {
+        name: d.name,
+        stats: StatsJson::new(d.kind, &d.stats),
+        entries: Some(d.entries.iter().map(|e| entry_json(e, now)).collect()),
+        more: Some(d.more),
+    };
+    serde_json::to_vec(&doc).unwrap_or_default()
+}
+
+/// Every map with its statistics.
+pub fn maps_json(dumps: &[Dump<'_>]) -> Vec<u8> {
+    let doc = MapsJson {
+        maps: dumps
+            .iter()
+            .map(|d| MapJson { name: d.name, stats: StatsJson::new(d.kind, &d.stats), entries: None, more: None })
+            .collect(),
+    };
+    serde_json::to_vec(&doc).unwrap_or_default()
+}
+
+/// A label value escaped as the text format requires: `\\`, `\"` and `\n`.
+fn label(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// `name="value"` for bytes: `key` when UTF-8, else base64 in `key_base64`.
+fn bytes_label(out: &mut String, name: &str, bytes: &[u8]) {
+    match core::str::from_utf8(bytes) {
+        Ok(s) => {
+            out.push_str(name);
+            out.push_str("=\"");
+            label(out, s);
+        }
+        Err(_) => {
+            out.push_str(name);
+            out.push_str("_base64=\"");
+            out.push_str(&base64::engine::general_purpose::STANDARD.encode(bytes));
+        }
+    }
+    out.push('"');
+}
+
+type StatFn = fn(&Stats) -> u64;
+
+const STATS: [(&str, &str, &str, StatFn); 9] = [
+    ("shared_map_space_bytes", "gauge", "Size of the map's shared memory zone.", |s| s.space),
+    ("shared_map_free_space_bytes", "gauge", "Free pages in the map's zone, in bytes.", |s| s.free_space),
+    ("shared_map_entries", "gauge", "Entries in the map.", |s| s.entries),
+    ("shared_map_max_entries", "gauge", "The most entries the map holds.", |s| s.max_entries),
+    ("shared_map_hits_total", "counter", "Lookups that found their key.", |s| s.hits),
+    ("shared_map_misses_total", "counter", "Lookups that did not find their key.", |s| s.misses),
+    ("shared_map_evictions_total", "counter", "Entries evicted to make room.", |s| s.evictions),
+    ("shared_map_expirations_total", "counter", "Entries removed because they expired.", |s| s.expirations),
+    ("shared_map_refused_total", "counter", "Writes refused for lack of room.", |s| s.refused),
+];
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+}
+
+/// The text exposition format (version 0.0.4): each map's statistics, then
+/// every copied numeric entry as a `shared_map_value` sample.
+pub fn prometheus(dumps: &[Dump<'_>]) -> Vec<u8> {
+    let mut out = String::new();
+    family(&mut out, "shared_map_info", "gauge", "The map and its type.");
+    for d in dumps {
+        out.push_str("shared_map_info{map=\"");
+        label(&mut out, d.name);
+        out.push_str("\",type=\"");
+        label(&mut out, d.kind);
+        out.push_str("\"} 1\n");
+    }
+    for (name, kind, help, get) in STATS {
+        family(&mut out, name, kind, help);
+        for d in dumps {
+            out.push_str(name);
+            out.push_str("{map=\"");
+            label(&mut out, d.name);
+            out.push_str(&format!("\"}} {}\n", get(&d.stats)));
+        }
+    }
+    family(&mut out, "shared_map_value", "gauge", "Numeric entries of the map.");
+    for d in dumps {
+        for e in &d.entries {
+            let v = match e.value {
+                OwnedValue::Int(v) => v as i64,
+                OwnedValue::Long(v) => v,
+                OwnedValue::Str(_) => continue,
+            };
+            out.push_str("shared_map_value{map=\"");
+            label(&mut out, d.name);
+            out.push_str("\",");
+            bytes_label(&mut out, "key", &e.key);
+            out.push_str(&format!("}} {v}\n"));
+        }
+    }
+    out.into_bytes()
+}

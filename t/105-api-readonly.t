@@ -1,0 +1,109 @@
+# shared_map_api: readonly refuses writes with 405.
+use Test::Nginx::Socket 'no_plan';
+
+workers(2);
+master_on();
+no_shuffle();
+no_long_string();
+
+our $HttpConfig = <<'_EOC_';
+    shared_map m tinymap?space=1m&entries=1000;
+    shared_map h hashmap?space=1m;
+_EOC_
+
+our $Config = <<'_EOC_';
+    location /api/ { shared_map_api; }
+    location /ro/ { shared_map_api readonly; }
+    location = /rom { shared_map_api m readonly; }
+_EOC_
+
+# Every block gets these unless it has its own; a block whose name starts with
+# "..." continues the previous one in the same running nginx.
+add_block_preprocessor(sub {
+    my $block = shift;
+    return if $block->name =~ /^\S+ \d+: \.\.\./;
+    $block->set_value("main_config", 'load_module $TEST_NGINX_MODULE;') if !defined $block->main_config;
+    $block->set_value("http_config", $HttpConfig) if !defined $block->http_config;
+    $block->set_value("config", $Config) if !defined $block->config;
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: reads are served under readonly, for every map and for one
+--- request eval
+["PUT /api/m?key=k\nvalue", "GET /ro/m?key=k", "GET /rom?key=k", "HEAD /rom?key=k", "GET /ro/m?key=nope"]
+--- error_code eval
+[201, 200, 200, 200, 404]
+--- response_body eval
+["", "value", "value", "", "key not found\n"]
+
+
+
+=== TEST 2: listings are reads
+--- request eval
+["GET /ro/", "GET /ro/m", "GET /rom?format=prometheus"]
+--- error_code eval
+[200, 200, 200]
+--- response_body_like eval
+['^\{"maps":\[', '^\{"name":"m",', '^# HELP']
+
+
+
+=== TEST 3: PUT, POST, DELETE of a key and DELETE of the map are refused with 405 and Allow
+--- request eval
+["PUT /api/m?key=k\nvalue", "PUT /ro/m?key=k\nchanged", "PUT /rom?key=new\nx", "POST /ro/m?key=k&incr=1",
+ "DELETE /rom?key=k", "DELETE /ro/m", "DELETE /rom"]
+--- error_code eval
+[201, 405, 405, 405, 405, 405, 405]
+--- response_headers eval
+["", "Allow: GET, HEAD", "Allow: GET, HEAD", "Allow: GET, HEAD", "Allow: GET, HEAD", "Allow: GET, HEAD", "Allow: GET, HEAD"]
+--- response_body eval
+["", "shared map \"m\" is read-only here\n", "shared map \"m\" is read-only here\n", "shared map \"m\" is read-only here\n",
+ "shared map \"m\" is read-only here\n", "shared map \"m\" is read-only here\n", "shared map \"m\" is read-only here\n"]
+
+
+
+=== TEST 4: ... and changed nothing
+--- request eval
+["GET /api/m?key=k", "GET /api/m?key=new"]
+--- error_code eval
+[200, 404]
+--- response_body eval
+["value", "key not found\n"]
+
+
+
+=== TEST 5: a refused write with a body keeps the connection usable
+--- pipelined_requests eval
+["PUT /ro/m?key=k\n" . ("x" x 5000), "GET /ro/m?key=k"]
+--- error_code eval
+[405, 404]
+--- response_body eval
+["shared map \"m\" is read-only here\n", "key not found\n"]
+
+
+
+=== TEST 6: other methods are refused with 405 in readonly and writable locations alike
+--- request eval
+["PATCH /ro/m?key=k", "PATCH /api/m?key=k", "OPTIONS /rom"]
+--- error_code eval
+[405, 405, 405]
+--- response_headers eval
+["Allow: GET, HEAD", "Allow: GET, HEAD, PUT, POST, DELETE", "Allow: GET, HEAD"]
+--- response_body eval
+["method not allowed\n", "method not allowed\n", "method not allowed\n"]
+
+
+
+=== TEST 7: a map named "readonly" is still reachable: readonly is the last word
+--- http_config
+    shared_map readonly tinymap?space=32k;
+--- config
+    location = /a { shared_map_api readonly readonly; }
+    location = /b { shared_map_api readonly; }
+--- request eval
+["PUT /a?key=k\nv", "GET /a?key=k", "GET /b/readonly?key=k"]
+--- error_code eval
+[405, 404, 404]
