@@ -9,6 +9,7 @@ mod arena;
 pub mod heap;
 mod map;
 mod raw;
+pub mod session_spec;
 pub mod spec;
 
 pub use arena::Arena;
