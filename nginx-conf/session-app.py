@@ -13,6 +13,7 @@ socket, so any of them (and any nginx worker) sees the same session.
 import html
 import os
 import re
+import signal
 import socket
 import sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -89,11 +90,17 @@ def main():
             os._exit(0)
         children.append(pid)
     print(f"app on http://127.0.0.1:{PORT}/, processes {children}", file=sys.stderr)
-    try:
+
+    def stop(signum, _frame):
         for pid in children:
-            os.waitpid(pid, 0)
-    except KeyboardInterrupt:
-        pass
+            os.kill(pid, signal.SIGTERM)
+        sys.exit(0)
+
+    # Stopping the parent stops the processes it forked.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for pid in children:
+        os.waitpid(pid, 0)
 
 
 if __name__ == "__main__":
