@@ -10,6 +10,7 @@ pub mod heap;
 mod map;
 mod raw;
 pub mod query;
+pub mod session_spec;
 pub mod spec;
 
 pub use arena::Arena;

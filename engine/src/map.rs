@@ -412,6 +412,13 @@ impl<'a, A: Arena> Map<'a, A> {
     pub fn sweep(&mut self, now: u32, max_buckets: u64) -> usize {
         dispatch!(self.sweep_in(now, max_buckets))
     }
+
+    /// The key's value, counted and marked as used like [`Map::get`], with its
+    /// expiry reset to `ttl` from `now`: a sliding expiry, as sessions need.
+    /// An expired entry is removed and gives `None`, as in every lookup.
+    pub fn get_renew(&mut self, key: &[u8], ttl: Ttl, now: u32) -> Option<Value<'_>> {
+        dispatch!(self.get_renew_in(key, ttl, now))
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -554,6 +561,22 @@ impl<A: Arena> Map<'_, A> {
                 None
             }
         }
+    }
+
+    fn get_renew_in<L: Layout>(&mut self, key: &[u8], ttl: Ttl, now: u32) -> Option<Value<'_>> {
+        let expire = self.expire_at(ttl, now);
+        let Some((_, e)) = self.lookup::<L>(hash_key(key), key, now) else {
+            self.header().misses.fetch_add(1, Relaxed);
+            return None;
+        };
+        self.header().hits.fetch_add(1, Relaxed);
+        self.touch::<L>(e);
+        // SAFETY: `e` is live and the lock is held; the expiry is one word. Not a
+        // write for `generation`: renewing on every read would make every read
+        // look like a change to a saver.
+        unsafe { L::expire(self.base(), e).store(expire, Relaxed) };
+        // SAFETY: `e` is live until the next write, which needs `&mut self`.
+        Some(unsafe { self.read::<L>(e) })
     }
 
     fn peek_expiry_in<L: Layout>(&mut self, key: &[u8], now: u32) -> Option<(Value<'_>, u32)> {

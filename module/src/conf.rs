@@ -8,7 +8,8 @@ use ngx::core::Pool;
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
     ngx_http_complex_value_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_str_t, ngx_uint_t,
-    NGX_CONF_NOARGS, NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_CONF_1MORE, NGX_CONF_NOARGS, NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF,
     NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError};
@@ -49,6 +50,8 @@ pub struct LocConf {
     pub counts: Option<Vec<MapKey>>,
     /// `shared_map_api`: this location's own, never inherited.
     pub api: Option<crate::api::ApiConf>,
+    /// `shared_map_session`: the session store of this context.
+    pub session: Option<NonNull<crate::session::SessionConf>>,
 }
 
 impl Merge for LocConf {
@@ -59,15 +62,18 @@ impl Merge for LocConf {
         if self.counts.is_none() {
             self.counts = prev.counts.clone();
         }
+        if self.session.is_none() {
+            self.session = prev.session;
+        }
         Ok(())
     }
 }
 
-const NGX_CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
-const NGX_CONF_OK: *mut c_char = ptr::null_mut();
+pub(crate) const NGX_CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
+pub(crate) const NGX_CONF_OK: *mut c_char = ptr::null_mut();
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
-pub static mut COMMANDS: [ngx_command_t; 5] = [
+pub static mut COMMANDS: [ngx_command_t; 7] = [
     ngx_command_t {
         name: ngx_string!("shared_map"),
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2) as ngx_uint_t,
@@ -100,6 +106,22 @@ pub static mut COMMANDS: [ngx_command_t; 5] = [
         offset: 0,
         post: ptr::null_mut(),
     },
+    ngx_command_t {
+        name: ngx_string!("shared_map_session"),
+        type_: (ANY_LEVEL | NGX_CONF_1MORE) as ngx_uint_t,
+        set: Some(crate::session::cmd_set_session),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("shared_map_session_api"),
+        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
+        set: Some(crate::session::cmd_set_session_api),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: ptr::null_mut(),
+    },
     ngx_command_t::empty(),
 ];
 
@@ -107,12 +129,12 @@ pub static mut COMMANDS: [ngx_command_t; 5] = [
 ///
 /// # Safety
 /// `cf` is the configuration being parsed.
-unsafe fn args<'a>(cf: *mut ngx_conf_t) -> &'a mut [ngx_str_t] {
+pub(crate) unsafe fn args<'a>(cf: *mut ngx_conf_t) -> &'a mut [ngx_str_t] {
     // SAFETY: nginx fills `cf->args` with the directive's words.
     unsafe { (*(*cf).args).as_slice_mut::<ngx_str_t>() }
 }
 
-fn lossy(s: &ngx_str_t) -> String {
+pub(crate) fn lossy(s: &ngx_str_t) -> String {
     String::from_utf8_lossy(s.as_bytes()).into_owned()
 }
 

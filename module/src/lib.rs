@@ -5,6 +5,7 @@ mod api;
 mod conf;
 mod count;
 mod render;
+mod session;
 mod variables;
 mod zone;
 
@@ -28,7 +29,12 @@ impl HttpModule for Module {
 
     unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         // SAFETY: nginx passes the configuration being parsed.
-        unsafe { variables::add_variables(cf) }
+        let rc = unsafe { variables::add_variables(cf) };
+        if rc != NGX_OK as ngx_int_t {
+            return rc;
+        }
+        // SAFETY: as above.
+        unsafe { session::add_variables(cf) }
     }
 
     unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
@@ -44,6 +50,8 @@ impl HttpModule for Module {
         }
         // SAFETY: a fresh slot of the array.
         unsafe { *h = Some(count::log_handler) };
+        // SAFETY: postconfiguration runs once per configuration, in the master.
+        unsafe { session::init_header_filter() };
         NGX_OK as ngx_int_t
     }
 }

@@ -13,9 +13,31 @@ use shared_map_engine::Value;
 use crate::count::{self, now};
 use crate::Module;
 
-/// Per main request: the result of `$shared_map_incr`, so it counts at most once.
-struct RequestCtx {
+/// Per main request: the result of `$shared_map_incr`, so it counts at most once,
+/// and the session the request uses.
+#[derive(Default)]
+pub struct RequestCtx {
     incr: Option<Option<i64>>,
+    pub session: crate::session::SessionState,
+}
+
+/// The main request's context, made on first use; `None` if out of memory.
+pub fn request_ctx<'a>(r: &Request) -> Option<&'a mut RequestCtx> {
+    // SAFETY: a request's main request outlives it.
+    let main = unsafe { Request::from_ngx_http_request(r.as_ref().main) };
+    let ctx = match main.get_module_ctx::<RequestCtx>(Module::module()) {
+        Some(ctx) => ctx as *const RequestCtx as *mut RequestCtx,
+        None => {
+            let ctx = main.pool().allocate(RequestCtx::default());
+            if ctx.is_null() {
+                return None;
+            }
+            main.set_module_ctx(ctx as *mut c_void, Module::module());
+            ctx
+        }
+    };
+    // SAFETY: the ctx lives in the main request's pool; requests are single-threaded.
+    Some(unsafe { &mut *ctx })
 }
 
 type Getter = unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_variable_value_t, usize) -> ngx_int_t;
@@ -45,7 +67,7 @@ pub unsafe fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
 }
 
 /// Sets `v` to a copy of `bytes` in the request pool (empty: a valid empty value).
-fn set_value(r: &Request, v: *mut ngx_variable_value_t, bytes: &[u8]) -> ngx_int_t {
+pub(crate) fn set_value(r: &Request, v: *mut ngx_variable_value_t, bytes: &[u8]) -> ngx_int_t {
     let data = if bytes.is_empty() {
         c"".as_ptr() as *mut u8
     } else {
@@ -75,25 +97,14 @@ fn not_found(v: *mut ngx_variable_value_t) -> ngx_int_t {
 }
 
 unsafe extern "C" fn var_incr(r: *mut ngx_http_request_t, v: *mut ngx_variable_value_t, _: usize) -> ngx_int_t {
-    // SAFETY: nginx passes a live request; its main request outlives it.
-    let main = unsafe { Request::from_ngx_http_request((*r).main) };
+    // SAFETY: nginx passes a live request.
     let r = unsafe { Request::from_ngx_http_request(r) };
     let Some(mk) = Module::location_conf(r).and_then(|l| l.key) else {
         return not_found(v);
     };
-    let ctx = match main.get_module_ctx::<RequestCtx>(Module::module()) {
-        Some(ctx) => ctx as *const RequestCtx as *mut RequestCtx,
-        None => {
-            let ctx = main.pool().allocate(RequestCtx { incr: None });
-            if ctx.is_null() {
-                return NGX_ERROR as ngx_int_t;
-            }
-            main.set_module_ctx(ctx as *mut c_void, Module::module());
-            ctx
-        }
+    let Some(ctx) = request_ctx(r) else {
+        return NGX_ERROR as ngx_int_t;
     };
-    // SAFETY: the ctx lives in the main request's pool; requests are single-threaded.
-    let ctx = unsafe { &mut *ctx };
     let result = *ctx.incr.get_or_insert_with(|| count::count(r, &mk));
     match result {
         Some(n) => set_value(r, v, n.to_string().as_bytes()),

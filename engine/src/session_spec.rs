@@ -1,0 +1,224 @@
+//! The session store's pure parts: the `shared_map_session` directive's
+//! parameters, the session id format, and the cookie header lines.
+//!
+//! Nothing here touches nginx or the map; the module's `session.rs` builds the
+//! store on these functions.
+
+use core::fmt;
+
+use crate::spec::parse_time_secs;
+
+/// Random bytes in a session id: 128 bits.
+pub const ID_BYTES: usize = 16;
+/// Length of an encoded id: two lowercase hex digits per byte.
+pub const ID_LEN: usize = ID_BYTES * 2;
+
+const DEFAULT_COOKIE: &str = "SMSESSION";
+const DEFAULT_TIMEOUT: u32 = 30 * 60;
+
+/// The cookie's `SameSite` attribute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SameSite {
+    Strict,
+    Lax,
+    None,
+}
+
+impl SameSite {
+    pub fn name(self) -> &'static str {
+        match self {
+            SameSite::Strict => "Strict",
+            SameSite::Lax => "Lax",
+            SameSite::None => "None",
+        }
+    }
+}
+
+/// `shared_map_session name [cookie=name] [timeout=time] [secure]
+/// [samesite=strict|lax|none] [path=path] [domain=domain]`
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionSpec {
+    /// The map the sessions live in.
+    pub map: String,
+    pub cookie: String,
+    /// Seconds a session lives after its last use; never 0.
+    pub timeout: u32,
+    pub secure: bool,
+    pub samesite: SameSite,
+    pub path: String,
+    pub domain: Option<String>,
+}
+
+/// Why the directive was refused; `Display` gives nginx's wording.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionSpecError {
+    InvalidParameter(String),
+    DuplicateParameter(String),
+    InvalidTimeout(String),
+    InvalidCookieName(String),
+    SameSiteNoneNeedsSecure,
+}
+
+impl fmt::Display for SessionSpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SessionSpecError::InvalidParameter(p) => write!(f, "invalid parameter \"{p}\""),
+            SessionSpecError::DuplicateParameter(p) => write!(f, "duplicate parameter \"{p}\""),
+            SessionSpecError::InvalidTimeout(v) => write!(f, "invalid timeout \"{v}\""),
+            SessionSpecError::InvalidCookieName(v) => write!(f, "invalid cookie name \"{v}\""),
+            SessionSpecError::SameSiteNoneNeedsSecure => {
+                f.write_str("\"samesite=none\" requires \"secure\"")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SessionSpecError {}
+
+/// A cookie name: an RFC 6265 token (visible ASCII without separators).
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)
+        })
+}
+
+/// A `Path` or `Domain` attribute value: visible ASCII other than `;`.
+fn is_attribute_value(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic() && b != b';')
+}
+
+/// Parses the directive's arguments after its name: `args[0]` is the map's name.
+pub fn parse(args: &[&str]) -> Result<SessionSpec, SessionSpecError> {
+    let Some((map, params)) = args.split_first() else {
+        return Err(SessionSpecError::InvalidParameter(String::new()));
+    };
+    let mut cookie = None;
+    let mut timeout = None;
+    let mut secure = false;
+    let mut samesite = None;
+    let mut path = None;
+    let mut domain = None;
+    let invalid = |p: &str| SessionSpecError::InvalidParameter(p.to_string());
+
+    for &p in params {
+        let (name, value) = match p.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (p, None),
+        };
+        let duplicate = match (name, value) {
+            ("secure", None) => core::mem::replace(&mut secure, true),
+            ("cookie", Some(v)) => {
+                if !is_token(v) {
+                    return Err(SessionSpecError::InvalidCookieName(v.to_string()));
+                }
+                cookie.replace(v.to_string()).is_some()
+            }
+            ("timeout", Some(v)) => match parse_time_secs(v) {
+                Some(t) if t > 0 => timeout.replace(t).is_some(),
+                _ => return Err(SessionSpecError::InvalidTimeout(v.to_string())),
+            },
+            ("samesite", Some(v)) => {
+                let s = match v.to_ascii_lowercase().as_str() {
+                    "strict" => SameSite::Strict,
+                    "lax" => SameSite::Lax,
+                    "none" => SameSite::None,
+                    _ => return Err(invalid(p)),
+                };
+                samesite.replace(s).is_some()
+            }
+            ("path", Some(v)) if is_attribute_value(v) && v.starts_with('/') => {
+                path.replace(v.to_string()).is_some()
+            }
+            ("domain", Some(v)) if is_attribute_value(v) => domain.replace(v.to_string()).is_some(),
+            _ => return Err(invalid(p)),
+        };
+        if duplicate {
+            return Err(SessionSpecError::DuplicateParameter(name.to_string()));
+        }
+    }
+
+    let samesite = samesite.unwrap_or(SameSite::Lax);
+    if samesite == SameSite::None && !secure {
+        return Err(SessionSpecError::SameSiteNoneNeedsSecure);
+    }
+    Ok(SessionSpec {
+        map: map.to_string(),
+        cookie: cookie.unwrap_or_else(|| DEFAULT_COOKIE.to_string()),
+        timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
+        secure,
+        samesite,
+        path: path.unwrap_or_else(|| "/".to_string()),
+        domain,
+    })
+}
+
+impl SessionSpec {
+    fn attributes(&self, out: &mut String) {
+        out.push_str("; Path=");
+        out.push_str(&self.path);
+        if let Some(d) = &self.domain {
+            out.push_str("; Domain=");
+            out.push_str(d);
+        }
+        out.push_str("; HttpOnly");
+        if self.secure {
+            out.push_str("; Secure");
+        }
+        out.push_str("; SameSite=");
+        out.push_str(self.samesite.name());
+    }
+
+    /// The `Set-Cookie` value that gives the client session `id`. It has no
+    /// `Max-Age`: the browser keeps it for its own session, and the server's
+    /// sliding `timeout` decides how long the session lives.
+    pub fn set_cookie(&self, id: &[u8; ID_LEN]) -> String {
+        let mut s = String::with_capacity(self.cookie.len() + ID_LEN + 64);
+        s.push_str(&self.cookie);
+        s.push('=');
+        // Hex digits are ASCII.
+        s.extend(id.iter().map(|&b| b as char));
+        self.attributes(&mut s);
+        s
+    }
+
+    /// The `Set-Cookie` value that makes the client drop the cookie.
+    pub fn expire_cookie(&self) -> String {
+        let mut s = String::with_capacity(self.cookie.len() + 96);
+        s.push_str(&self.cookie);
+        s.push_str("=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:01 GMT");
+        self.attributes(&mut s);
+        s
+    }
+}
+
+/// Encodes the random bytes of an id as lowercase hex.
+pub fn encode_id(bytes: &[u8; ID_BYTES]) -> [u8; ID_LEN] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; ID_LEN];
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 0xf) as usize];
+    }
+    out
+}
+
+/// Whether `s` has the exact shape of an id this store gives out; anything else
+/// in the cookie is ignored before any lookup.
+pub fn is_valid_id(s: &[u8]) -> bool {
+    s.len() == ID_LEN && s.iter().all(|&b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// The values of every cookie called `name` in one `Cookie` header line, in
+/// order (`a=1; b=2`). Whitespace around names and values is ignored.
+pub fn cookie_values<'a>(line: &'a [u8], name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    line.split(|&b| b == b';').filter_map(move |pair| {
+        let eq = pair.iter().position(|&b| b == b'=')?;
+        (pair[..eq].trim_ascii() == name).then(|| pair[eq + 1..].trim_ascii())
+    })
+}
+
+/// Whether session data may travel in a request header: no CR, LF or NUL.
+pub fn is_header_safe(data: &[u8]) -> bool {
+    !data.iter().any(|&b| matches!(b, b'\r' | b'\n' | b'\0'))
+}

@@ -1,0 +1,692 @@
+//! The session store: `shared_map_session` and `shared_map_session_api`, the
+//! variables `$shared_map_session_id` and `$shared_map_session`, and the header
+//! filter that applies (and hides) the upstream's `X-Shared-Map-Session` and
+//! `X-Shared-Map-Session-Destroy`.
+//!
+//! A session is one string entry of a shared map: the key is the session id (32
+//! lowercase hex digits from 128 bits of `getrandom`), the value is the session's
+//! data, and its expiry is renewed by every request that uses it. An id is only
+//! ever made here: a cookie naming no live session is ignored, so a client cannot
+//! choose its session id (session fixation).
+
+use core::ffi::{c_char, c_void};
+use core::ptr::{self, NonNull};
+use std::io;
+
+use ngx::core::Pool;
+use ngx::ffi::{
+    ngx_buf_t, ngx_chain_t, ngx_conf_t, ngx_command_t, ngx_http_add_variable,
+    ngx_http_discard_request_body, ngx_http_finalize_request, ngx_http_output_filter,
+    ngx_http_output_header_filter_pt, ngx_http_read_client_request_body, ngx_http_request_t,
+    ngx_http_send_header, ngx_http_send_special, ngx_http_top_header_filter, ngx_http_variable_t,
+    ngx_int_t, ngx_list_push, ngx_list_t, ngx_read_file, ngx_shared_memory_add, ngx_str_t,
+    ngx_table_elt_t, ngx_uint_t, ngx_variable_value_t, NGX_DONE, NGX_ERROR, NGX_HTTP_CACHE_HIT,
+    NGX_HTTP_CACHE_REVALIDATED, NGX_HTTP_CACHE_STALE, NGX_HTTP_CACHE_UPDATING, NGX_HTTP_DELETE,
+    NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST, NGX_HTTP_PUT,
+    NGX_HTTP_SPECIAL_RESPONSE, NGX_HTTP_VAR_NOCACHEABLE, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_LOG_ERR,
+    NGX_LOG_WARN, NGX_OK,
+};
+use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
+use ngx::{ngx_conf_log_error, ngx_log_debug_http, ngx_log_error, ngx_string};
+use shared_map_engine::session_spec::{self, SessionSpec, ID_BYTES, ID_LEN};
+use shared_map_engine::{Error, Ttl, Value};
+
+use crate::conf::{args, lossy, LocConf, NGX_CONF_ERROR, NGX_CONF_OK};
+use crate::count::now;
+use crate::variables::{request_ctx, set_value};
+use crate::zone::SharedMap;
+use crate::Module;
+
+const SESSION_HEADER: &[u8] = b"X-Shared-Map-Session";
+const DESTROY_HEADER: &[u8] = b"X-Shared-Map-Session-Destroy";
+
+/// One `shared_map_session` directive; lives in the configuration pool.
+pub struct SessionConf {
+    /// The map's zone; its `data` is the SharedMap once `shared_map` defined it.
+    zone: NonNull<ngx::ffi::ngx_shm_zone_t>,
+    spec: SessionSpec,
+}
+
+impl SessionConf {
+    fn map(&self) -> Option<&SharedMap> {
+        // SAFETY: the zone belongs to the running cycle; nginx refuses to start
+        // when a referenced zone was never defined.
+        unsafe { SharedMap::from_zone(self.zone.as_ptr()) }
+    }
+
+    fn ttl(&self) -> Ttl {
+        Ttl::Secs(self.spec.timeout)
+    }
+}
+
+/// The live session of a request.
+struct Live {
+    id: [u8; ID_LEN],
+    data: Vec<u8>,
+}
+
+/// Per main request (inside `variables::RequestCtx`): the session, looked up at
+/// most once, and the `Set-Cookie` line this request added, if any.
+#[derive(Default)]
+pub struct SessionState {
+    resolved: bool,
+    /// The request carried a cookie of the session's name, live or not.
+    had_cookie: bool,
+    live: Option<Live>,
+    cookie: Option<NonNull<ngx_table_elt_t>>,
+}
+
+/// Why a write to the session was refused; the session is unchanged.
+enum StoreError {
+    TooLarge,
+    Full,
+    Random(io::Error),
+    Unavailable,
+}
+
+enum Stored {
+    Created,
+    Replaced,
+}
+
+// ---------------------------------------------------------------------------
+// Configuration
+
+/// `shared_map_session name [cookie=name] [timeout=time] [secure]
+/// [samesite=strict|lax|none] [path=path] [domain=domain];`
+///
+/// # Safety
+/// Called by nginx with the configuration being parsed and our location conf.
+pub unsafe extern "C" fn cmd_set_session(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes our location conf (NGX_HTTP_LOC_CONF_OFFSET).
+    let lcf = unsafe { &mut *(conf as *mut LocConf) };
+    if lcf.session.is_some() {
+        return c"is duplicate".as_ptr() as *mut c_char;
+    }
+    // SAFETY: nginx fills cf->args with the directive's words.
+    let args = unsafe { args(cf) };
+    let mut words = Vec::with_capacity(args.len() - 1);
+    for a in &args[1..] {
+        match a.to_str() {
+            Ok(w) => words.push(w),
+            Err(_) => {
+                ngx_conf_log_error!(NGX_LOG_EMERG, cf, "invalid parameter \"{}\"", lossy(a));
+                return NGX_CONF_ERROR;
+            }
+        }
+    }
+    let spec = match session_spec::parse(&words) {
+        Ok(spec) => spec,
+        Err(e) => {
+            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
+            return NGX_CONF_ERROR;
+        }
+    };
+    // A reference (size 0): the map may be defined later; nginx refuses to
+    // start if it never is.
+    // SAFETY: cf is being parsed; the name lives in the configuration pool.
+    let zone = unsafe {
+        ngx_shared_memory_add(cf, &mut args[1], 0, ptr::addr_of_mut!(crate::ngx_http_shared_map_module) as *mut c_void)
+    };
+    let Some(zone) = NonNull::new(zone) else {
+        return NGX_CONF_ERROR;
+    };
+    // SAFETY: the configuration pool outlives every request of the cycle.
+    let pool = unsafe { Pool::from_ngx_pool((*cf).pool) };
+    let Some(session) = NonNull::new(pool.allocate(SessionConf { zone, spec })) else {
+        return NGX_CONF_ERROR;
+    };
+    lcf.session = Some(session);
+    NGX_CONF_OK
+}
+
+/// `shared_map_session_api;`
+///
+/// # Safety
+/// Called by nginx with the configuration being parsed.
+pub unsafe extern "C" fn cmd_set_session_api(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    _conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: the core module's location conf exists in a location block.
+    let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
+        return NGX_CONF_ERROR;
+    };
+    clcf.handler = Some(api_handler);
+    NGX_CONF_OK
+}
+
+// ---------------------------------------------------------------------------
+// The store
+
+fn session_conf(r: &Request) -> Option<&'static SessionConf> {
+    // SAFETY: the SessionConf lives in the configuration pool of the running cycle.
+    Module::location_conf(r).and_then(|l| l.session).map(|s| unsafe { &*s.as_ptr() })
+}
+
+/// 128 bits from the operating system's random source, as an id.
+fn new_id() -> io::Result<[u8; ID_LEN]> {
+    let mut buf = [0u8; ID_BYTES];
+    let mut filled = 0;
+    while filled < ID_BYTES {
+        // SAFETY: writes at most the unfilled rest of `buf`.
+        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), ID_BYTES - filled, 0) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        filled += n as usize;
+    }
+    Ok(session_spec::encode_id(&buf))
+}
+
+/// Finds the request's live session, once per request, renewing its expiry.
+/// Only a cookie shaped like our ids is looked up, and only a live session is
+/// taken: an unknown id is ignored, never adopted.
+fn resolve(r: &Request, conf: &SessionConf, st: &mut SessionState) {
+    if st.resolved {
+        return;
+    }
+    st.resolved = true;
+    let Some(map) = conf.map() else { return };
+    let name = conf.spec.cookie.as_bytes();
+    let mut line = r.as_ref().headers_in.cookie;
+    // SAFETY: `cookie` heads a chain of this request's header lines, linked by `next`.
+    while let Some(h) = unsafe { line.as_ref() } {
+        for value in session_spec::cookie_values(h.value.as_bytes(), name) {
+            st.had_cookie = true;
+            if !session_spec::is_valid_id(value) {
+                continue;
+            }
+            let Ok(id) = <[u8; ID_LEN]>::try_from(value) else { continue };
+            let found = map.with(|m| match m.get_renew(&id, conf.ttl(), now()) {
+                Some(Value::Str(data)) => Some(data.to_vec()),
+                _ => None,
+            });
+            match found {
+                Ok(Some(data)) => {
+                    st.live = Some(Live { id, data });
+                    return;
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    ngx_log_error!(NGX_LOG_ALERT, r.log(), "shared map \"{}\" is not initialised", map.name);
+                    return;
+                }
+            }
+        }
+        line = h.next;
+    }
+}
+
+/// Appends a header line to the response (or rewrites `reuse`).
+fn add_header(
+    r: &mut Request,
+    reuse: Option<NonNull<ngx_table_elt_t>>,
+    key: &'static str,
+    value: &[u8],
+) -> Option<NonNull<ngx_table_elt_t>> {
+    let pool = r.pool().as_ptr();
+    // SAFETY: the pool is the request's; the copy lives as long as the request.
+    let value = unsafe { ngx_str_t::from_bytes(pool, value) }?;
+    let h = match reuse {
+        Some(h) => h,
+        None => {
+            let list: *mut ngx_list_t = &mut r.as_mut().headers_out.headers;
+            // SAFETY: headers_out.headers is an initialised list of table elements.
+            let h = NonNull::new(unsafe { ngx_list_push(list) } as *mut ngx_table_elt_t)?;
+            // SAFETY: a fresh element, fully written here.
+            unsafe {
+                h.as_ptr().write(ngx_table_elt_t {
+                    hash: 1,
+                    key: ngx_str_t { len: key.len(), data: key.as_ptr() as *mut u8 },
+                    value,
+                    lowcase_key: ptr::null_mut(),
+                    next: ptr::null_mut(),
+                })
+            };
+            return Some(h);
+        }
+    };
+    // SAFETY: an element this request added to its own headers_out.
+    unsafe { (*h.as_ptr()).value = value };
+    Some(h)
+}
+
+/// Gives the client the session's cookie, or (`None`) expires it. A request
+/// sends one `Set-Cookie` for the session at most: a later change rewrites it.
+fn set_cookie(r: &mut Request, conf: &SessionConf, st: &mut SessionState, id: Option<&[u8; ID_LEN]>) -> bool {
+    let value = match id {
+        Some(id) => conf.spec.set_cookie(id),
+        None => conf.spec.expire_cookie(),
+    };
+    match add_header(r, st.cookie, "Set-Cookie", value.as_bytes()) {
+        Some(h) => {
+            st.cookie = Some(h);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Writes `data` to the request's session, creating the session (with a new id
+/// and its cookie) when the request has none.
+fn store(r: &mut Request, conf: &SessionConf, st: &mut SessionState, data: &[u8]) -> Result<Stored, StoreError> {
+    resolve(r, conf, st);
+    let map = conf.map().ok_or(StoreError::Unavailable)?;
+    let refused = |e: Error| match e {
+        Error::ValueTooLarge | Error::KeyTooLarge => StoreError::TooLarge,
+        _ => StoreError::Full,
+    };
+    if let Some(live) = &mut st.live {
+        match map.with(|m| m.replace(&live.id, Value::Str(data), conf.ttl(), now())) {
+            Ok(Ok(_)) => {
+                live.data = data.to_vec();
+                return Ok(Stored::Replaced);
+            }
+            // Ended since this request found it: a new session, never a resurrection.
+            Ok(Err(Error::NotFound)) => st.live = None,
+            Ok(Err(e)) => return Err(refused(e)),
+            Err(_) => return Err(StoreError::Unavailable),
+        }
+    }
+    // 128 random bits do not collide; the retry only keeps `put_if_absent` honest.
+    for _ in 0..4 {
+        let id = new_id().map_err(StoreError::Random)?;
+        match map.with(|m| m.put_if_absent(&id, Value::Str(data), conf.ttl(), now())) {
+            Ok(Ok(())) => {
+                if !set_cookie(r, conf, st, Some(&id)) {
+                    map.with(|m| m.remove(&id, now())).ok();
+                    return Err(StoreError::Unavailable);
+                }
+                ngx_log_debug_http!(r, "shared map: session created in \"{}\"", map.name);
+                st.live = Some(Live { id, data: data.to_vec() });
+                return Ok(Stored::Created);
+            }
+            Ok(Err(Error::Exists)) => continue,
+            Ok(Err(e)) => return Err(refused(e)),
+            Err(_) => return Err(StoreError::Unavailable),
+        }
+    }
+    Err(StoreError::Full)
+}
+
+/// Ends the request's session, if any, and expires the client's cookie.
+/// Returns whether there was a live session.
+fn destroy(r: &mut Request, conf: &SessionConf, st: &mut SessionState) -> bool {
+    resolve(r, conf, st);
+    let ended = match (st.live.take(), conf.map()) {
+        (Some(live), Some(map)) => map.with(|m| m.remove(&live.id, now())).ok().flatten().is_some(),
+        _ => false,
+    };
+    if ended || st.had_cookie || st.cookie.is_some() {
+        set_cookie(r, conf, st, None);
+    }
+    ended
+}
+
+fn log_store_error(r: &Request, conf: &SessionConf, len: usize, err: &StoreError) {
+    let name = &conf.spec.map;
+    match err {
+        StoreError::TooLarge => {
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                r.log(),
+                "shared map \"{}\": session data of {} bytes is too large, the session is unchanged",
+                name,
+                len
+            );
+        }
+        StoreError::Full => {
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                r.log(),
+                "shared map \"{}\" is full, could not store session data of {} bytes",
+                name,
+                len
+            );
+        }
+        StoreError::Random(e) => {
+            ngx_log_error!(NGX_LOG_ALERT, r.log(), "getrandom() failed ({})", e);
+        }
+        StoreError::Unavailable => {
+            ngx_log_error!(NGX_LOG_ALERT, r.log(), "shared map \"{}\" could not store a session", name);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Variables
+
+type Getter = unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_variable_value_t, usize) -> ngx_int_t;
+
+/// Registers `$shared_map_session_id` and `$shared_map_session` (preconfiguration).
+///
+/// # Safety
+/// `cf` is the configuration being parsed.
+pub unsafe fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
+    let vars: [(ngx_str_t, Getter); 2] = [
+        (ngx_string!("shared_map_session_id"), var_session_id),
+        (ngx_string!("shared_map_session"), var_session),
+    ];
+    for (mut name, get) in vars {
+        // SAFETY: nginx copies the name into its variables hash.
+        let v: *mut ngx_http_variable_t =
+            unsafe { ngx_http_add_variable(cf, &mut name, NGX_HTTP_VAR_NOCACHEABLE as ngx_uint_t) };
+        if v.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        // SAFETY: a fresh variable slot.
+        unsafe {
+            (*v).get_handler = Some(get);
+            (*v).data = 0;
+        }
+    }
+    NGX_OK as ngx_int_t
+}
+
+/// The session of the request's main request, in a context with a session store.
+fn var_session_of<'a>(r: *mut ngx_http_request_t) -> Option<(&'a mut Request, &'static SessionConf, &'a mut SessionState)> {
+    // SAFETY: nginx passes a live request; its main request outlives it.
+    let main = unsafe { Request::from_ngx_http_request((*r).main) };
+    let conf = session_conf(main)?;
+    let st = &mut request_ctx(main)?.session;
+    Some((main, conf, st))
+}
+
+unsafe extern "C" fn var_session_id(r: *mut ngx_http_request_t, v: *mut ngx_variable_value_t, _: usize) -> ngx_int_t {
+    let Some((main, conf, st)) = var_session_of(r) else {
+        // SAFETY: nginx passes a live request.
+        return set_value(unsafe { Request::from_ngx_http_request(r) }, v, b"");
+    };
+    resolve(main, conf, st);
+    set_value(main, v, st.live.as_ref().map_or(&[][..], |l| &l.id[..]))
+}
+
+unsafe extern "C" fn var_session(r: *mut ngx_http_request_t, v: *mut ngx_variable_value_t, _: usize) -> ngx_int_t {
+    let Some((main, conf, st)) = var_session_of(r) else {
+        // SAFETY: nginx passes a live request.
+        return set_value(unsafe { Request::from_ngx_http_request(r) }, v, b"");
+    };
+    resolve(main, conf, st);
+    set_value(main, v, st.live.as_ref().map_or(&[][..], |l| &l.data[..]))
+}
+
+// ---------------------------------------------------------------------------
+// The header filter
+
+static mut NEXT_HEADER_FILTER: ngx_http_output_header_filter_pt = None;
+
+/// Puts the session's header filter at the top of nginx's chain (postconfiguration).
+///
+/// # Safety
+/// Called from postconfiguration, single-threaded, once per configuration.
+pub unsafe fn init_header_filter() {
+    // SAFETY: nginx builds the filter chain in postconfiguration, in the master only.
+    unsafe {
+        NEXT_HEADER_FILTER = ngx_http_top_header_filter;
+        ngx_http_top_header_filter = Some(header_filter);
+    }
+}
+
+/// Whether the response was served from the proxy cache rather than just now by
+/// the upstream: a cached `X-Shared-Map-Session` belongs to another client.
+fn from_cache(r: &Request) -> bool {
+    let Some(u) = r.upstream() else { return false };
+    // SAFETY: a request's upstream lives as long as the request.
+    let status = unsafe { (*u).cache_status() };
+    matches!(
+        status,
+        NGX_HTTP_CACHE_HIT | NGX_HTTP_CACHE_STALE | NGX_HTTP_CACHE_UPDATING | NGX_HTTP_CACHE_REVALIDATED
+    )
+}
+
+/// Applies the upstream's session headers and removes them from the response.
+///
+/// The upstream modules (proxy, fastcgi, uwsgi, scgi, grpc) copy an upstream's
+/// header lines into `headers_out.headers` before the header filters run; a
+/// line with `hash == 0` is skipped by nginx's header writers.
+unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: set in postconfiguration, before any request.
+    let next = unsafe { NEXT_HEADER_FILTER };
+    let Some(next) = next else { return NGX_ERROR as ngx_int_t };
+    // SAFETY: nginx passes a live request.
+    if unsafe { (*r).main } != r {
+        return unsafe { next(r) };
+    }
+    // SAFETY: as above.
+    let req = unsafe { Request::from_ngx_http_request(r) };
+    let Some(conf) = session_conf(req) else {
+        return unsafe { next(r) };
+    };
+    let Some(ctx) = request_ctx(req) else {
+        return NGX_ERROR as ngx_int_t;
+    };
+    let st = &mut ctx.session;
+
+    let mut data: Option<ngx_str_t> = None;
+    let mut end = false;
+    let mut part = &mut req.as_mut().headers_out.headers.part as *mut ngx::ffi::ngx_list_part_t;
+    // SAFETY: the parts and elements of this request's own header list.
+    while let Some(p) = unsafe { part.as_mut() } {
+        let elts = p.elts as *mut ngx_table_elt_t;
+        for i in 0..p.nelts {
+            // SAFETY: i < nelts.
+            let h = unsafe { &mut *elts.add(i) };
+            if h.hash == 0 {
+                continue;
+            }
+            let key = h.key.as_bytes();
+            if key.eq_ignore_ascii_case(SESSION_HEADER) {
+                data = Some(h.value);
+                h.hash = 0;
+            } else if key.eq_ignore_ascii_case(DESTROY_HEADER) {
+                end |= !matches!(h.value.as_bytes(), b"" | b"0");
+                h.hash = 0;
+            }
+        }
+        part = p.next;
+    }
+
+    if (data.is_some() || end) && from_cache(req) {
+        ngx_log_error!(
+            NGX_LOG_WARN,
+            req.log(),
+            "shared map: ignored \"X-Shared-Map-Session\" headers of a cached response"
+        );
+        data = None;
+        end = false;
+    }
+
+    // Destroying first and then storing gives a fresh id: the way to renew the
+    // id on login.
+    if end {
+        destroy(req, conf, st);
+    }
+    match data {
+        Some(value) => {
+            let bytes = value.as_bytes();
+            if let Err(e) = store(req, conf, st, bytes) {
+                log_store_error(req, conf, bytes.len(), &e);
+            }
+        }
+        // Every request that uses a session renews it.
+        None => resolve(req, conf, st),
+    }
+    // SAFETY: the next filter of nginx's chain, with the request nginx passed.
+    unsafe { next(r) }
+}
+
+// ---------------------------------------------------------------------------
+// shared_map_session_api
+
+/// Sends a complete response: `status`, a plain-text `body` (possibly empty).
+fn send(r: &mut Request, status: u32, body: &[u8]) -> ngx_int_t {
+    let raw: *mut ngx_http_request_t = r.into();
+    // SAFETY: a live request whose header is not sent yet.
+    unsafe {
+        (*raw).headers_out.status = status as ngx_uint_t;
+        (*raw).headers_out.content_length_n = body.len() as _;
+        (*raw).headers_out.content_type = ngx_string!("text/plain");
+        (*raw).headers_out.content_type_len = (*raw).headers_out.content_type.len;
+    }
+    // SAFETY: as above.
+    let rc = unsafe { ngx_http_send_header(raw) };
+    if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() {
+        return rc;
+    }
+    if body.is_empty() {
+        // SAFETY: the header is sent; this ends the response.
+        return unsafe { ngx_http_send_special(raw, NGX_HTTP_LAST as ngx_uint_t) };
+    }
+    let pool = r.pool();
+    // SAFETY: the request's pool; the copy lives as long as the request.
+    let Some(copy) = (unsafe { ngx_str_t::from_bytes(pool.as_ptr(), body) }) else {
+        return NGX_ERROR as ngx_int_t;
+    };
+    let b = pool.calloc_type::<ngx_buf_t>();
+    let cl = pool.alloc_type::<ngx_chain_t>();
+    if b.is_null() || cl.is_null() {
+        return NGX_ERROR as ngx_int_t;
+    }
+    // SAFETY: fresh pool allocations, fully initialised here.
+    unsafe {
+        (*b).pos = copy.data;
+        (*b).last = copy.data.add(copy.len);
+        (*b).set_memory(1);
+        (*b).set_last_buf(1);
+        (*b).set_last_in_chain(1);
+        (*cl).buf = b;
+        (*cl).next = ptr::null_mut();
+        ngx_http_output_filter(raw, cl)
+    }
+}
+
+/// The content handler of `shared_map_session_api`.
+unsafe extern "C" fn api_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx passes a live request.
+    let req = unsafe { Request::from_ngx_http_request(r) };
+    let Some(conf) = session_conf(req) else {
+        ngx_log_error!(NGX_LOG_ERR, req.log(), "\"shared_map_session_api\" needs \"shared_map_session\"");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    let method = req.as_ref().method as u32;
+    if method == NGX_HTTP_PUT {
+        // SAFETY: the body is read (possibly later) and then `api_put` runs.
+        let rc = unsafe { ngx_http_read_client_request_body(r, Some(api_put)) };
+        if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
+            return rc;
+        }
+        return NGX_DONE as ngx_int_t;
+    }
+    // SAFETY: a live request.
+    if unsafe { ngx_http_discard_request_body(r) } != NGX_OK as ngx_int_t {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    }
+    let Some(ctx) = request_ctx(req) else {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    let st = &mut ctx.session;
+    match method {
+        NGX_HTTP_GET | NGX_HTTP_HEAD => {
+            resolve(req, conf, st);
+            if add_header(req, None, "Cache-Control", b"no-store").is_none() {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            }
+            match &st.live {
+                Some(live) => {
+                    let data = live.data.clone();
+                    send(req, 200, &data)
+                }
+                None => send(req, 404, b"no session\n"),
+            }
+        }
+        NGX_HTTP_DELETE => {
+            if destroy(req, conf, st) {
+                send(req, 204, b"")
+            } else {
+                send(req, 404, b"no session\n")
+            }
+        }
+        _ => {
+            if add_header(req, None, "Allow", b"GET, HEAD, PUT, DELETE").is_none() {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            }
+            send(req, 405, b"method not allowed\n")
+        }
+    }
+}
+
+/// The request body of a PUT, from memory buffers and a temporary file alike.
+fn read_body(r: &Request) -> Option<Vec<u8>> {
+    let rb = r.as_ref().request_body;
+    let mut out = Vec::new();
+    // SAFETY: the body was read completely; its chain belongs to the request.
+    let mut cl = if rb.is_null() { ptr::null_mut() } else { unsafe { (*rb).bufs } };
+    // SAFETY: every link and buffer of the chain is live until the request ends.
+    while let Some(link) = unsafe { cl.as_ref() } {
+        let b = unsafe { &*link.buf };
+        if b.in_file() != 0 {
+            let len = usize::try_from(b.file_last - b.file_pos).ok()?;
+            let start = out.len();
+            out.resize(start + len, 0);
+            // SAFETY: `out` has room for `len` bytes at `start`.
+            let n = unsafe { ngx_read_file(b.file, out[start..].as_mut_ptr(), len, b.file_pos) };
+            if n != len as isize {
+                return None;
+            }
+        } else if !b.pos.is_null() {
+            // SAFETY: pos..last is the buffer's data.
+            out.extend_from_slice(unsafe { core::slice::from_raw_parts(b.pos, b.last.offset_from(b.pos) as usize) });
+        }
+        cl = link.next;
+    }
+    Some(out)
+}
+
+/// Runs once a PUT's body is read: the body becomes the session's data.
+unsafe extern "C" fn api_put(r: *mut ngx_http_request_t) {
+    // SAFETY: nginx passes the live request whose body it read.
+    let rc = api_put_rc(unsafe { Request::from_ngx_http_request(r) });
+    // SAFETY: reading the body holds a reference that this releases.
+    unsafe { ngx_http_finalize_request(r, rc) };
+}
+
+fn api_put_rc(r: &mut Request) -> ngx_int_t {
+    let Some(conf) = session_conf(r) else {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    let Some(data) = read_body(r) else {
+        ngx_log_error!(NGX_LOG_ERR, r.log(), "shared map: could not read the request body");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    // Session data goes upstream in a header (`proxy_set_header`): refusing
+    // CR, LF and NUL here keeps `$shared_map_session` safe to put in a header.
+    if !session_spec::is_header_safe(&data) {
+        return send(r, 400, b"session data must not contain CR, LF or NUL\n");
+    }
+    let Some(ctx) = request_ctx(r) else {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    };
+    let st = &mut ctx.session;
+    match store(r, conf, st, &data) {
+        Ok(Stored::Created) => send(r, 201, b""),
+        Ok(Stored::Replaced) => send(r, 204, b""),
+        Err(e) => {
+            log_store_error(r, conf, data.len(), &e);
+            match e {
+                StoreError::TooLarge => send(r, 413, b"session data is too large\n"),
+                StoreError::Full => send(r, 507, b"the session map is full\n"),
+                _ => NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
+            }
+        }
+    }
+}
