@@ -109,8 +109,14 @@ impl Heap {
         (h.magic == MAGIC).then_some(Heap { base, size: h.size as usize, owned: false })
     }
 
-    fn hdr(&self) -> &mut HeapHeader {
-        // SAFETY: `init` wrote the header; callers hold the lock to mutate.
+    fn hdr(&self) -> &HeapHeader {
+        // SAFETY: `init` wrote the header; it lives in the region, not in `self`.
+        unsafe { &*(self.base as *const HeapHeader) }
+    }
+
+    fn hdr_mut(&mut self) -> &mut HeapHeader {
+        // SAFETY: as in `hdr`; `&mut self` (and, across processes, the heap's
+        // lock) makes this the only reference.
         unsafe { &mut *(self.base as *mut HeapHeader) }
     }
 
@@ -132,7 +138,7 @@ impl Heap {
     }
 
     pub fn set_root(&mut self, root: u64) {
-        self.hdr().root = root;
+        self.hdr_mut().root = root;
     }
 
     /// Takes the heap's spin lock (tests only: nginx uses its `ngx_shmtx`).
@@ -149,10 +155,9 @@ impl Heap {
     }
 
     fn alloc_pages(&mut self, n: usize) -> Option<u64> {
-        let h = self.hdr();
         // First fit over the free runs, splitting the remainder off.
         let mut prev: Option<u64> = None;
-        let mut run = h.runs;
+        let mut run = self.hdr().runs;
         while run != 0 {
             let page = run as usize / PAGE;
             // SAFETY: `run` is a free run's first page inside the region.
@@ -173,15 +178,16 @@ impl Heap {
                 match prev {
                     // SAFETY: `p` is a free run's first page.
                     Some(p) => unsafe { *(self.base.add(p as usize) as *mut u64) = rest },
-                    None => h.runs = rest,
+                    None => self.hdr_mut().runs = rest,
                 }
-                h.free_pages -= n as u64;
+                self.hdr_mut().free_pages -= n as u64;
                 return Some(run);
             }
             prev = Some(run);
             run = next;
         }
-        if h.bump as usize + n * PAGE > self.size {
+        let h = self.hdr_mut();
+        if h.bump as usize + n * PAGE > h.size as usize {
             return None;
         }
         let off = h.bump;
@@ -256,11 +262,11 @@ unsafe impl Arena for Heap {
                 unsafe { *(self.base.add(c as usize) as *mut u64) = head };
                 head = c;
             }
-            self.hdr().small[class] = head;
+            self.hdr_mut().small[class] = head;
         }
         let off = self.hdr().small[class];
         // SAFETY: a free chunk holds the offset of the next free chunk.
-        self.hdr().small[class] = unsafe { *(self.base.add(off as usize) as *const u64) };
+        self.hdr_mut().small[class] = unsafe { *(self.base.add(off as usize) as *const u64) };
         // SAFETY: in the region and non-zero.
         Some(unsafe { NonNull::new_unchecked(self.base.add(off as usize)) })
     }
@@ -275,13 +281,13 @@ unsafe impl Arena for Heap {
             unsafe {
                 *(ptr.as_ptr() as *mut u64) = self.hdr().runs;
                 let n = self.run_len(page).read_unaligned();
-                self.hdr().free_pages += n as u64;
+                self.hdr_mut().free_pages += n as u64;
             }
-            self.hdr().runs = off;
+            self.hdr_mut().runs = off;
         } else {
             // SAFETY: a chunk of at least 8 bytes; it joins its class's free list.
             unsafe { *(ptr.as_ptr() as *mut u64) = self.hdr().small[class as usize] };
-            self.hdr().small[class as usize] = off;
+            self.hdr_mut().small[class as usize] = off;
         }
     }
 

@@ -22,6 +22,8 @@ use crate::Module;
 /// `http` level: every map defined by `shared_map`.
 #[derive(Default)]
 pub struct MainConf {
+    /// Boxed: each zone's `data` points at its SharedMap, which must not move.
+    #[allow(clippy::vec_box)]
     pub maps: Vec<Box<SharedMap>>,
 }
 

@@ -55,7 +55,7 @@ unsafe impl Arena for SlabArena {
     fn free_bytes(&self) -> usize {
         // SAFETY: the pool header is valid for the zone's lifetime; pfree counts
         // whole free pages.
-        unsafe { (*self.pool.as_ptr()).pfree as usize * ngx_pagesize as usize }
+        unsafe { (*self.pool.as_ptr()).pfree * ngx_pagesize }
     }
 }
 
