@@ -107,7 +107,8 @@ unsafe extern "C" fn var_incr(r: *mut ngx_http_request_t, v: *mut ngx_variable_v
     };
     let result = *ctx.incr.get_or_insert_with(|| count::count(r, &mk));
     match result {
-        Some(n) => set_value(r, v, n.to_string().as_bytes()),
+        // itoa formats on the stack: no heap allocation on the counting path.
+        Some(n) => set_value(r, v, itoa::Buffer::new().format(n).as_bytes()),
         None => set_value(r, v, b""),
     }
 }
