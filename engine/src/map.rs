@@ -493,8 +493,13 @@ fn encode_inline(v: &Value<'_>) -> u64 {
     }
 }
 
+/// Expiry has a resolution of one second, the resolution of `now`: an entry
+/// written at second `now` with a time to live of `t` expires at `now + t` and
+/// is gone from second `now + t + 1` on. So it lives at least `t` seconds and
+/// at most one more; a short `timeout=1s` never vanishes a moment after it was
+/// written because a second boundary happened to pass.
 fn expired(expire: u32, now: u32) -> bool {
-    expire != 0 && expire <= now
+    expire != 0 && expire < now
 }
 
 // The layout-generic implementation. Every function here runs under the lock.

@@ -271,7 +271,7 @@ pub fn load<A: Arena>(map: &mut Map<'_, A>, state: &State<'_>, now: u32) -> Load
     for r in state.records() {
         let ttl = match r.expire {
             0 => Ttl::Never,
-            e if e <= now => {
+            e if e < now => {
                 report.expired += 1;
                 continue;
             }

