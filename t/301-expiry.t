@@ -3,23 +3,11 @@
 
 use Test::Nginx::Socket 'no_plan';
 use File::Temp qw(tempdir);
-use Compress::Zlib ();
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SharedMapState qw(state_file);
 
 $ENV{TEST_NGINX_STATE_DIR} = tempdir(CLEANUP => 1);
-
-# A state file as the engine writes it (docs/persistence.md): records of
-# [key, type (0 int, 1 long, 2 string), value, expire (unix seconds, 0 never)].
-sub state_file {
-    my ($kind, @records) = @_;
-    my $body = '';
-    for my $r (@records) {
-        my ($k, $t, $v, $e) = @$r;
-        my $val = $t == 0 ? pack('l<', $v) : $t == 1 ? pack('q<', $v) : $v;
-        $body .= pack('V C V Q<', length $k, $t, $e, length $val) . $k . $val;
-    }
-    my $data = 'SHMSTATE' . pack('V V Q< V V', 1, $kind, scalar @records, time, 0) . $body;
-    return $data . pack('V', Compress::Zlib::crc32($data));
-}
 
 # Per-key expiry times: "soon" in 2 s, "later" in an hour, "never", and
 # "past" already expired.
