@@ -104,3 +104,38 @@ shared map "small" is full, could not add "/p/c"
 ["GET /value?k=/p/a", "GET /value?k=/p/b", "GET /value?k=/p/c"]
 --- response_body eval
 ["[2]\n", "[1]\n", "[]\n"]
+
+
+
+=== TEST 9: fragmentation: small entries fill the space, evicting makes room for more of them
+--- main_config
+load_module $TEST_NGINX_MODULE;
+--- http_config
+shared_map frag tinymap?space=256k&entries=4000&evict;
+--- config
+large_client_header_buffers 4 32k;
+location /incr { shared_map_key frag $arg_k; return 200 "[$shared_map_incr]\n"; }
+location /value { shared_map_key frag $arg_k; return 200 "[$shared_map_value]\n"; }
+--- init
+require HTTP::Tiny;
+my $http = HTTP::Tiny->new(keep_alive => 1);
+for my $i (1 .. 1800) {
+    my $r = $http->get("http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}/incr?k=" . sprintf("%0100d", $i));
+    die "request $i: $r->{status}" if $r->{content} ne "[1]\n";
+}
+--- request eval
+"GET /value?k=" . sprintf("%0100d", 1800)
+--- response_body
+[1]
+--- no_error_log
+[error]
+
+
+
+=== TEST 10: a key needing whole pages among them fails after bounded eviction, and says so
+--- request eval
+"GET /incr?k=" . ("x" x 16384)
+--- response_body
+[]
+--- error_log eval
+qr/\[error\] .*shared map "frag" is full: could not allocate 16416 bytes after evicting 512 entries, could not add "x{64}\.\.\."/

@@ -820,7 +820,9 @@ impl<A: Arena> Map<'_, A> {
         now: u32,
         mode: PutMode,
     ) -> Result<Option<OwnedValue>, Error> {
-        if key.len() > L::MAX_KEY {
+        // A key as large as the whole space can never fit: refuse it before
+        // evicting anything for it.
+        if key.len() > L::MAX_KEY || key.len() >= self.arena.size() {
             return Err(Error::KeyTooLarge);
         }
         if let Value::Str(s) = value {
@@ -924,7 +926,9 @@ impl<A: Arena> Map<'_, A> {
     }
 
     fn add_in<L: Layout>(&mut self, key: &[u8], delta: i64, init: i64, ttl: Ttl, now: u32) -> Result<i64, Error> {
-        if key.len() > L::MAX_KEY {
+        // A key as large as the whole space can never fit: refuse it before
+        // evicting anything for it.
+        if key.len() > L::MAX_KEY || key.len() >= self.arena.size() {
             return Err(Error::KeyTooLarge);
         }
         let hash = hash_key(key);

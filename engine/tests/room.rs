@@ -225,3 +225,17 @@ fn a_tinymap_entry_takes_32_bytes_of_slab_besides_its_key() {
     eprintln!("tinymap: {used:.1} bytes of slab per entry with an 8-byte key (32 entry + 8 key)");
     assert!(used <= 32.0 + 8.0 + 0.5, "{used}");
 }
+
+#[test]
+fn a_key_or_value_larger_than_the_space_is_refused_without_evicting() {
+    for kind in KINDS {
+        let mut heap = new_map(kind, 64 << 10, 100, 0, true);
+        let mut m = map(&mut heap);
+        for i in 0..50u32 {
+            m.add(&i.to_le_bytes(), 1, 0, Ttl::Never, 0).unwrap();
+        }
+        assert_eq!(m.add(&[1; 64 << 10], 1, 0, Ttl::Never, 0), Err(Error::KeyTooLarge));
+        assert_eq!(m.put(b"k", Value::Str(&[1; 64 << 10]), Ttl::Never, 0), Err(Error::ValueTooLarge));
+        assert_eq!((m.len(), m.stats().evictions), (50, 0));
+    }
+}
