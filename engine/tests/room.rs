@@ -235,7 +235,10 @@ fn a_key_or_value_larger_than_the_space_is_refused_without_evicting() {
             m.add(&i.to_le_bytes(), 1, 0, Ttl::Never, 0).unwrap();
         }
         assert_eq!(m.add(&[1; 64 << 10], 1, 0, Ttl::Never, 0), Err(Error::KeyTooLarge));
-        assert_eq!(m.put(b"k", Value::Str(&[1; 64 << 10]), Ttl::Never, 0), Err(Error::ValueTooLarge));
+        assert_eq!(
+            m.put(b"k", Value::Str(&[1; 64 << 10]), Ttl::Never, 0),
+            Err(Error::ValueTooLarge)
+        );
         assert_eq!((m.len(), m.stats().evictions), (50, 0));
     }
 }
