@@ -1,5 +1,8 @@
 # The shared_map directive: every good and bad specification.
 use Test::Nginx::Socket 'no_plan';
+use File::Temp qw(tempdir);
+
+$ENV{TEST_NGINX_STATE_DIR} = tempdir(CLEANUP => 1);
 
 no_shuffle();
 run_tests();
@@ -23,7 +26,7 @@ GET /t
 --- main_config
 load_module $TEST_NGINX_MODULE;
 --- http_config
-shared_map m hashmap?space=64k&entries=100&timeout=1h&evict&state=$TEST_NGINX_SERVER_ROOT/m.state;
+shared_map m hashmap?space=64k&entries=100&timeout=1h&evict&state=$TEST_NGINX_STATE_DIR/m.state;
 --- config
 location = /t { shared_map_key m k; return 200 "$shared_map_incr"; }
 --- request

@@ -12,8 +12,9 @@ mod raw;
 pub mod query;
 pub mod session_spec;
 pub mod spec;
+pub mod state;
 
 pub use arena::Arena;
-pub use map::{Error, Map, MapConfig, OwnedValue, Stats, Ttl, Value};
+pub use map::{Error, Map, MapConfig, OwnedValue, Refusal, Stats, Ttl, Value, MAX_EVICTIONS};
 pub use raw::ValueType;
 pub use spec::{MapKind, Spec, SpecError};

@@ -12,14 +12,19 @@ use crate::arena::Arena;
 use crate::raw::{Hash, Layout, NewEntry, Tiny, ValueType};
 use crate::spec::{self, MapKind};
 
-const MAGIC: u64 = u64::from_le_bytes(*b"SHMAP\0\0\x01");
+const MAGIC: u64 = u64::from_le_bytes(*b"SHMAP\0\0\x02");
 
 /// How many buckets one eviction or reclamation step looks at, at most.
 const SCAN_BUCKETS: u64 = 256;
+/// How many buckets a single write may sweep for expired entries when the map
+/// is full, before it evicts (with `evict`) or gives up (without).
+const SWEEP_BUDGET: u64 = 1024;
 /// How many live entries eviction compares before choosing the least recent.
 const EVICT_SAMPLE: usize = 8;
-/// How many entries a single write may evict or reclaim before it gives up.
-const MAX_ROOM_STEPS: usize = 64;
+/// How many entries a single write may evict before it gives up. One is enough
+/// for the entries limit; space may need many when freed chunks are scattered
+/// over slab pages that stay partly used (fragmentation).
+pub const MAX_EVICTIONS: usize = 512;
 
 /// A value as stored: `int` and `long` inside the entry, `string` in the arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +174,34 @@ struct Header {
     evictions: AtomicU64,
     expirations: AtomicU64,
     refused: AtomicU64,
+    /// The generation last written to the state file (see `state`).
+    saved: AtomicU64,
+    /// Set once any entry was written with an expiry time; sweeping a map that
+    /// never had one is skipped.
+    expiring: AtomicU32,
+    _pad: u32,
+}
+
+/// Why the last write of a handle found no room: what it needed and what it
+/// did to make room before giving up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refusal {
+    /// The allocation that failed, in bytes; 0 when the entries limit refused.
+    pub bytes: usize,
+    /// Live entries evicted while trying.
+    pub evicted: usize,
+    /// Expired entries reclaimed while trying.
+    pub reclaimed: usize,
+}
+
+/// What one write did so far to make room; bounds that work.
+#[derive(Default)]
+struct Room {
+    swept: u64,
+    /// Eviction steps taken, whatever each freed.
+    steps: usize,
+    evicted: usize,
+    reclaimed: usize,
 }
 
 /// Where an entry is linked from: a bucket or the previous entry of its chain.
@@ -182,6 +215,7 @@ enum Link {
 pub struct Map<'a, A: Arena> {
     arena: &'a mut A,
     hdr: NonNull<Header>,
+    refusal: Option<Refusal>,
 }
 
 macro_rules! dispatch {
@@ -239,6 +273,9 @@ impl<'a, A: Arena> Map<'a, A> {
                 evictions: AtomicU64::new(0),
                 expirations: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
+                saved: AtomicU64::new(0),
+                expiring: AtomicU32::new(0),
+                _pad: 0,
             })
         };
         Ok(hdr.as_ptr() as u64 - base)
@@ -260,7 +297,7 @@ impl<'a, A: Arena> Map<'a, A> {
         if header.magic != MAGIC || MapKind::from_u32(header.kind).is_none() {
             return None;
         }
-        Some(Map { arena, hdr })
+        Some(Map { arena, hdr, refusal: None })
     }
 
     fn header(&self) -> &Header {
@@ -308,6 +345,27 @@ impl<'a, A: Arena> Map<'a, A> {
     /// A counter that changes whenever the map is written.
     pub fn generation(&self) -> u64 {
         self.header().generation.load(Relaxed)
+    }
+
+    /// The generation last recorded by [`Map::set_saved_generation`].
+    pub fn saved_generation(&self) -> u64 {
+        self.header().saved.load(Relaxed)
+    }
+
+    /// Records that the map's state as of `generation` is on disk; never moves
+    /// backwards, so a slower saver of an older snapshot cannot undo a newer one.
+    pub fn set_saved_generation(&mut self, generation: u64) {
+        self.header().saved.fetch_max(generation, Relaxed);
+    }
+
+    /// The bucket count, fixed at creation.
+    pub fn buckets(&self) -> u64 {
+        self.header().buckets
+    }
+
+    /// Why the last write through this handle returned [`Error::NoRoom`].
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.refusal
     }
 
     pub fn stats(&self) -> Stats {
@@ -421,6 +479,12 @@ impl<'a, A: Arena> Map<'a, A> {
     }
 }
 
+/// What one eviction step freed.
+enum Freed {
+    Evicted,
+    Expired,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum PutMode {
     Always,
@@ -436,8 +500,13 @@ fn encode_inline(v: &Value<'_>) -> u64 {
     }
 }
 
+/// Expiry has a resolution of one second, the resolution of `now`: an entry
+/// written at second `now` with a time to live of `t` expires at `now + t` and
+/// is gone from second `now + t + 1` on. So it lives at least `t` seconds and
+/// at most one more; a short `timeout=1s` never vanishes a moment after it was
+/// written because a second boundary happened to pass.
 fn expired(expire: u32, now: u32) -> bool {
-    expire != 0 && expire <= now
+    expire != 0 && expire < now
 }
 
 // The layout-generic implementation. Every function here runs under the lock.
@@ -455,6 +524,10 @@ impl<A: Arena> Map<'_, A> {
         if secs == 0 {
             0
         } else {
+            let h = self.header();
+            if h.expiring.load(Relaxed) == 0 {
+                h.expiring.store(1, Relaxed);
+            }
             now.saturating_add(secs).max(1)
         }
     }
@@ -585,19 +658,40 @@ impl<A: Arena> Map<'_, A> {
         unsafe { Some((self.read::<L>(e), L::expire(self.base(), e).load(Relaxed))) }
     }
 
-    /// Makes room for one more entry or allocation: reclaims expired entries near
-    /// the sweep cursor and, with `evict`, evicts one approximately least recently
-    /// used entry. Returns false when nothing could be freed.
-    fn make_room<L: Layout>(&mut self, now: u32) -> bool {
-        if self.sweep_in::<L>(now, SCAN_BUCKETS) > 0 {
-            return true;
+    /// Makes room for one more entry or allocation. Expired entries go first:
+    /// they are dead weight. Then, with `evict`, one approximately least recently
+    /// used entry. Returns false when the write's budget is spent or nothing
+    /// could be freed.
+    fn make_room<L: Layout>(&mut self, now: u32, room: &mut Room) -> bool {
+        let budget = SWEEP_BUDGET.min(self.header().buckets);
+        while room.swept < budget && self.header().expiring.load(Relaxed) != 0 {
+            let n = SCAN_BUCKETS.min(budget - room.swept);
+            room.swept += n;
+            let removed = self.sweep_in::<L>(now, n);
+            if removed > 0 {
+                room.reclaimed += removed;
+                return true;
+            }
         }
-        self.header().evict != 0 && self.evict_one::<L>(now)
+        if self.header().evict == 0 || room.steps >= MAX_EVICTIONS {
+            return false;
+        }
+        room.steps += 1;
+        match self.evict_one::<L>(now) {
+            Some(Freed::Evicted) => room.evicted += 1,
+            Some(Freed::Expired) => room.reclaimed += 1,
+            None => return false,
+        }
+        true
     }
 
     /// Evicts the least recently used of a sample of entries taken from the
-    /// buckets after the eviction cursor.
-    fn evict_one<L: Layout>(&mut self, now: u32) -> bool {
+    /// buckets after the eviction cursor; an expired entry met on the way is
+    /// reclaimed instead.
+    fn evict_one<L: Layout>(&mut self, now: u32) -> Option<Freed> {
+        if self.is_empty() {
+            return None;
+        }
         let h = self.header();
         let base = self.base();
         let (table, buckets) = (h.table, h.buckets);
@@ -626,7 +720,7 @@ impl<A: Arena> Map<'_, A> {
                     self.unlink_free::<L>(link, e);
                     self.header().expirations.fetch_add(1, Relaxed);
                     self.header().evict_cursor.store(idx, Relaxed);
-                    return true;
+                    return Some(Freed::Expired);
                 }
                 let age = clock.wrapping_sub(access);
                 if victim.is_none_or(|(_, _, best)| age > best) {
@@ -638,17 +732,16 @@ impl<A: Arena> Map<'_, A> {
             }
         }
         self.header().evict_cursor.store((start + scanned) & (buckets - 1), Relaxed);
-        match victim {
-            Some((link, e, _)) => {
-                self.unlink_free::<L>(link, e);
-                self.header().evictions.fetch_add(1, Relaxed);
-                true
-            }
-            None => false,
-        }
+        let (link, e, _) = victim?;
+        self.unlink_free::<L>(link, e);
+        self.header().evictions.fetch_add(1, Relaxed);
+        Some(Freed::Evicted)
     }
 
     fn sweep_in<L: Layout>(&mut self, now: u32, max_buckets: u64) -> usize {
+        if self.header().expiring.load(Relaxed) == 0 || self.is_empty() {
+            return 0;
+        }
         let (table, buckets) = (self.header().table, self.header().buckets);
         let start = self.header().sweep_cursor.load(Relaxed);
         let base = self.base();
@@ -678,14 +771,18 @@ impl<A: Arena> Map<'_, A> {
     }
 
     /// Allocates (with room made as needed) an unlinked entry.
-    fn alloc_entry<L: Layout>(&mut self, e: &NewEntry<'_>, needs_slot: bool, now: u32) -> Result<u64, Error> {
-        let mut steps = 0;
+    fn alloc_entry<L: Layout>(
+        &mut self,
+        e: &NewEntry<'_>,
+        needs_slot: bool,
+        now: u32,
+        room: &mut Room,
+    ) -> Result<u64, Error> {
         if needs_slot {
             while self.len() >= self.header().max_entries {
-                if steps == MAX_ROOM_STEPS || !self.make_room::<L>(now) {
-                    return Err(Error::NoRoom);
+                if !self.make_room::<L>(now, room) {
+                    return Err(self.no_room(0, room));
                 }
-                steps += 1;
             }
         }
         loop {
@@ -693,26 +790,28 @@ impl<A: Arena> Map<'_, A> {
             if let Some(entry) = unsafe { L::new_entry(self.arena, e, 0) } {
                 return Ok(entry);
             }
-            if steps == MAX_ROOM_STEPS || !self.make_room::<L>(now) {
-                return Err(Error::NoRoom);
+            if !self.make_room::<L>(now, room) {
+                return Err(self.no_room(L::ENTRY_BYTES + e.key.len(), room));
             }
-            steps += 1;
         }
     }
 
     /// Allocates a string value (with room made as needed) and returns its word.
-    fn alloc_string<L: Layout>(&mut self, bytes: &[u8], now: u32) -> Result<u64, Error> {
-        let mut steps = 0;
+    fn alloc_string<L: Layout>(&mut self, bytes: &[u8], now: u32, room: &mut Room) -> Result<u64, Error> {
         loop {
             // SAFETY: the lock is held; the string stays private until linked.
             if let Some(word) = unsafe { L::new_string(self.arena, bytes) } {
                 return Ok(word);
             }
-            if steps == MAX_ROOM_STEPS || !self.make_room::<L>(now) {
-                return Err(Error::NoRoom);
+            if !self.make_room::<L>(now, room) {
+                return Err(self.no_room(bytes.len(), room));
             }
-            steps += 1;
         }
+    }
+
+    fn no_room(&mut self, bytes: usize, room: &Room) -> Error {
+        self.refusal = Some(Refusal { bytes, evicted: room.evicted, reclaimed: room.reclaimed });
+        Error::NoRoom
     }
 
     /// Links a complete, unlinked entry at the head of its bucket's chain.
@@ -744,7 +843,9 @@ impl<A: Arena> Map<'_, A> {
         now: u32,
         mode: PutMode,
     ) -> Result<Option<OwnedValue>, Error> {
-        if key.len() > L::MAX_KEY {
+        // A key as large as the whole space can never fit: refuse it before
+        // evicting anything for it.
+        if key.len() > L::MAX_KEY || key.len() >= self.arena.size() {
             return Err(Error::KeyTooLarge);
         }
         if let Value::Str(s) = value {
@@ -756,6 +857,8 @@ impl<A: Arena> Map<'_, A> {
         let vtype = value.value_type();
         let expire = self.expire_at(ttl, now);
         let base = self.base();
+        let mut room = Room::default();
+        self.refusal = None;
 
         let found = self.lookup::<L>(hash, key, now);
         match (mode, found) {
@@ -778,7 +881,7 @@ impl<A: Arena> Map<'_, A> {
         }
 
         let word = match value {
-            Value::Str(s) => match self.alloc_string::<L>(s, now) {
+            Value::Str(s) => match self.alloc_string::<L>(s, now, &mut room) {
                 Ok(w) => w,
                 Err(err) => return self.refuse(err),
             },
@@ -804,7 +907,7 @@ impl<A: Arena> Map<'_, A> {
         // A new entry: the key is absent or its value changes type.
         let stamp = self.header().clock.fetch_add(1, Relaxed).wrapping_add(1);
         let new = NewEntry { hash, key, vtype, word, expire, access: stamp };
-        let entry = match self.alloc_entry::<L>(&new, found.is_none(), now) {
+        let entry = match self.alloc_entry::<L>(&new, found.is_none(), now, &mut room) {
             Ok(entry) => entry,
             Err(err) => {
                 if vtype == ValueType::String {
@@ -846,11 +949,14 @@ impl<A: Arena> Map<'_, A> {
     }
 
     fn add_in<L: Layout>(&mut self, key: &[u8], delta: i64, init: i64, ttl: Ttl, now: u32) -> Result<i64, Error> {
-        if key.len() > L::MAX_KEY {
+        // A key as large as the whole space can never fit: refuse it before
+        // evicting anything for it.
+        if key.len() > L::MAX_KEY || key.len() >= self.arena.size() {
             return Err(Error::KeyTooLarge);
         }
         let hash = hash_key(key);
         let base = self.base();
+        self.refusal = None;
         if let Some((_, e)) = self.lookup::<L>(hash, key, now) {
             // SAFETY: `e` is live; the value changes with one store.
             let word = unsafe { L::word(base, e) };
@@ -884,7 +990,7 @@ impl<A: Arena> Map<'_, A> {
             expire: self.expire_at(ttl, now),
             access: stamp,
         };
-        match self.alloc_entry::<L>(&new, true, now) {
+        match self.alloc_entry::<L>(&new, true, now, &mut Room::default()) {
             Ok(entry) => {
                 self.link_new::<L>(hash, entry);
                 Ok(v)

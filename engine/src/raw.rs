@@ -60,6 +60,8 @@ pub unsafe trait Layout {
     const MAX_KEY: usize;
     /// The longest string value.
     const MAX_STRING: usize;
+    /// Bytes an entry takes besides its key.
+    const ENTRY_BYTES: usize;
 
     unsafe fn bucket(base: *mut u8, table: u64, i: u64) -> u64;
     unsafe fn set_bucket(base: *mut u8, table: u64, i: u64, entry: u64);
@@ -119,6 +121,7 @@ pub enum Tiny {}
 unsafe impl Layout for Tiny {
     const MAX_KEY: usize = (1 << 24) - 1;
     const MAX_STRING: usize = u32::MAX as usize;
+    const ENTRY_BYTES: usize = core::mem::size_of::<TinyEntry>();
 
     unsafe fn bucket(base: *mut u8, table: u64, i: u64) -> u64 {
         // SAFETY: the table holds `buckets` u32 slots and `i` is masked below it.
@@ -276,6 +279,7 @@ pub enum Hash {}
 unsafe impl Layout for Hash {
     const MAX_KEY: usize = u32::MAX as usize - HASH_HDR;
     const MAX_STRING: usize = usize::MAX >> 1;
+    const ENTRY_BYTES: usize = HASH_HDR;
 
     unsafe fn bucket(base: *mut u8, table: u64, i: u64) -> u64 {
         // SAFETY: the table holds `buckets` u64 slots and `i` is masked below it.

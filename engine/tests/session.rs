@@ -33,10 +33,11 @@ fn get_renew_removes_an_idle_entry_for_good() {
         let mut m = map(&mut heap);
         m.put(b"s", Value::Str(b"data"), Ttl::Secs(10), 100).unwrap();
         assert_eq!(m.len(), 1);
-        assert_eq!(m.get_renew(b"s", Ttl::Secs(10), 110), None, "{kind:?}: expired at 110");
+        // Alive for its whole time to live (second 110 included), gone after it.
+        assert_eq!(m.get_renew(b"s", Ttl::Secs(10), 111), None, "{kind:?}: expired at 111");
         assert_eq!(m.len(), 0, "{kind:?}: the entry is gone, not hidden");
         assert_eq!(m.stats().expirations, 1);
-        assert_eq!(m.get_renew(b"missing", Ttl::Secs(10), 110), None);
+        assert_eq!(m.get_renew(b"missing", Ttl::Secs(10), 111), None);
         assert_eq!(m.stats().misses, 2);
     }
 }

@@ -4,7 +4,7 @@
 use ngx::ffi::{ngx_http_request_t, ngx_int_t, ngx_time, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_OK};
 use ngx::http::{HttpModuleLocationConf, Request};
 use ngx::ngx_log_error;
-use shared_map_engine::{Error, Ttl};
+use shared_map_engine::{Error, Refusal, Ttl};
 
 use crate::conf::MapKey;
 use crate::zone::SharedMap;
@@ -29,9 +29,7 @@ pub fn printable(key: &[u8]) -> String {
 pub fn log_refusal(r: &Request, map: &SharedMap, key: &[u8], err: Error) {
     let key = printable(key);
     match err {
-        Error::NoRoom => {
-            ngx_log_error!(NGX_LOG_ERR, r.log(), "shared map \"{}\" is full, could not add \"{}\"", map.name, key);
-        }
+        Error::NoRoom => log_no_room(r, map, &key, None),
         Error::TypeConflict => {
             ngx_log_error!(NGX_LOG_ERR, r.log(), "shared map \"{}\": \"{}\" holds a string, not a number", map.name, key);
         }
@@ -44,14 +42,38 @@ pub fn log_refusal(r: &Request, map: &SharedMap, key: &[u8], err: Error) {
     }
 }
 
+/// Logs a write refused for lack of room, with what the engine tried first.
+pub fn log_no_room(r: &Request, map: &SharedMap, key: &str, why: Option<Refusal>) {
+    match why {
+        Some(Refusal { bytes, evicted, .. }) if bytes > 0 => {
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                r.log(),
+                "shared map \"{}\" is full: could not allocate {} bytes after evicting {} entries, could not add \"{}\"",
+                map.name,
+                bytes,
+                evicted,
+                key
+            );
+        }
+        _ => {
+            ngx_log_error!(NGX_LOG_ERR, r.log(), "shared map \"{}\" is full, could not add \"{}\"", map.name, key);
+        }
+    }
+}
+
 /// Adds 1 to the key `mk` names for this request; `None` (logged) if refused.
 pub fn count(r: &Request, mk: &MapKey) -> Option<i64> {
     // SAFETY: the complex value was compiled into the configuration pool.
     let key = r.get_complex_value(unsafe { mk.key.as_ref() })?.as_bytes();
     let map = mk.map()?;
-    match map.with(|m| m.add(key, 1, 0, Ttl::Default, now())) {
+    match map.with(|m| m.add(key, 1, 0, Ttl::Default, now()).map_err(|e| (e, m.refusal()))) {
         Ok(Ok(v)) => Some(v),
-        Ok(Err(e)) => {
+        Ok(Err((Error::NoRoom, why))) => {
+            log_no_room(r, map, &printable(key), why);
+            None
+        }
+        Ok(Err((e, _))) => {
             log_refusal(r, map, key, e);
             None
         }

@@ -4,8 +4,10 @@
 mod api;
 mod conf;
 mod count;
+mod persist;
 mod render;
 mod session;
+mod timer;
 mod variables;
 mod zone;
 
@@ -87,5 +89,7 @@ pub static mut ngx_http_shared_map_module: ngx_module_t = ngx_module_t {
     // SAFETY: a static command table nginx only reads.
     commands: unsafe { &raw mut conf::COMMANDS[0] },
     type_: NGX_HTTP_MODULE as ngx_uint_t,
+    init_process: Some(timer::init_process),
+    exit_process: Some(timer::exit_process),
     ..ngx_module_t::default()
 };

@@ -173,6 +173,7 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_vo
             map.root = root;
             // SAFETY: the header lies inside the zone.
             unsafe { (*shpool).data = (shpool as *mut u8).add(root as usize) as *mut c_void };
+            crate::persist::load(map, log);
             NGX_OK as ngx_int_t
         }
         Err(_) => {

@@ -1,0 +1,250 @@
+//! `state=path`: loading a map's state file into a fresh zone, and saving the
+//! map to it (temporary file, fsync, rename) so a crash never leaves a
+//! half-written file. The format itself is the engine's (`state.rs`).
+//!
+//! Savers: the worker with `ngx_worker == 0` saves about once a second while the
+//! map is dirty (its generation differs from the last saved one), and every
+//! worker saves on its way out (a graceful or fast stop, or the end of an old
+//! worker after a reload) if the map is still dirty. Saves of one directory are
+//! serialised by an exclusive `flock()` on the directory, and a saver renames its
+//! file into place only if its snapshot is newer than the last one saved (the
+//! zone keeps that generation), so a slow saver of an older snapshot can never
+//! replace a newer file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use ngx::ffi::{ngx_log_t, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN};
+use ngx::ngx_log_error;
+use shared_map_engine::state;
+
+use crate::count::now;
+use crate::zone::SharedMap;
+
+/// An I/O error as nginx prints one: `(13: Permission denied)`.
+struct OsError<'a>(&'a io::Error);
+
+impl core::fmt::Display for OsError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let text = self.0.to_string();
+        let text = text.rsplit_once(" (os error").map_or(text.as_str(), |(t, _)| t);
+        match self.0.raw_os_error() {
+            Some(code) => write!(f, "({code}: {text})"),
+            None => write!(f, "({text})"),
+        }
+    }
+}
+
+/// Loads the map's state file into its fresh, empty zone (in the master, from
+/// `init_zone`). A missing file is normal; a corrupt or incompatible one is
+/// renamed aside and the map starts empty. nginx starts either way.
+pub fn load(map: &SharedMap, log: *mut ngx_log_t) {
+    let Some(path) = map.spec.state.as_deref() else {
+        return;
+    };
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        Err(e) => {
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                log,
+                "open() \"{}\" failed {}, shared map \"{}\" starts empty",
+                path,
+                OsError(&e),
+                map.name
+            );
+            return;
+        }
+    };
+    let now = now();
+    let parsed = match state::parse(&bytes) {
+        Ok(parsed) => parsed,
+        Err(err) => {
+            let aside = format!("{path}.corrupt-{now}");
+            match fs::rename(path, &aside) {
+                Ok(()) => {
+                    ngx_log_error!(
+                        NGX_LOG_ERR,
+                        log,
+                        "shared map \"{}\": invalid state file \"{}\": {}, renamed to \"{}\"; the map starts empty",
+                        map.name,
+                        path,
+                        err,
+                        aside
+                    );
+                }
+                Err(e) => {
+                    ngx_log_error!(
+                    NGX_LOG_ERR,
+                    log,
+                    "shared map \"{}\": invalid state file \"{}\": {}, rename() to \"{}\" failed {}; the map starts empty",
+                    map.name,
+                    path,
+                    err,
+                    aside,
+                    OsError(&e)
+                    );
+                }
+            }
+            return;
+        }
+    };
+    let report = map.with(|m| {
+        let report = state::load(m, &parsed, now);
+        // What was just loaded is what the file holds.
+        let generation = m.generation();
+        m.set_saved_generation(generation);
+        report
+    });
+    let Ok(report) = report else {
+        return;
+    };
+    if parsed.kind != Some(map.spec.kind) {
+        ngx_log_error!(
+            NGX_LOG_WARN,
+            log,
+            "shared map \"{}\": state file \"{}\" was saved by a {}, loading it into a {}",
+            map.name,
+            path,
+            parsed.kind.map_or("map of unknown type", |k| k.name()),
+            map.spec.kind.name()
+        );
+    }
+    if report.dropped() > 0 {
+        ngx_log_error!(
+            NGX_LOG_WARN,
+            log,
+            "shared map \"{}\": {} of {} entries in \"{}\" were not loaded: {} found no room, {} are too large for a {}",
+            map.name,
+            report.dropped(),
+            parsed.count,
+            path,
+            report.no_room,
+            report.too_large,
+            map.spec.kind.name()
+        );
+    }
+    ngx_log_error!(
+        NGX_LOG_NOTICE,
+        log,
+        "shared map \"{}\": loaded {} entries from \"{}\", {} expired meanwhile",
+        map.name,
+        report.loaded,
+        path,
+        report.expired
+    );
+}
+
+/// What a call to [`save`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Saved {
+    /// The map has no `state`, or did not change since the last save.
+    Clean,
+    /// Another process saved this snapshot or a newer one meanwhile.
+    Superseded,
+    Written {
+        entries: u64,
+        bytes: usize,
+    },
+}
+
+/// Saves the map if it changed since the last save. Errors are logged here.
+pub fn save(map: &SharedMap, log: *mut ngx_log_t) -> Result<Saved, ()> {
+    let Some(path) = map.spec.state.as_deref() else {
+        return Ok(Saved::Clean);
+    };
+    let now = now();
+    // The snapshot is taken under the zone's lock: every entry whole, and the
+    // generation it corresponds to.
+    let snapshot = map.with(|m| {
+        let generation = m.generation();
+        if generation == m.saved_generation() {
+            return None;
+        }
+        let entries = m.len();
+        Some((generation, entries, state::save(m, now)))
+    });
+    let Some((generation, entries, bytes)) = snapshot.map_err(|_| ())? else {
+        return Ok(Saved::Clean);
+    };
+    match write(map, path, generation, &bytes) {
+        Ok(true) => Ok(Saved::Written {
+            entries,
+            bytes: bytes.len(),
+        }),
+        Ok(false) => Ok(Saved::Superseded),
+        Err((what, e)) => {
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                log,
+                "shared map \"{}\": could not save state to \"{}\": {} failed {}",
+                map.name,
+                path,
+                what,
+                OsError(&e)
+            );
+            Err(())
+        }
+    }
+}
+
+type Failed = (String, io::Error);
+
+fn at(what: impl FnOnce() -> String) -> impl FnOnce(io::Error) -> Failed {
+    move |e| (what(), e)
+}
+
+/// Writes `bytes` to `path` through a temporary file; returns false when a
+/// newer snapshot was saved meanwhile and this one was dropped.
+fn write(map: &SharedMap, path: &str, generation: u64, bytes: &[u8]) -> Result<bool, Failed> {
+    let dir = match Path::new(path).parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let dir_file = File::open(dir).map_err(at(|| format!("open() \"{}\"", dir.display())))?;
+    flock(&dir_file).map_err(at(|| format!("flock() \"{}\"", dir.display())))?;
+    // The lock is held until `dir_file` is dropped.
+    if map.with(|m| m.saved_generation()).unwrap_or(0) >= generation {
+        return Ok(false);
+    }
+    let tmp = format!("{path}.{}.tmp", std::process::id());
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .open(&tmp)
+            .map_err(at(|| format!("open() \"{tmp}\"")))?;
+        f.write_all(bytes).map_err(at(|| format!("write() \"{tmp}\"")))?;
+        f.sync_all().map_err(at(|| format!("fsync() \"{tmp}\"")))?;
+        fs::rename(&tmp, path).map_err(at(|| format!("rename() \"{tmp}\" to \"{path}\"")))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
+    // The rename is durable once the directory is synced.
+    dir_file
+        .sync_all()
+        .map_err(at(|| format!("fsync() \"{}\"", dir.display())))?;
+    let _ = map.with(|m| m.set_saved_generation(generation));
+    Ok(true)
+}
+
+fn flock(f: &File) -> io::Result<()> {
+    loop {
+        // SAFETY: a valid open descriptor; flock() only takes a lock on it.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}

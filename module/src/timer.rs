@@ -1,0 +1,157 @@
+//! The per-worker timer: sweeps expired entries out of every map in small
+//! batches, so their memory returns without waiting for a read, and saves the
+//! maps that have `state=` while they are dirty. The `init_process` and
+//! `exit_process` hooks of the module.
+
+use core::ffi::c_void;
+use core::ptr;
+
+use ngx::core::Pool;
+use ngx::ffi::{
+    ngx_add_timer, ngx_cycle_t, ngx_event_t, ngx_exiting, ngx_int_t, ngx_log_t, ngx_process, ngx_worker, NGX_OK,
+    NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER,
+};
+use ngx::log::DebugMask;
+use ngx::ngx_log_debug;
+
+use crate::conf;
+use crate::count::now;
+use crate::persist::{self, Saved};
+use crate::zone::SharedMap;
+
+/// How often the timer runs, in milliseconds.
+const INTERVAL: usize = 1000;
+/// Buckets swept under one hold of a map's lock.
+const SWEEP_BATCH: u64 = 1024;
+/// Buckets each worker sweeps per map and tick: at least this many, and at
+/// least 1/`SWEEP_PASS` of the table, so the workers together cover a table
+/// in at most `SWEEP_PASS` seconds.
+const SWEEP_MIN: u64 = 4096;
+const SWEEP_PASS: u64 = 32;
+/// After a failed save, the next periodic attempt waits this many seconds.
+const SAVE_RETRY: u32 = 10;
+
+/// One worker's timer and what it remembers between ticks.
+struct Worker {
+    event: ngx_event_t,
+    maps: &'static [Box<SharedMap>],
+    /// Per map: the time of the next periodic save attempt.
+    next_save: Vec<u32>,
+}
+
+/// `init_process`: arms the timer in worker processes (not in the cache
+/// manager or loader) when there is any map.
+///
+/// # Safety
+/// Called by nginx with the worker's cycle.
+pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx sets these globals before calling init_process.
+    let process = unsafe { ngx_process } as u32;
+    if process != NGX_PROCESS_WORKER && process != NGX_PROCESS_SINGLE {
+        return NGX_OK as ngx_int_t;
+    }
+    // SAFETY: the cycle is live for the whole worker.
+    let cycle = unsafe { &*cycle };
+    let maps = conf::maps(cycle);
+    if maps.is_empty() {
+        return NGX_OK as ngx_int_t;
+    }
+    // SAFETY: the cycle's pool outlives the worker's event loop.
+    let pool = unsafe { Pool::from_ngx_pool(cycle.pool) };
+    let worker = pool.allocate(Worker {
+        // SAFETY: a zeroed ngx_event_t is nginx's own initial state for one.
+        event: unsafe { core::mem::zeroed() },
+        maps,
+        next_save: vec![0; maps.len()],
+    });
+    if worker.is_null() {
+        return ngx_ffi_error();
+    }
+    // SAFETY: `worker` was just allocated and lives as long as the cycle; the
+    // event is cancelable, so it never delays a graceful shutdown.
+    unsafe {
+        let ev = ptr::addr_of_mut!((*worker).event);
+        (*ev).handler = Some(on_timer);
+        (*ev).data = worker as *mut c_void;
+        (*ev).log = cycle.log;
+        (*ev).set_cancelable(1);
+        ngx_add_timer(ev, INTERVAL as _);
+    }
+    NGX_OK as ngx_int_t
+}
+
+fn ngx_ffi_error() -> ngx_int_t {
+    ngx::ffi::NGX_ERROR as ngx_int_t
+}
+
+/// `exit_process`: every worker saves the maps still dirty on its way out.
+///
+/// # Safety
+/// Called by nginx with the worker's cycle.
+pub unsafe extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
+    // SAFETY: as in init_process.
+    let process = unsafe { ngx_process } as u32;
+    if process != NGX_PROCESS_WORKER && process != NGX_PROCESS_SINGLE {
+        return;
+    }
+    // SAFETY: the cycle is live until the process exits.
+    let cycle = unsafe { &*cycle };
+    for map in conf::maps(cycle) {
+        save(map, cycle.log, "exit");
+    }
+}
+
+fn save(map: &SharedMap, log: *mut ngx_log_t, why: &str) -> bool {
+    match persist::save(map, log) {
+        Ok(Saved::Written { entries, bytes }) => {
+            ngx_log_debug!(
+                mask: DebugMask::Http,
+                log,
+                "shared map: \"{}\" saved on {}: {} entries, {} bytes",
+                map.name,
+                why,
+                entries,
+                bytes
+            );
+            true
+        }
+        Ok(_) => true,
+        Err(()) => false,
+    }
+}
+
+/// Sweeps one map's share of buckets for this tick, a batch per lock hold.
+fn sweep(map: &SharedMap, now: u32) -> usize {
+    let Ok(buckets) = map.with(|m| m.buckets()) else {
+        return 0;
+    };
+    let mut todo = SWEEP_MIN.max(buckets / SWEEP_PASS).min(buckets);
+    let mut removed = 0;
+    while todo > 0 {
+        let n = todo.min(SWEEP_BATCH);
+        removed += map.with(|m| m.sweep(now, n)).unwrap_or(0);
+        todo -= n;
+    }
+    removed
+}
+
+unsafe extern "C" fn on_timer(ev: *mut ngx_event_t) {
+    // SAFETY: `data` is the Worker this event is embedded in.
+    let worker = unsafe { &mut *((*ev).data as *mut Worker) };
+    let log = unsafe { (*ev).log };
+    let now = now();
+    // SAFETY: plain globals of the worker process.
+    let (saver, exiting) = unsafe { (ngx_worker == 0, ngx_exiting != 0) };
+    for (i, map) in worker.maps.iter().enumerate() {
+        let removed = sweep(map, now);
+        if removed > 0 {
+            ngx_log_debug!(mask: DebugMask::Http, log, "shared map: \"{}\" swept {} expired", map.name, removed);
+        }
+        // While exiting, exit_process saves; until then, one worker saves.
+        if saver && !exiting && map.spec.state.is_some() && now >= worker.next_save[i] && !save(map, log, "timer") {
+            worker.next_save[i] = now.saturating_add(SAVE_RETRY);
+        }
+    }
+    // SAFETY: the event lives as long as the cycle; re-arming a fired timer.
+    unsafe { ngx_add_timer(ev, INTERVAL as _) };
+}

@@ -1,0 +1,263 @@
+# Persistence: `state=path` saves a map while it changes and when nginx stops,
+# and loads it when nginx starts. A corrupt file is renamed aside; a file that
+# does not fit loads what fits.
+
+use Test::Nginx::Socket 'no_plan';
+use File::Temp qw(tempdir);
+use File::Copy qw(copy);
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SharedMapState qw(state_file describe);
+
+my $dir = $ENV{TEST_NGINX_STATE_DIR} = tempdir(CLEANUP => 1);
+
+sub put_file {
+    my ($name, $data) = @_;
+    open my $f, '>', "$dir/$name" or die "$dir/$name: $!";
+    binmode $f;
+    print $f $data;
+    close $f;
+}
+
+put_file('garbage.state', "this is not a state file\n");
+{
+    my $valid = state_file(2, ['a', 1, 1, 0], ['b', 1, 2, 0]);
+    put_file('truncated.state', substr($valid, 0, length($valid) - 7));
+}
+put_file('small.state', state_file(1, map { ["k$_", 1, $_, 0] } 0 .. 9));
+
+# Clients writing while the map is saved: 4 processes, 250 counts each over
+# five keys, about 2.5 s in all; a copy of the state file is taken midway.
+sub busy_clients {
+    require HTTP::Tiny;
+    require POSIX;
+    my @pids;
+    for my $c (1 .. 4) {
+        my $pid = fork;
+        die "fork: $!" if !defined $pid;
+        if (!$pid) {
+            my $http = HTTP::Tiny->new(keep_alive => 1);
+            for my $i (0 .. 249) {
+                my $k = 'k' . ($i % 5);
+                $http->get("http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}/incr?k=$k");
+                select(undef, undef, undef, 0.008);
+            }
+            POSIX::_exit(0);
+        }
+        push @pids, $pid;
+    }
+    select(undef, undef, undef, 1.6);
+    copy("$dir/busy.state", "$dir/snapshot.state") or die "copy: $!";
+    waitpid($_, 0) for @pids;
+}
+
+master_on();
+workers(2);
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: counts are written to a map with a state file (none exists yet)
+--- main_config
+load_module $TEST_NGINX_MODULE;
+--- http_config
+shared_map counts tinymap?space=64k&entries=100&state=$TEST_NGINX_STATE_DIR/counts.state;
+--- config
+location /incr { shared_map_key counts $arg_k; return 200 "[$shared_map_incr]\n"; }
+location /value { shared_map_key counts $arg_k; return 200 "[$shared_map_value]\n"; }
+location /state/ { alias $TEST_NGINX_STATE_DIR/; autoindex on; }
+--- request eval
+["GET /incr?k=a", "GET /incr?k=a", "GET /incr?k=a", "GET /incr?k=b"]
+--- response_body eval
+["[1]\n", "[2]\n", "[3]\n", "[1]\n"]
+--- no_error_log
+[error]
+[warn]
+
+
+
+=== TEST 2: while nginx runs, the changed map is saved within about a second
+--- init
+sleep 2;
+--- request
+GET /state/counts.state
+--- response_body_filters eval
+\&SharedMapState::describe
+--- response_body
+ok tinymap 2
+a long 3 never
+b long 1 never
+
+
+
+=== TEST 3: after a stop and a start, the counts are back
+--- main_config
+load_module $TEST_NGINX_MODULE;
+--- http_config
+shared_map counts tinymap?space=64k&entries=100&state=$TEST_NGINX_STATE_DIR/counts.state;
+--- config
+# started again
+location /incr { shared_map_key counts $arg_k; return 200 "[$shared_map_incr]\n"; }
+location /value { shared_map_key counts $arg_k; return 200 "[$shared_map_value]\n"; }
+--- request
+GET /value?k=a
+--- response_body
+[3]
+--- error_log
+shared map "counts": loaded 2 entries from
+--- no_error_log
+[error]
+
+
+
+=== TEST 4: counting goes on from there, right before a stop
+--- request eval
+["GET /value?k=b", "GET /incr?k=a", "GET /incr?k=c"]
+--- response_body eval
+["[1]\n", "[4]\n", "[1]\n"]
+
+
+
+=== TEST 5: writes made just before a stop are saved at the stop
+--- main_config
+load_module $TEST_NGINX_MODULE;
+--- http_config
+shared_map counts tinymap?space=64k&entries=100&state=$TEST_NGINX_STATE_DIR/counts.state;
+--- config
+# started a third time
+location /value { shared_map_key counts $arg_k; return 200 "[$shared_map_value]\n"; }
+--- request eval
+["GET /value?k=a", "GET /value?k=b", "GET /value?k=c"]
+--- response_body eval
+["[4]\n", "[1]\n", "[1]\n"]
+--- no_error_log
+[error]
+
+
+
+=== TEST 6: a corrupt state file is logged and renamed aside, and the map starts empty
+--- main_config
+load_module $TEST_NGINX_MODULE;
+--- http_config
+shared_map g tinymap?space=64k&state=$TEST_NGINX_STATE_DIR/garbage.state;
+--- config
+location /value { shared_map_key g $arg_k; return 200 "[$shared_map_value]\n"; }
+location /state/ { alias $TEST_NGINX_STATE_DIR/; autoindex on; }
+--- request
+GET /value?k=a
+--- response_body
+[]
+--- error_log eval
+qr/\[error\] .*shared map "g": invalid state file ".*garbage\.state": not a shared map state file, renamed to ".*garbage\.state\.corrupt-\d+"; the map starts empty/
+
+
+
+=== TEST 7: the corrupt file is kept aside for inspection
+--- request
+GET /state/
+--- response_body_like eval
+qr/garbage\.state\.corrupt-\d+/
+
+
+
+=== TEST 8: a truncated state file fails its checksum
+--- main_config
+load_module $TEST_NGINX_MODULE;
+--- http_config
+shared_map t tinymap?space=64k&state=$TEST_NGINX_STATE_DIR/truncated.state;
+--- config
+location /value { shared_map_key t $arg_k; return 200 "[$shared_map_value]\n"; }
+--- request
+GET /value?k=a
+--- response_body
+[]
+--- error_log eval
+qr/\[error\] .*invalid state file ".*truncated\.state": checksum mismatch, renamed to ".*truncated\.state\.corrupt-\d+"/
+
+
+
+=== TEST 9: a file saved by a bigger tinymap loads what fits into a small hashmap
+--- main_config
+load_module $TEST_NGINX_MODULE;
+--- http_config
+shared_map s hashmap?space=64k&entries=4&evict&state=$TEST_NGINX_STATE_DIR/small.state;
+--- config
+location /value { shared_map_key s $arg_k; return 200 "[$shared_map_value]\n"; }
+--- request
+GET /value?k=none
+--- response_body
+[]
+--- error_log
+state file "
+small.state" was saved by a tinymap, loading it into a hashmap
+shared map "s": 6 of 10 entries in "
+small.state" were not loaded: 6 found no room, 0 are too large for a hashmap
+shared map "s": loaded 4 entries from
+--- no_error_log
+[error]
+
+
+
+=== TEST 10: a state file is saved while clients keep writing
+--- main_config
+load_module $TEST_NGINX_MODULE;
+--- http_config
+shared_map busy hashmap?space=256k&state=$TEST_NGINX_STATE_DIR/busy.state;
+--- config
+location /incr { shared_map_key busy $arg_k; return 200 "[$shared_map_incr]\n"; }
+location /value { shared_map_key busy $arg_k; return 200 "[$shared_map_value]\n"; }
+location /state/ { alias $TEST_NGINX_STATE_DIR/; }
+--- init
+main::busy_clients();
+--- request eval
+["GET /value?k=k0", "GET /value?k=k4"]
+--- response_body eval
+["[200]\n", "[200]\n"]
+--- no_error_log
+[error]
+
+
+
+=== TEST 11: the copy taken while clients wrote is a whole, consistent file
+--- request
+GET /state/snapshot.state
+--- response_body_filters eval
+\&SharedMapState::describe
+--- response_body_like eval
+qr/^ok hashmap 5\n(?:k\d long \d+ never\n){5}\z/
+
+
+
+=== TEST 12: nginx starts from that snapshot
+--- main_config
+load_module $TEST_NGINX_MODULE;
+--- http_config
+shared_map busy hashmap?space=256k&state=$TEST_NGINX_STATE_DIR/snapshot.state;
+--- config
+location /value { shared_map_key busy $arg_k; return 200 "[$shared_map_value]\n"; }
+--- request
+GET /value?k=k2
+--- response_body_like eval
+qr/^\[\d+\]\n\z/
+--- error_log
+shared map "busy": loaded 5 entries from
+--- no_error_log
+[error]
+
+
+
+=== TEST 13: and the file saved when the writing nginx stopped holds every count
+--- main_config
+load_module $TEST_NGINX_MODULE;
+--- http_config
+shared_map busy hashmap?space=256k&state=$TEST_NGINX_STATE_DIR/busy.state;
+--- config
+# the live state again
+location /value { shared_map_key busy $arg_k; return 200 "[$shared_map_value]\n"; }
+--- request eval
+["GET /value?k=k0", "GET /value?k=k1", "GET /value?k=k2", "GET /value?k=k3", "GET /value?k=k4"]
+--- response_body eval
+["[200]\n", "[200]\n", "[200]\n", "[200]\n", "[200]\n"]
+--- no_error_log
+[error]
