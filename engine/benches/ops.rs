@@ -4,7 +4,8 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use shared_map_engine::heap::Heap;
 use shared_map_engine::{Map, MapConfig, MapKind, Ttl};
 
-const KEYS: u64 = 1_000;
+/// A power of two, so that the benchmark steps through keys with a mask.
+const KEYS: u64 = 8192;
 
 fn warm_map(kind: MapKind) -> (Heap, Vec<Vec<u8>>) {
     let mut heap = Heap::new(64 << 20);
@@ -32,7 +33,7 @@ fn ops(c: &mut Criterion) {
             b.iter(|| {
                 // SAFETY: as above.
                 let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
-                i = (i + 7919) % keys.len();
+                i = (i + 7919) & (KEYS as usize - 1);
                 black_box(m.get(&keys[i], 0).is_some())
             })
         });
@@ -40,7 +41,7 @@ fn ops(c: &mut Criterion) {
             b.iter(|| {
                 // SAFETY: as above.
                 let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
-                i = (i + 7919) % keys.len();
+                i = (i + 7919) & (KEYS as usize - 1);
                 black_box(m.add(&keys[i], 1, 0, Ttl::Default, 0).unwrap())
             })
         });
@@ -49,7 +50,7 @@ fn ops(c: &mut Criterion) {
                 let _guard = heap.lock();
                 // SAFETY: the heap's lock is held, as nginx holds the slab mutex.
                 let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
-                i = (i + 7919) % keys.len();
+                i = (i + 7919) & (KEYS as usize - 1);
                 black_box(m.add(&keys[i], 1, 0, Ttl::Default, 0).unwrap())
             })
         });
@@ -58,4 +59,17 @@ fn ops(c: &mut Criterion) {
 }
 
 criterion_group!(benches, ops);
-criterion_main!(benches);
+criterion_main!(benches, hashing);
+
+fn hash(c: &mut Criterion) {
+    let key = b"/uri/00000004242";
+    c.bench_function("hash/mur3 16 bytes", |b| b.iter(|| shared_map_engine::hash_key(black_box(key))));
+    c.bench_function("hash/murmur3 crate 16 bytes", |b| {
+        b.iter(|| {
+            let mut src: &[u8] = black_box(key);
+            murmur3::murmur3_32(&mut src, 0).unwrap()
+        })
+    });
+}
+
+criterion_group!(hashing, hash);

@@ -15,6 +15,6 @@ pub mod spec;
 pub mod state;
 
 pub use arena::Arena;
-pub use map::{Error, Map, MapConfig, OwnedValue, Refusal, Stats, Ttl, Value, MAX_EVICTIONS};
+pub use map::{hash_key, Error, Map, MapConfig, OwnedValue, Refusal, Stats, Ttl, Value, MAX_EVICTIONS};
 pub use raw::ValueType;
 pub use spec::{MapKind, Spec, SpecError};
