@@ -2,6 +2,8 @@
 # (PyPI's prometheus_client, through t/prometheus.py).
 use Test::Nginx::Socket 'no_plan';
 use FindBin ();
+use lib "$FindBin::Bin/lib";
+use SharedMapTest;
 use File::Temp ();
 
 workers(2);
@@ -19,13 +21,7 @@ our $Config = <<'_EOC_';
     location = /m { shared_map_api m; }
 _EOC_
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    return if $block->name =~ /^\S+ \d+: \.\.\./;
-    $block->set_value("main_config", 'load_module $TEST_NGINX_MODULE;') if !defined $block->main_config;
-    $block->set_value("http_config", $HttpConfig) if !defined $block->http_config;
-    $block->set_value("config", $Config) if !defined $block->config;
-});
+use_default_config(http_config => $HttpConfig, config => $Config);
 
 # The body as the reference parser understands it, samples sorted within each
 # family; only families matching $only (and their samples) are kept when given. Bodies not in the format (empty

@@ -1,5 +1,8 @@
 # shared_map_api: readonly refuses writes with 405.
 use Test::Nginx::Socket 'no_plan';
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SharedMapTest;
 
 workers(2);
 master_on();
@@ -19,13 +22,7 @@ _EOC_
 
 # Every block gets these unless it has its own; a block whose name starts with
 # "..." continues the previous one in the same running nginx.
-add_block_preprocessor(sub {
-    my $block = shift;
-    return if $block->name =~ /^\S+ \d+: \.\.\./;
-    $block->set_value("main_config", 'load_module $TEST_NGINX_MODULE;') if !defined $block->main_config;
-    $block->set_value("http_config", $HttpConfig) if !defined $block->http_config;
-    $block->set_value("config", $Config) if !defined $block->config;
-});
+use_default_config(http_config => $HttpConfig, config => $Config);
 
 run_tests();
 
