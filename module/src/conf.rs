@@ -75,55 +75,33 @@ pub(crate) const NGX_CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
 pub(crate) const NGX_CONF_OK: *mut c_char = ptr::null_mut();
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
+type CmdHandler = unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char;
+
+/// One row of the command table; `conf` says which configuration level the
+/// handler receives.
+const fn command(name: ngx_str_t, type_: u32, set: CmdHandler, conf: usize) -> ngx_command_t {
+    ngx_command_t { name, type_: type_ as ngx_uint_t, set: Some(set), conf, offset: 0, post: ptr::null_mut() }
+}
+
+const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
+
 pub static mut COMMANDS: [ngx_command_t; 7] = [
-    ngx_command_t {
-        name: ngx_string!("shared_map"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2) as ngx_uint_t,
-        set: Some(cmd_set_shared_map),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("shared_map_key"),
-        type_: (ANY_LEVEL | NGX_CONF_TAKE2) as ngx_uint_t,
-        set: Some(cmd_set_key),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("shared_map_count"),
-        type_: (ANY_LEVEL | NGX_CONF_TAKE2) as ngx_uint_t,
-        set: Some(cmd_add_count),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("shared_map_api"),
-        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE12) as ngx_uint_t,
-        set: Some(crate::api::cmd_set_api),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("shared_map_session"),
-        type_: (ANY_LEVEL | NGX_CONF_1MORE) as ngx_uint_t,
-        set: Some(crate::session::cmd_set_session),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("shared_map_session_api"),
-        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS) as ngx_uint_t,
-        set: Some(crate::session::cmd_set_session_api),
-        conf: NGX_HTTP_LOC_CONF_OFFSET,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
+    command(ngx_string!("shared_map"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2, cmd_set_shared_map, NGX_HTTP_MAIN_CONF_OFFSET),
+    command(ngx_string!("shared_map_key"), ANY_LEVEL | NGX_CONF_TAKE2, cmd_set_key, LOC),
+    command(ngx_string!("shared_map_count"), ANY_LEVEL | NGX_CONF_TAKE2, cmd_add_count, LOC),
+    command(
+        ngx_string!("shared_map_api"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE12,
+        crate::api::cmd_set_api,
+        LOC,
+    ),
+    command(ngx_string!("shared_map_session"), ANY_LEVEL | NGX_CONF_1MORE, crate::session::cmd_set_session, LOC),
+    command(
+        ngx_string!("shared_map_session_api"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
+        crate::session::cmd_set_session_api,
+        LOC,
+    ),
     ngx_command_t::empty(),
 ];
 
