@@ -26,7 +26,8 @@ sub fastcgi_responder {
         while (1) {
             read($c, my $h, 8) == 8 or last;
             my ($ver, $type, $rid, $len, $pad) = unpack 'CCnnC', $h;
-            read($c, my $body, $len + $pad) if $len + $pad;
+            my $body = "";
+            read($c, $body, $len + $pad) if $len + $pad;
             $id = $rid;
             $params .= substr($body, 0, $len) if $type == 4;
             last if $type == 5 && $len == 0;    # the end of FCGI_STDIN

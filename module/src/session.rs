@@ -198,9 +198,7 @@ fn resolve(r: &Request, conf: &SessionConf, st: &mut SessionState) {
     st.resolved = true;
     let Some(map) = conf.map() else { return };
     let name = conf.spec.cookie.as_bytes();
-    let mut line = r.as_ref().headers_in.cookie;
-    // SAFETY: `cookie` heads a chain of this request's header lines, linked by `next`.
-    while let Some(h) = unsafe { line.as_ref() } {
+    for h in cookie_lines(r) {
         for value in session_spec::cookie_values(h.value.as_bytes(), name) {
             st.had_cookie = true;
             if !session_spec::is_valid_id(value) {
@@ -223,8 +221,30 @@ fn resolve(r: &Request, conf: &SessionConf, st: &mut SessionState) {
                 }
             }
         }
-        line = h.next;
     }
+}
+
+/// The request's `Cookie` header lines: since nginx 1.23 a chain linked by `next`.
+#[cfg(nginx1_23_0)]
+fn cookie_lines(r: &Request) -> impl Iterator<Item = &ngx_table_elt_t> {
+    let mut line = r.as_ref().headers_in.cookie;
+    core::iter::from_fn(move || {
+        // SAFETY: `cookie` heads a chain of this request's header lines.
+        let h = unsafe { line.as_ref() }?;
+        line = h.next;
+        Some(h)
+    })
+}
+
+/// The request's `Cookie` header lines: before nginx 1.23 an array of pointers.
+#[cfg(not(nginx1_23_0))]
+fn cookie_lines(r: &Request) -> impl Iterator<Item = &ngx_table_elt_t> {
+    let cookies = &r.as_ref().headers_in.cookies;
+    // SAFETY: an initialised array of pointers to this request's header lines
+    // (empty when the request has none: nginx then leaves `elts` null).
+    let lines: &[*mut ngx_table_elt_t] = if cookies.elts.is_null() { &[] } else { unsafe { cookies.as_slice() } };
+    // SAFETY: each pointer names a live header line of this request.
+    lines.iter().filter_map(|h| unsafe { h.as_ref() })
 }
 
 /// Appends a header line to the response (or rewrites `reuse`).
@@ -243,15 +263,14 @@ fn add_header(
             let list: *mut ngx_list_t = &mut r.as_mut().headers_out.headers;
             // SAFETY: headers_out.headers is an initialised list of table elements.
             let h = NonNull::new(unsafe { ngx_list_push(list) } as *mut ngx_table_elt_t)?;
-            // SAFETY: a fresh element, fully written here.
+            // SAFETY: a fresh element, fully written here; zero is a valid state
+            // for every field, including `next` where nginx has it (1.23+).
             unsafe {
-                h.as_ptr().write(ngx_table_elt_t {
-                    hash: 1,
-                    key: ngx_str_t { len: key.len(), data: key.as_ptr() as *mut u8 },
-                    value,
-                    lowcase_key: ptr::null_mut(),
-                    next: ptr::null_mut(),
-                })
+                let mut elt: ngx_table_elt_t = core::mem::zeroed();
+                elt.hash = 1;
+                elt.key = ngx_str_t { len: key.len(), data: key.as_ptr() as *mut u8 };
+                elt.value = value;
+                h.as_ptr().write(elt);
             };
             return Some(h);
         }
