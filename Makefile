@@ -58,7 +58,7 @@ run: deps build
 	@echo "nginx on http://127.0.0.1:8080/ (Ctrl-C stops it)"
 	$(NGINX) -p $(CURDIR)/build/run/ -c $(CURDIR)/nginx-conf/nginx.conf -g 'daemon off;'
 
-test: test-engine test-nginx
+test: test-engine test-nginx test-debian
 
 test-engine:
 	$(CARGO) test --release -p shared-map-engine
@@ -81,7 +81,18 @@ clean:
 # so that it loads into /usr/sbin/nginx next to libnginx-mod-http-lua.
 DEBIAN_SRC := build/debian/nginx
 
-.PHONY: build-debian
+.PHONY: build-debian test-debian
+# The t/ suite again, against Debian's nginx 1.22 with the module built for it;
+# skipped (with a note) where nginx-dev is not installed.
+test-debian:
+	@if [ -d /usr/share/nginx/src ] && [ -x /usr/sbin/nginx ]; then \
+	  $(MAKE) --no-print-directory build-debian && \
+	  TEST_NGINX_BINARY=/usr/sbin/nginx TEST_NGINX_MODULE=$(CURDIR)/$(OBJS)/debian/ngx_http_shared_map_module.so \
+	  TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_SERVROOT=$(CURDIR)/t/servroot-debian \
+	    sh -c 'if perl -MTest::Nginx::Socket -e1 2>/dev/null; then prove -r t/; \
+	           else prove -I t/lib/fallback -r t/; fi'; \
+	else echo "test-debian: skipped (apt-get install nginx-core nginx-dev to run it)"; fi
+
 build-debian:
 	@test -d /usr/share/nginx/src || { echo "install nginx-dev first: apt-get install nginx-core nginx-dev"; exit 1; }
 	@if [ ! -f $(DEBIAN_SRC)/objs/ngx_auto_config.h ]; then \
