@@ -71,6 +71,8 @@ test-nginx: build
 
 bench: build
 	$(CARGO) bench -p shared-map-engine
+	-$(MAKE) --no-print-directory build-debian
+	bench/instructions.sh
 	bench/nginx-bench.sh
 
 clean:

@@ -6,6 +6,10 @@
 #   2. Debian's /usr/sbin/nginx 1.22 (if `make build-debian` was run and
 #      libnginx-mod-http-lua is installed): bare, $shared_map_incr, lua_shared_dict incr.
 #
+# PINNED=1 runs one nginx worker on CPU 0 and wrk on CPU 1, so that nginx's
+# requests per second measure its own per-request cost with less noise than the
+# default (2 workers and wrk sharing 2 cores, as peers.md measured lua_shared_dict).
+#
 # Loopback only; bounded: ROUNDS x locations x DURATION seconds per part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +21,13 @@ WORK=$(mktemp -d /tmp/shared-map-bench.XXXXXX)
 trap 'for p in "$WORK"/*/logs/nginx.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
 
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 1; }
+if [ "${PINNED:-0}" = 1 ]; then
+    WORKERS="worker_processes 1; worker_cpu_affinity 1;"
+    WRK="taskset -c 1 wrk"
+else
+    WORKERS="worker_processes 2;"
+    WRK="wrk"
+fi
 
 start() { # name binary config
     mkdir -p "$WORK/$1/logs"
@@ -27,7 +38,7 @@ start() { # name binary config
 stop() { kill -QUIT "$(cat "$WORK/$1/logs/nginx.pid")"; sleep 0.5; }
 
 rps() { # url
-    wrk -t1 -c"$CONNS" -d"${DURATION}s" "$1" | awk '/Requests\/sec/ { print $2 }'
+    $WRK -t1 -c"$CONNS" -d"${DURATION}s" "$1" | awk '/Requests\/sec/ { print $2 }'
 }
 
 median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
@@ -57,7 +68,7 @@ run_part() { # title, then pairs of "label path"
     echo
 }
 
-COMMON="worker_processes 2; error_log logs/error.log; pid logs/nginx.pid;
+COMMON="$WORKERS error_log logs/error.log; pid logs/nginx.pid;
 events { worker_connections 1024; }"
 
 start vendored "$PWD/objs/nginx" "load_module $PWD/objs/ngx_http_shared_map_module.so;
@@ -69,7 +80,7 @@ http { access_log off;
     location = /incr { shared_map_key counters \$uri; return 200 \$shared_map_incr; }
     location = /count { shared_map_count counters \$uri; return 200 \"ok\"; }
   } }"
-echo "# nginx counting benchmark ($(date -u +%Y-%m-%d), wrk -t1 -c$CONNS -d${DURATION}s, 2 workers, loopback)"
+echo "# nginx counting benchmark ($(date -u +%Y-%m-%d), wrk -t1 -c$CONNS -d${DURATION}s, $WORKERS loopback)"
 echo
 run_part "objs/nginx $("$PWD/objs/nginx" -v 2>&1 | sed 's/.*\///')" \
     "bare return 200" /bare '$shared_map_incr' /incr 'shared_map_count' /count

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Instructions nginx executes per request, counted by valgrind's callgrind: exact
+# and repeatable, whatever else the machine is doing (unlike requests per second
+# on a shared 2-core machine). Per location, the count is
+#   (instructions for N2 requests - instructions for N1 requests) / (N2 - N1),
+# which cancels start-up and shutdown. Requests: ab -k (keepalive), one at a time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LUA_LOCATION=""
+PORT=${PORT:-8098}
+N1=${N1:-1000}
+N2=${N2:-3000}
+command -v valgrind >/dev/null && command -v ab >/dev/null \
+    || { echo "valgrind and ab are needed: apt-get install valgrind apache2-utils"; exit 1; }
+
+total() { # binary, main-level lines, http-level lines, location path, requests
+    local dir
+    dir=$(mktemp -d /tmp/shared-map-instr.XXXXXX)
+    mkdir -p "$dir/logs"
+    cat > "$dir/nginx.conf" <<CONF
+$2
+daemon off; master_process off; worker_processes 1;
+error_log logs/error.log; pid logs/nginx.pid;
+events { worker_connections 64; }
+http { access_log off;
+  $3
+  server { listen 127.0.0.1:$PORT;
+    location = /bare { return 200 "ok"; }
+    location = /incr { shared_map_key counters \$uri; return 200 \$shared_map_incr; }
+    location = /count { shared_map_count counters \$uri; return 200 "ok"; }
+    $LUA_LOCATION
+  } }
+CONF
+    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" "$1" -p "$dir/" -c "$dir/nginx.conf" \
+        2>"$dir/valgrind.log" &
+    local vpid=$!
+    for _ in $(seq 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+    ab -q -k -n "$5" -c 1 "http://127.0.0.1:$PORT$4" >/dev/null
+    kill -QUIT "$vpid"
+    wait "$vpid" || true
+    callgrind_annotate "$dir/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
+    rm -rf "$dir"
+}
+
+per_request() { # binary, main lines, http lines, path
+    local a b
+    a=$(total "$1" "$2" "$3" "$4" "$N1")
+    b=$(total "$1" "$2" "$3" "$4" "$N2")
+    echo $(( (b - a) / (N2 - N1) ))
+}
+
+report() { # title, binary, main lines, http lines, then "label path" pairs
+    local title=$1 bin=$2 main=$3 http=$4; shift 4
+    echo "## $title"
+    echo
+    echo "| location | instructions per request | ratio to bare |"
+    echo "| --- | --- | --- |"
+    local base=""
+    while [ $# -gt 0 ]; do
+        local n
+        n=$(per_request "$bin" "$main" "$http" "$2")
+        [ -z "$base" ] && base=$n
+        printf '| %s | %d | %.3f |\n' "$1" "$n" "$(echo "$n / $base" | bc -l)"
+        shift 2
+    done
+    echo
+}
+
+echo "# Instructions per request (callgrind, $N1 and $N2 keepalive requests, $(date -u +%Y-%m-%d))"
+echo
+report "objs/nginx $("$PWD/objs/nginx" -v 2>&1 | sed 's/.*\///')" "$PWD/objs/nginx" \
+    "load_module $PWD/objs/ngx_http_shared_map_module.so;" \
+    "shared_map counters tinymap?space=1m&entries=8096;" \
+    "bare return 200" /bare '$shared_map_incr' /incr 'shared_map_count' /count
+
+LUA=/usr/lib/nginx/modules/ngx_http_lua_module.so
+LUA_LOCATION='location = /lua { content_by_lua_block { local v = ngx.shared.lcounters:incr(ngx.var.uri, 1, 0) ngx.print(v) } }'
+if [ -x /usr/sbin/nginx ] && [ -f "$LUA" ] && [ -f objs/debian/ngx_http_shared_map_module.so ]; then
+    report "Debian /usr/sbin/nginx $(/usr/sbin/nginx -v 2>&1 | sed 's/.*\///') with libnginx-mod-http-lua" /usr/sbin/nginx \
+        "load_module /usr/lib/nginx/modules/ndk_http_module.so; load_module $LUA; load_module $PWD/objs/debian/ngx_http_shared_map_module.so;" \
+        "shared_map counters tinymap?space=1m&entries=8096; lua_shared_dict lcounters 1m;" \
+        "bare return 200" /bare '$shared_map_incr' /incr 'lua_shared_dict incr' /lua
+fi
