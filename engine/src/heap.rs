@@ -154,6 +154,12 @@ impl Heap {
         HeapGuard { lock }
     }
 
+    /// Releases the lock whoever holds it: what nginx's master does with
+    /// `ngx_shmtx_force_unlock` for a worker that died holding the slab mutex.
+    pub fn force_unlock(&self) {
+        self.hdr().lock.store(0, Ordering::Release);
+    }
+
     fn alloc_pages(&mut self, n: usize) -> Option<u64> {
         // First fit over the free runs, splitting the remainder off.
         let mut prev: Option<u64> = None;

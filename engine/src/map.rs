@@ -467,6 +467,16 @@ impl<'a, A: Arena> Map<'a, A> {
         dispatch!(self.for_each_in(prefix, now, &mut f))
     }
 
+    /// Walks every chain and checks what readers rely on: each linked entry lies
+    /// inside the zone, sits in the bucket its hash names, and its key still
+    /// hashes to the stored hash (a torn entry would not). Returns how many
+    /// entries are reachable. For tests of the publication rule: the count may
+    /// differ from `len()` by one after a process died between linking an entry
+    /// and counting it.
+    pub fn verify(&mut self) -> Result<u64, String> {
+        dispatch!(self.verify_in())
+    }
+
     /// Removes expired entries from at most `max_buckets` buckets, continuing
     /// where the previous sweep stopped. Returns how many were removed.
     pub fn sweep(&mut self, now: u32, max_buckets: u64) -> usize {
@@ -1043,6 +1053,38 @@ impl<A: Arena> Map<'_, A> {
             }
         }
         self.wrote();
+    }
+
+    fn verify_in<L: Layout>(&mut self) -> Result<u64, String> {
+        let (table, buckets) = (self.header().table, self.header().buckets);
+        let base = self.base();
+        let size = self.arena.size() as u64;
+        let mut reachable = 0u64;
+        for idx in 0..buckets {
+            // SAFETY: the lock is held; every offset is checked to lie in the
+            // zone before the entry behind it is read.
+            let mut e = unsafe { L::bucket(base, table, idx) };
+            while e != 0 {
+                if e % 8 != 0 || e + L::ENTRY_BYTES as u64 > size {
+                    return Err(format!("bucket {idx}: entry offset {e} is not inside the zone"));
+                }
+                reachable += 1;
+                if reachable > size / L::ENTRY_BYTES as u64 {
+                    return Err(format!("bucket {idx}: its chain loops"));
+                }
+                let hash = unsafe { L::hash(base, e) };
+                if hash as u64 & (buckets - 1) != idx {
+                    return Err(format!("bucket {idx}: entry {e} belongs in bucket {}", hash as u64 & (buckets - 1)));
+                }
+                if hash_key(unsafe { L::key(base, e) }) != hash {
+                    return Err(format!("bucket {idx}: entry {e} is torn: its key does not match its hash"));
+                }
+                // Reading the value touches a string's bytes.
+                let _ = unsafe { self.read::<L>(e) };
+                e = unsafe { L::next(base, e) };
+            }
+        }
+        Ok(reachable)
     }
 
     fn for_each_in<L: Layout>(
