@@ -25,7 +25,7 @@ else
 CARGO_FEATURES := --no-default-features
 endif
 
-.PHONY: all build deps run test test-engine test-nginx bench clean
+.PHONY: all build deps run test lint test-engine test-nginx bench clean
 
 all: build
 
@@ -58,7 +58,11 @@ run: deps build
 	@echo "nginx on http://127.0.0.1:8080/ (Ctrl-C stops it)"
 	$(NGINX) -p $(CURDIR)/build/run/ -c $(CURDIR)/nginx-conf/nginx.conf -g 'daemon off;'
 
-test: test-engine test-nginx test-debian
+test: lint test-engine test-nginx test-debian
+
+lint:
+	$(CARGO) clippy --release -p shared-map-engine --all-targets -- -D warnings
+	$(CARGO) clippy --release -p ngx_http_shared_map -- -D warnings
 
 test-engine:
 	$(CARGO) test --release -p shared-map-engine

@@ -512,11 +512,6 @@ fn encode_inline(v: &Value<'_>) -> u64 {
     }
 }
 
-/// Expiry has a resolution of one second, the resolution of `now`: an entry
-/// written at second `now` with a time to live of `t` expires at `now + t` and
-/// is gone from second `now + t + 1` on. So it lives at least `t` seconds and
-/// at most one more; a short `timeout=1s` never vanishes a moment after it was
-/// written because a second boundary happened to pass.
 // The map's counters are atomics so that statistics can be read without the
 // lock, but every writer holds the lock: a plain load and store replaces a
 // locked read-modify-write instruction on the hot path.
@@ -536,6 +531,11 @@ fn tick(clock: &AtomicU32) -> u32 {
     stamp
 }
 
+/// Expiry has a resolution of one second, the resolution of `now`: an entry
+/// written at second `now` with a time to live of `t` expires at `now + t` and
+/// is gone from second `now + t + 1` on. So it lives at least `t` seconds and
+/// at most one more; a short `timeout=1s` never vanishes a moment after it was
+/// written because a second boundary happened to pass.
 fn expired(expire: u32, now: u32) -> bool {
     expire != 0 && expire < now
 }

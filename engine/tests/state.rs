@@ -32,7 +32,6 @@ fn sample(kind: MapKind) -> (shared_map_engine::heap::Heap, Vec<u8>) {
     m.put(b"", Value::Str(b""), Ttl::Default, 100).unwrap();
     m.put(b"gone", Value::Long(1), Ttl::Secs(1), 100).unwrap();
     let file = state::save(&mut m, 105);
-    drop(m);
     (heap, file)
 }
 
