@@ -30,6 +30,7 @@ endif
 all: build
 
 deps:
+	@command -v $(CARGO) >/dev/null || { echo "Rust is needed: install cargo (https://rustup.rs or apt-get install cargo)"; exit 1; }
 	@missing=""; for p in $(DEB_PACKAGES); do \
 	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
