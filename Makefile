@@ -25,7 +25,7 @@ else
 CARGO_FEATURES := --no-default-features
 endif
 
-.PHONY: all build deps run test lint test-engine test-nginx bench clean
+.PHONY: all build deps run test lint test-engine test-conf test-nginx bench clean
 
 all: build
 
@@ -59,7 +59,15 @@ run: deps build
 	@echo "nginx on http://127.0.0.1:8080/ (Ctrl-C stops it)"
 	$(NGINX) -p $(CURDIR)/build/run/ -c $(CURDIR)/nginx-conf/nginx.conf -g 'daemon off;'
 
-test: lint test-engine test-nginx test-debian
+test: lint test-engine test-conf test-nginx test-debian
+
+# The example configurations pass `nginx -t` with the module built here.
+test-conf: build
+	@mkdir -p build/run/logs build/session/logs
+	$(NGINX) -t -q -p $(CURDIR)/build/run/ -c $(CURDIR)/nginx-conf/nginx.conf
+	$(NGINX) -t -q -p $(CURDIR)/build/session/ -c $(CURDIR)/nginx-conf/session-example.conf \
+	  -g 'load_module $(CURDIR)/$(MODULE);'
+	@echo "example configurations: ok"
 
 lint:
 	$(CARGO) clippy --release -p shared-map-engine --all-targets -- -D warnings
