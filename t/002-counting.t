@@ -202,3 +202,38 @@ location = /t { shared_map_key c $arg_k; return 200 "[$shared_map_incr]"; }
 ["GET /t?k=n", "GET /t?k=n"]
 --- response_body eval
 ["[1]", "[2]"]
+
+
+
+=== TEST 14: read through nginx's cache, once across an internal redirect
+--- main_config
+load_module $TEST_NGINX_MODULE;
+--- http_config
+shared_map c tinymap?space=32k;
+--- config
+shared_map_key c counted;
+location = /t { set $first $shared_map_incr; error_page 418 = /next; return 418; }
+location = /next { return 200 "$first $shared_map_incr"; }
+--- request eval
+["GET /t", "GET /t"]
+--- response_body eval
+["1 1", "2 2"]
+
+
+
+=== TEST 15: read by name only (SSI), still once per request
+--- main_config
+load_module $TEST_NGINX_MODULE;
+--- http_config
+shared_map c tinymap?space=32k;
+--- config
+location = /t {
+    shared_map_key c counted;
+    ssi on;
+    default_type text/html;
+    return 200 '<!--# echo var="shared_map_incr" --> <!--# echo var="shared_map_incr" -->';
+}
+--- request eval
+["GET /t", "GET /t"]
+--- response_body eval
+["1 1", "2 2"]

@@ -3,10 +3,10 @@
 use core::ffi::c_void;
 
 use ngx::ffi::{
-    ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_http_variable_t, ngx_int_t,
+    __BindgenBitfieldUnit, ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_http_variable_t, ngx_int_t,
     ngx_str_t, ngx_uint_t, ngx_variable_value_t, NGX_ERROR, NGX_HTTP_VAR_NOCACHEABLE, NGX_OK,
 };
-use ngx::http::{HttpModule, HttpModuleLocationConf, Request};
+use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
 use ngx::ngx_string;
 use shared_map_engine::Value;
 
@@ -82,12 +82,34 @@ pub(crate) fn set_value(r: &Request, v: *mut ngx_variable_value_t, bytes: &[u8])
     // SAFETY: nginx passes a value slot for this request.
     unsafe {
         (*v).data = data;
-        (*v).set_len(bytes.len() as _);
-        (*v).set_valid(1);
-        (*v).set_no_cacheable(0);
-        (*v).set_not_found(0);
+        set_found(&mut *v, bytes.len());
     }
     NGX_OK as ngx_int_t
+}
+
+/// Sets `len`, `valid = 1`, `no_cacheable = 0` and `not_found = 0`, keeping `escape`.
+///
+/// bindgen's setter for a multi-bit field writes it one bit at a time: for a
+/// length not known at compile time `set_len` alone ran a 28-step loop of
+/// about 600 instructions, more than the count itself. On little-endian
+/// targets bindgen stores bit `i` of the unit in bit `i % 8` of byte `i / 8`,
+/// that is the unit is the little-endian bytes of a `u32` holding `len` in
+/// bits 0-27, then `valid`, `no_cacheable`, `not_found` and `escape`; so the
+/// whole unit is written at once.
+fn set_found(v: &mut ngx_variable_value_t, len: usize) {
+    if cfg!(target_endian = "little") {
+        const LEN_MASK: u32 = (1 << 28) - 1;
+        const VALID: u32 = 1 << 28;
+        const ESCAPE: u32 = 1 << 31;
+        let escape = if v.escape() != 0 { ESCAPE } else { 0 };
+        let unit = (len as u32 & LEN_MASK) | VALID | escape;
+        v._bitfield_1 = __BindgenBitfieldUnit::new(unit.to_le_bytes());
+    } else {
+        v.set_len(len as _);
+        v.set_valid(1);
+        v.set_no_cacheable(0);
+        v.set_not_found(0);
+    }
 }
 
 fn not_found(v: *mut ngx_variable_value_t) -> ngx_int_t {
@@ -96,16 +118,36 @@ fn not_found(v: *mut ngx_variable_value_t) -> ngx_int_t {
     NGX_OK as ngx_int_t
 }
 
+/// Whether `v` is the request's own slot in `r->variables`, nginx's per-request
+/// cache of indexed variables: nginx then keeps the value (`no_cacheable` is 0)
+/// for the rest of the request, its subrequests and internal redirects included,
+/// so the getter is not called again. Other readers (`ngx_http_get_variable` on
+/// a variable no configuration indexed: SSI, perl, njs) pass a fresh slot each
+/// time and need the request context to count once.
+fn cached_by_nginx(r: &Request, v: *mut ngx_variable_value_t) -> bool {
+    let Some(cmcf) = NgxHttpCoreModule::main_conf(r) else {
+        return false;
+    };
+    let start = r.as_ref().variables;
+    let end = start.wrapping_add(cmcf.variables.nelts);
+    start <= v && v < end
+}
+
 unsafe extern "C" fn var_incr(r: *mut ngx_http_request_t, v: *mut ngx_variable_value_t, _: usize) -> ngx_int_t {
     // SAFETY: nginx passes a live request.
     let r = unsafe { Request::from_ngx_http_request(r) };
     let Some(mk) = Module::location_conf(r).and_then(|l| l.key) else {
         return not_found(v);
     };
-    let Some(ctx) = request_ctx(r) else {
-        return NGX_ERROR as ngx_int_t;
+    let result = if cached_by_nginx(r, v) {
+        // nginx keeps this value for the rest of the request and never asks again.
+        count::count(r, &mk)
+    } else {
+        let Some(ctx) = request_ctx(r) else {
+            return NGX_ERROR as ngx_int_t;
+        };
+        *ctx.incr.get_or_insert_with(|| count::count(r, &mk))
     };
-    let result = *ctx.incr.get_or_insert_with(|| count::count(r, &mk));
     match result {
         // itoa formats on the stack: no heap allocation on the counting path.
         Some(n) => set_value(r, v, itoa::Buffer::new().format(n).as_bytes()),
