@@ -70,6 +70,7 @@ test-conf: build
 	@echo "example configurations: ok"
 
 lint:
+	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release -p shared-map-engine --all-targets -- -D warnings
 	$(CARGO) clippy --release -p ngx_http_shared_map -- -D warnings
 

@@ -25,7 +25,10 @@ fn main() {
     for (_, name) in VERSIONS {
         println!("cargo::rustc-check-cfg=cfg({name})");
     }
-    if let Some(version) = env::var("DEP_NGINX_VERSION_NUMBER").ok().and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(version) = env::var("DEP_NGINX_VERSION_NUMBER")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         for (min, name) in VERSIONS {
             if version >= *min {
                 println!("cargo::rustc-cfg={name}");

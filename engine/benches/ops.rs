@@ -9,7 +9,12 @@ const KEYS: u64 = 8192;
 
 fn warm_map(kind: MapKind) -> (Heap, Vec<Vec<u8>>) {
     let mut heap = Heap::new(64 << 20);
-    let config = MapConfig { kind, entries: KEYS, timeout: 0, evict: false };
+    let config = MapConfig {
+        kind,
+        entries: KEYS,
+        timeout: 0,
+        evict: false,
+    };
     let root = Map::create(&mut heap, &config).unwrap();
     heap.set_root(root);
     let keys: Vec<Vec<u8>> = (0..KEYS).map(|i| format!("/uri/{i:011}").into_bytes()).collect();
@@ -63,7 +68,9 @@ criterion_main!(benches, hashing);
 
 fn hash(c: &mut Criterion) {
     let key = b"/uri/00000004242";
-    c.bench_function("hash/mur3 16 bytes", |b| b.iter(|| shared_map_engine::hash_key(black_box(key))));
+    c.bench_function("hash/mur3 16 bytes", |b| {
+        b.iter(|| shared_map_engine::hash_key(black_box(key)))
+    });
     c.bench_function("hash/murmur3 crate 16 bytes", |b| {
         b.iter(|| {
             let mut src: &[u8] = black_box(key);

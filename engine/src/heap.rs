@@ -96,7 +96,11 @@ impl Heap {
             });
             base.add(core::mem::size_of::<HeapHeader>()).write_bytes(FREE, pages);
         }
-        Heap { base, size, owned: false }
+        Heap {
+            base,
+            size,
+            owned: false,
+        }
     }
 
     /// Opens a heap another process formatted in a shared region.
@@ -106,7 +110,11 @@ impl Heap {
     pub unsafe fn open(base: *mut u8) -> Option<Heap> {
         // SAFETY: per the contract the header is there.
         let h = unsafe { &*(base as *const HeapHeader) };
-        (h.magic == MAGIC).then_some(Heap { base, size: h.size as usize, owned: false })
+        (h.magic == MAGIC).then_some(Heap {
+            base,
+            size: h.size as usize,
+            owned: false,
+        })
     }
 
     fn hdr(&self) -> &HeapHeader {
@@ -260,7 +268,11 @@ unsafe impl Arena for Heap {
             // SAFETY: the page is inside the region and now ours.
             unsafe { *self.page_class(off as usize / PAGE) = class as u8 };
             let chunk = 1usize << (class as u32 + MIN_SHIFT);
-            let bitmap_chunks = if chunk < EXACT_SIZE { (PAGE / chunk / 8).div_ceil(chunk) } else { 0 };
+            let bitmap_chunks = if chunk < EXACT_SIZE {
+                (PAGE / chunk / 8).div_ceil(chunk)
+            } else {
+                0
+            };
             let mut head = 0u64;
             for i in (bitmap_chunks..PAGE / chunk).rev() {
                 let c = off + (i * chunk) as u64;

@@ -8,8 +8,8 @@
 mod arena;
 pub mod heap;
 mod map;
-mod raw;
 pub mod query;
+mod raw;
 pub mod session_spec;
 pub mod spec;
 pub mod state;

@@ -244,8 +244,7 @@ impl<'a, A: Arena> Map<'a, A> {
             return Err(Error::NoRoom);
         }
         let buckets = spec::buckets_for(config.entries);
-        let table_bytes = usize::try_from(buckets).map_err(|_| Error::NoRoom)?
-            * config.kind.bucket_bytes();
+        let table_bytes = usize::try_from(buckets).map_err(|_| Error::NoRoom)? * config.kind.bucket_bytes();
         let table = arena.alloc(table_bytes).ok_or(Error::NoRoom)?;
         // SAFETY: a fresh allocation of table_bytes; zero means an empty bucket.
         unsafe { table.as_ptr().write_bytes(0, table_bytes) };
@@ -299,7 +298,11 @@ impl<'a, A: Arena> Map<'a, A> {
         if header.magic != MAGIC || MapKind::from_u32(header.kind).is_none() {
             return None;
         }
-        Some(Map { arena, hdr, refusal: None })
+        Some(Map {
+            arena,
+            hdr,
+            refusal: None,
+        })
     }
 
     fn header(&self) -> &Header {
@@ -409,37 +412,18 @@ impl<'a, A: Arena> Map<'a, A> {
     }
 
     /// Stores `value`, returning the previous value.
-    pub fn put(
-        &mut self,
-        key: &[u8],
-        value: Value<'_>,
-        ttl: Ttl,
-        now: u32,
-    ) -> Result<Option<OwnedValue>, Error> {
+    pub fn put(&mut self, key: &[u8], value: Value<'_>, ttl: Ttl, now: u32) -> Result<Option<OwnedValue>, Error> {
         dispatch!(self.put_in(key, value, ttl, now, PutMode::Always))
     }
 
     /// Stores `value` only if the key is absent; `Error::Exists` otherwise.
-    pub fn put_if_absent(
-        &mut self,
-        key: &[u8],
-        value: Value<'_>,
-        ttl: Ttl,
-        now: u32,
-    ) -> Result<(), Error> {
+    pub fn put_if_absent(&mut self, key: &[u8], value: Value<'_>, ttl: Ttl, now: u32) -> Result<(), Error> {
         dispatch!(self.put_in(key, value, ttl, now, PutMode::IfAbsent)).map(|_| ())
     }
 
     /// Stores `value` only if the key is present; `Error::NotFound` otherwise.
-    pub fn replace(
-        &mut self,
-        key: &[u8],
-        value: Value<'_>,
-        ttl: Ttl,
-        now: u32,
-    ) -> Result<OwnedValue, Error> {
-        dispatch!(self.put_in(key, value, ttl, now, PutMode::IfPresent))
-            .map(|prev| prev.unwrap_or(OwnedValue::Int(0)))
+    pub fn replace(&mut self, key: &[u8], value: Value<'_>, ttl: Ttl, now: u32) -> Result<OwnedValue, Error> {
+        dispatch!(self.put_in(key, value, ttl, now, PutMode::IfPresent)).map(|prev| prev.unwrap_or(OwnedValue::Int(0)))
     }
 
     /// Removes the key, returning its value.
@@ -731,8 +715,7 @@ impl<A: Arena> Map<'_, A> {
         let mut victim: Option<(Link, u64, u32)> = None;
         let mut seen = 0;
         let mut scanned = 0;
-        while scanned < buckets && (scanned < SCAN_BUCKETS || victim.is_none()) && seen < EVICT_SAMPLE
-        {
+        while scanned < buckets && (scanned < SCAN_BUCKETS || victim.is_none()) && seen < EVICT_SAMPLE {
             let idx = (start + scanned) & (buckets - 1);
             scanned += 1;
             let mut link = Link::Bucket(idx);
@@ -762,7 +745,9 @@ impl<A: Arena> Map<'_, A> {
                 e = next;
             }
         }
-        self.header().evict_cursor.store((start + scanned) & (buckets - 1), Relaxed);
+        self.header()
+            .evict_cursor
+            .store((start + scanned) & (buckets - 1), Relaxed);
         let (link, e, _) = victim?;
         self.unlink_free::<L>(link, e);
         add_locked(&self.header().evictions, 1);
@@ -841,7 +826,11 @@ impl<A: Arena> Map<'_, A> {
     }
 
     fn no_room(&mut self, bytes: usize, room: &Room) -> Error {
-        self.refusal = Some(Refusal { bytes, evicted: room.evicted, reclaimed: room.reclaimed });
+        self.refusal = Some(Refusal {
+            bytes,
+            evicted: room.evicted,
+            reclaimed: room.reclaimed,
+        });
         Error::NoRoom
     }
 
@@ -919,7 +908,11 @@ impl<A: Arena> Map<'_, A> {
             _ => encode_inline(&value),
         };
         // Eviction above may have removed the entry: look again.
-        let found = if matches!(value, Value::Str(_)) { self.lookup::<L>(hash, key, now) } else { found };
+        let found = if matches!(value, Value::Str(_)) {
+            self.lookup::<L>(hash, key, now)
+        } else {
+            found
+        };
         if let Some((_, e)) = found {
             if unsafe { L::vtype(base, e) } == ValueType::String && vtype == ValueType::String {
                 let prev = unsafe { self.read::<L>(e) }.to_owned();
@@ -937,7 +930,14 @@ impl<A: Arena> Map<'_, A> {
 
         // A new entry: the key is absent or its value changes type.
         let stamp = tick(&self.header().clock);
-        let new = NewEntry { hash, key, vtype, word, expire, access: stamp };
+        let new = NewEntry {
+            hash,
+            key,
+            vtype,
+            word,
+            expire,
+            access: stamp,
+        };
         let entry = match self.alloc_entry::<L>(&new, found.is_none(), now, &mut room) {
             Ok(entry) => entry,
             Err(err) => {
@@ -1074,10 +1074,15 @@ impl<A: Arena> Map<'_, A> {
                 }
                 let hash = unsafe { L::hash(base, e) };
                 if hash as u64 & (buckets - 1) != idx {
-                    return Err(format!("bucket {idx}: entry {e} belongs in bucket {}", hash as u64 & (buckets - 1)));
+                    return Err(format!(
+                        "bucket {idx}: entry {e} belongs in bucket {}",
+                        hash as u64 & (buckets - 1)
+                    ));
                 }
                 if hash_key(unsafe { L::key(base, e) }) != hash {
-                    return Err(format!("bucket {idx}: entry {e} is torn: its key does not match its hash"));
+                    return Err(format!(
+                        "bucket {idx}: entry {e} is torn: its key does not match its hash"
+                    ));
                 }
                 // Reading the value touches a string's bytes.
                 let _ = unsafe { self.read::<L>(e) };
@@ -1087,12 +1092,7 @@ impl<A: Arena> Map<'_, A> {
         Ok(reachable)
     }
 
-    fn for_each_in<L: Layout>(
-        &mut self,
-        prefix: &[u8],
-        now: u32,
-        f: &mut dyn FnMut(&[u8], Value<'_>, u32) -> bool,
-    ) {
+    fn for_each_in<L: Layout>(&mut self, prefix: &[u8], now: u32, f: &mut dyn FnMut(&[u8], Value<'_>, u32) -> bool) {
         let (table, buckets) = (self.header().table, self.header().buckets);
         let base = self.base();
         for idx in 0..buckets {

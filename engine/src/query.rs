@@ -140,9 +140,18 @@ mod tests {
         assert_eq!(
             args,
             vec![
-                Arg { name: b"key".to_vec(), value: Some(b"a&b".to_vec()) },
-                Arg { name: b"nx".to_vec(), value: None },
-                Arg { name: b"ttl".to_vec(), value: Some(Vec::new()) },
+                Arg {
+                    name: b"key".to_vec(),
+                    value: Some(b"a&b".to_vec())
+                },
+                Arg {
+                    name: b"nx".to_vec(),
+                    value: None
+                },
+                Arg {
+                    name: b"ttl".to_vec(),
+                    value: Some(Vec::new())
+                },
             ]
         );
     }
@@ -150,7 +159,10 @@ mod tests {
     #[test]
     fn refuses_unknown_duplicate_and_malformed() {
         assert_eq!(parse(b"foo=1", &["key"]), Err(QueryError::Unknown("foo".into())));
-        assert_eq!(parse(b"key=1&key=2", &["key"]), Err(QueryError::Duplicate("key".into())));
+        assert_eq!(
+            parse(b"key=1&key=2", &["key"]),
+            Err(QueryError::Duplicate("key".into()))
+        );
         assert_eq!(parse(b"key=%4", &["key"]), Err(QueryError::BadEscape("key".into())));
         assert_eq!(parse(b"k%ey=1", &["key"]), Err(QueryError::BadEscape("k%ey".into())));
     }

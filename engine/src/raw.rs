@@ -130,9 +130,7 @@ unsafe impl Layout for Tiny {
 
     unsafe fn set_bucket(base: *mut u8, table: u64, i: u64, entry: u64) {
         // SAFETY: as in `bucket`; one aligned store publishes the chain head.
-        unsafe {
-            (*(at(base, table + i * 4) as *const AtomicU32)).store(entry as u32, Ordering::Release)
-        }
+        unsafe { (*(at(base, table + i * 4) as *const AtomicU32)).store(entry as u32, Ordering::Release) }
     }
 
     unsafe fn new_entry<A: Arena>(arena: &mut A, e: &NewEntry<'_>, next: u64) -> Option<u64> {
@@ -322,7 +320,11 @@ unsafe impl Layout for Hash {
 
     unsafe fn set_next(base: *mut u8, entry: u64, next: u64) {
         // SAFETY: live entry; one aligned store relinks the chain.
-        unsafe { (*(at(base, entry) as *const HashEntry)).next.store(next, Ordering::Release) }
+        unsafe {
+            (*(at(base, entry) as *const HashEntry))
+                .next
+                .store(next, Ordering::Release)
+        }
     }
 
     unsafe fn hash(base: *mut u8, entry: u64) -> u32 {

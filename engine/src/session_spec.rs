@@ -66,9 +66,7 @@ impl fmt::Display for SessionSpecError {
             SessionSpecError::DuplicateParameter(p) => write!(f, "duplicate parameter \"{p}\""),
             SessionSpecError::InvalidTimeout(v) => write!(f, "invalid timeout \"{v}\""),
             SessionSpecError::InvalidCookieName(v) => write!(f, "invalid cookie name \"{v}\""),
-            SessionSpecError::SameSiteNoneNeedsSecure => {
-                f.write_str("\"samesite=none\" requires \"secure\"")
-            }
+            SessionSpecError::SameSiteNoneNeedsSecure => f.write_str("\"samesite=none\" requires \"secure\""),
         }
     }
 }
@@ -78,9 +76,8 @@ impl std::error::Error for SessionSpecError {}
 /// A cookie name: an RFC 6265 token (visible ASCII without separators).
 fn is_token(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
 }
 
 /// A `Path` or `Domain` attribute value: visible ASCII other than `;`.
@@ -127,9 +124,7 @@ pub fn parse(args: &[&str]) -> Result<SessionSpec, SessionSpecError> {
                 };
                 samesite.replace(s).is_some()
             }
-            ("path", Some(v)) if is_attribute_value(v) && v.starts_with('/') => {
-                path.replace(v.to_string()).is_some()
-            }
+            ("path", Some(v)) if is_attribute_value(v) && v.starts_with('/') => path.replace(v.to_string()).is_some(),
             ("domain", Some(v)) if is_attribute_value(v) => domain.replace(v.to_string()).is_some(),
             _ => return Err(invalid(p)),
         };

@@ -113,10 +113,9 @@ impl fmt::Display for SpecError {
                 f,
                 "zone \"{name}\" is too large: space \"{space}\" exceeds the 4g a tinymap can address"
             ),
-            SpecError::TooManyEntries { name, entries } => write!(
-                f,
-                "zone \"{name}\" is too small for {entries} entries"
-            ),
+            SpecError::TooManyEntries { name, entries } => {
+                write!(f, "zone \"{name}\" is too small for {entries} entries")
+            }
         }
     }
 }
@@ -166,8 +165,7 @@ pub fn parse(name: &str, spec: &str) -> Result<Spec, SpecError> {
                 }
             }
             ("timeout", Some(v)) => {
-                let secs =
-                    parse_time_secs(v).ok_or_else(|| SpecError::InvalidTimeout(v.to_owned()))?;
+                let secs = parse_time_secs(v).ok_or_else(|| SpecError::InvalidTimeout(v.to_owned()))?;
                 if timeout.replace(secs).is_some() {
                     return Err(duplicate());
                 }
@@ -343,7 +341,10 @@ mod tests {
         assert_eq!(err("tinymap?space="), "invalid zone size \"\"");
         assert_eq!(err("tinymap?space=16k"), "zone \"m\" is too small");
         assert_eq!(err("tinymap"), "shared_map \"m\" must have \"space\" parameter");
-        assert_eq!(err("tinymap?entries=10"), "shared_map \"m\" must have \"space\" parameter");
+        assert_eq!(
+            err("tinymap?entries=10"),
+            "shared_map \"m\" must have \"space\" parameter"
+        );
         assert_eq!(err("tinymap?space=1m&entries=0"), "invalid number of entries \"0\"");
         assert_eq!(err("tinymap?space=1m&entries=x"), "invalid number of entries \"x\"");
         assert_eq!(err("tinymap?space=1m&timeout=1x"), "invalid timeout \"1x\"");

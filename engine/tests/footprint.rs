@@ -36,7 +36,12 @@ fn a_hashmap_counter_takes_one_64_byte_chunk() {
 fn a_million_counters_with_16_byte_keys_fit_in_64m() {
     let space = 64 << 20;
     let mut heap = Heap::new(space);
-    let config = MapConfig { kind: MapKind::Tiny, entries: 1_000_000, timeout: 0, evict: false };
+    let config = MapConfig {
+        kind: MapKind::Tiny,
+        entries: 1_000_000,
+        timeout: 0,
+        evict: false,
+    };
     let root = Map::create(&mut heap, &config).unwrap();
     heap.set_root(root);
     let mut m = map(&mut heap);
@@ -46,5 +51,8 @@ fn a_million_counters_with_16_byte_keys_fit_in_64m() {
     assert_eq!(m.len(), 1_000_000);
     let free = m.stats().free_space;
     assert!(free > 0, "64m is exactly full");
-    eprintln!("1,000,000 counters in 64m: {:.1} MiB left", free as f64 / (1 << 20) as f64);
+    eprintln!(
+        "1,000,000 counters in 64m: {:.1} MiB left",
+        free as f64 / (1 << 20) as f64
+    );
 }

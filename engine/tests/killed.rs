@@ -26,8 +26,17 @@ fn write_forever(base: *mut u8, seed: u64) -> ! {
         // SAFETY: the lock is held for this iteration.
         let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
         let _ = match (r >> 32) % 5 {
-            0 => m.put(key.as_bytes(), Value::Str(&vec![b'x'; (r >> 40) as usize % 700]), Ttl::Default, 0).map(|_| ()),
-            1 => m.put(key.as_bytes(), Value::Long(r as i64), Ttl::Default, 0).map(|_| ()),
+            0 => m
+                .put(
+                    key.as_bytes(),
+                    Value::Str(&vec![b'x'; (r >> 40) as usize % 700]),
+                    Ttl::Default,
+                    0,
+                )
+                .map(|_| ()),
+            1 => m
+                .put(key.as_bytes(), Value::Long(r as i64), Ttl::Default, 0)
+                .map(|_| ()),
             2 => m.add(key.as_bytes(), 1, 0, Ttl::Default, 0).map(|_| ()),
             3 => m.put(key.as_bytes(), Value::Int(r as i32), Ttl::Secs(1), 0).map(|_| ()),
             _ => {
@@ -42,12 +51,24 @@ fn run(kind: MapKind) {
     let size = 256 << 10;
     // SAFETY: an anonymous shared mapping, unmapped at the end.
     let base = unsafe {
-        libc::mmap(std::ptr::null_mut(), size, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
     } as *mut u8;
     assert_ne!(base as *mut libc::c_void, libc::MAP_FAILED);
     // SAFETY: fresh and page-aligned.
     let mut heap = unsafe { Heap::init(base, size) };
-    let config = MapConfig { kind, entries: 400, timeout: 0, evict: true };
+    let config = MapConfig {
+        kind,
+        entries: 400,
+        timeout: 0,
+        evict: true,
+    };
     let root = Map::create(&mut heap, &config).unwrap();
     heap.set_root(root);
 
@@ -71,7 +92,11 @@ fn run(kind: MapKind) {
         // SAFETY: the lock is held; the writer is dead.
         let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
         let reachable = m.verify().unwrap_or_else(|e| panic!("{kind:?} round {round}: {e}"));
-        assert!(reachable.abs_diff(m.len()) <= 1, "{kind:?} round {round}: {reachable} reachable, len {}", m.len());
+        assert!(
+            reachable.abs_diff(m.len()) <= 1,
+            "{kind:?} round {round}: {reachable} reachable, len {}",
+            m.len()
+        );
         // The map goes on working after the kill.
         m.put(b"after", Value::Str(b"kill"), Ttl::Default, 0).unwrap();
         assert_eq!(m.get(b"after", 0), Some(Value::Str(b"kill")));

@@ -22,8 +22,10 @@ fn get_put_remove_round_trip() {
             m.put(b"a", Value::Str(b"longer than before"), Ttl::Default, 0),
             Ok(Some(OwnedValue::Str(b"five".to_vec())))
         );
-        assert_eq!(m.put(b"a", Value::Int(-3), Ttl::Default, 0).unwrap(),
-            Some(OwnedValue::Str(b"longer than before".to_vec())));
+        assert_eq!(
+            m.put(b"a", Value::Int(-3), Ttl::Default, 0).unwrap(),
+            Some(OwnedValue::Str(b"longer than before".to_vec()))
+        );
         assert_eq!(m.get(b"a", 0), Some(Value::Int(-3)));
         assert_eq!(m.len(), 1);
         assert_eq!(m.remove(b"a", 0), Some(OwnedValue::Int(-3)));
@@ -55,7 +57,10 @@ fn put_if_absent_and_replace() {
         let mut m = map(&mut heap);
         assert_eq!(m.replace(b"k", Value::Int(1), Ttl::Default, 0), Err(Error::NotFound));
         assert_eq!(m.put_if_absent(b"k", Value::Int(1), Ttl::Default, 0), Ok(()));
-        assert_eq!(m.put_if_absent(b"k", Value::Int(2), Ttl::Default, 0), Err(Error::Exists));
+        assert_eq!(
+            m.put_if_absent(b"k", Value::Int(2), Ttl::Default, 0),
+            Err(Error::Exists)
+        );
         assert_eq!(m.get(b"k", 0), Some(Value::Int(1)));
         assert_eq!(m.replace(b"k", Value::Long(7), Ttl::Default, 0), Ok(OwnedValue::Int(1)));
         assert_eq!(m.get(b"k", 0), Some(Value::Long(7)));
@@ -102,7 +107,10 @@ fn entries_limit_refuses_without_evict_and_changes_nothing() {
         assert_eq!(m.put(b"x", Value::Str(b"v"), Ttl::Default, 0), Err(Error::NoRoom));
         // Updating a present key needs no new slot.
         assert_eq!(m.add(&[0], 1, 0, Ttl::Default, 0), Ok(2));
-        assert_eq!(m.put(&[1], Value::Str(b"now a string"), Ttl::Default, 0).map(|_| ()), Ok(()));
+        assert_eq!(
+            m.put(&[1], Value::Str(b"now a string"), Ttl::Default, 0).map(|_| ()),
+            Ok(())
+        );
         assert_eq!(m.len(), 4);
         assert_eq!(m.stats().refused, 2);
         assert_eq!(m.get(b"x", 0), None);
@@ -162,7 +170,8 @@ fn sweep_returns_free_space_without_reads() {
         let mut m = map(&mut heap);
         let before = m.stats().free_space;
         for i in 0..500u32 {
-            m.put(&i.to_le_bytes(), Value::Str(&[1; 1000]), Ttl::Secs(5), 0).unwrap();
+            m.put(&i.to_le_bytes(), Value::Str(&[1; 1000]), Ttl::Secs(5), 0)
+                .unwrap();
         }
         assert!(m.stats().free_space < before - 500 * 1000);
         let mut removed = 0;
@@ -224,8 +233,10 @@ fn clear_and_prefix_iteration() {
         let mut heap = new_map(kind, 1 << 20, 1000, 0, false);
         let mut m = map(&mut heap);
         for i in 0..50 {
-            m.put(format!("a/{i}").as_bytes(), Value::Long(i), Ttl::Default, 0).unwrap();
-            m.put(format!("b/{i}").as_bytes(), Value::Str(b"x"), Ttl::Default, 0).unwrap();
+            m.put(format!("a/{i}").as_bytes(), Value::Long(i), Ttl::Default, 0)
+                .unwrap();
+            m.put(format!("b/{i}").as_bytes(), Value::Str(b"x"), Ttl::Default, 0)
+                .unwrap();
         }
         let mut seen = Vec::new();
         m.for_each(b"a/", 0, |k, v, _| {

@@ -61,7 +61,10 @@ fn model_add(model: &mut HashMap<Vec<u8>, OwnedValue>, k: &[u8], d: i64, init: i
             Ok(v)
         }
         Some(OwnedValue::Int(v)) => {
-            let v = (*v as i64).checked_add(d).and_then(|v| i32::try_from(v).ok()).ok_or(Error::Overflow)?;
+            let v = (*v as i64)
+                .checked_add(d)
+                .and_then(|v| i32::try_from(v).ok())
+                .ok_or(Error::Overflow)?;
             model.insert(k.to_vec(), OwnedValue::Int(v));
             Ok(v as i64)
         }
@@ -80,7 +83,11 @@ fn run(kind: MapKind, ops: Vec<Op>) {
                 assert_eq!(m.put(&k, v.as_value(), Ttl::Default, 0), Ok(model.insert(k, v)));
             }
             Op::PutIfAbsent(k, v) => {
-                let expect = if model.contains_key(&k) { Err(Error::Exists) } else { Ok(()) };
+                let expect = if model.contains_key(&k) {
+                    Err(Error::Exists)
+                } else {
+                    Ok(())
+                };
                 assert_eq!(m.put_if_absent(&k, v.as_value(), Ttl::Default, 0), expect);
                 model.entry(k).or_insert(v);
             }

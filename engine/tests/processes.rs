@@ -25,7 +25,12 @@ fn run(kind: MapKind) {
     assert_ne!(base, libc::MAP_FAILED);
     // SAFETY: the mapping is fresh and page-aligned.
     let mut heap = unsafe { Heap::init(base as *mut u8, size) };
-    let config = MapConfig { kind, entries: 1000, timeout: 0, evict: false };
+    let config = MapConfig {
+        kind,
+        entries: 1000,
+        timeout: 0,
+        evict: false,
+    };
     let root = Map::create(&mut heap, &config).unwrap();
     heap.set_root(root);
 
@@ -45,8 +50,13 @@ fn run(kind: MapKind) {
                 let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
                 m.add(key.as_bytes(), 1, 0, Ttl::Default, 0).unwrap();
                 if i % 100 == 0 {
-                    m.put(format!("s-{p}").as_bytes(), Value::Str(&vec![p as u8; (i % 700) as usize]), Ttl::Default, 0)
-                        .unwrap();
+                    m.put(
+                        format!("s-{p}").as_bytes(),
+                        Value::Str(&vec![p as u8; (i % 700) as usize]),
+                        Ttl::Default,
+                        0,
+                    )
+                    .unwrap();
                 }
             }
             // SAFETY: leave without running the parent's destructors.

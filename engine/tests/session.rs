@@ -19,7 +19,11 @@ fn get_renew_slides_the_expiry_and_counts_a_hit() {
         assert_eq!(m.peek_with_expiry(b"s", 106).map(|v| v.1), Some(115), "{kind:?}");
         // Used every 8 seconds, it outlives its 10 second timeout many times over.
         for now in (113..200).step_by(8) {
-            assert_eq!(m.get_renew(b"s", Ttl::Secs(10), now), Some(Value::Str(b"data")), "{kind:?} at {now}");
+            assert_eq!(
+                m.get_renew(b"s", Ttl::Secs(10), now),
+                Some(Value::Str(b"data")),
+                "{kind:?} at {now}"
+            );
         }
         let s = m.stats();
         assert_eq!((s.hits, s.misses), (12, 0), "{kind:?}");
@@ -76,7 +80,13 @@ fn session_defaults() {
 #[test]
 fn session_every_parameter() {
     let s = spec(&[
-        "m", "cookie=sid", "timeout=1h", "secure", "samesite=none", "path=/app", "domain=example.com",
+        "m",
+        "cookie=sid",
+        "timeout=1h",
+        "secure",
+        "samesite=none",
+        "path=/app",
+        "domain=example.com",
     ])
     .unwrap();
     assert_eq!(s.cookie, "sid");
@@ -121,7 +131,15 @@ fn cookies_carry_every_attribute() {
         s.set_cookie(&id),
         "SMSESSION=abababababababababababababababab; Path=/; HttpOnly; SameSite=Lax"
     );
-    let s = spec(&["m", "cookie=sid", "secure", "samesite=strict", "path=/app", "domain=.example.com"]).unwrap();
+    let s = spec(&[
+        "m",
+        "cookie=sid",
+        "secure",
+        "samesite=strict",
+        "path=/app",
+        "domain=.example.com",
+    ])
+    .unwrap();
     assert_eq!(
         s.set_cookie(&id),
         "sid=abababababababababababababababab; Path=/app; Domain=.example.com; HttpOnly; Secure; SameSite=Strict"
@@ -135,7 +153,9 @@ fn cookies_carry_every_attribute() {
 
 #[test]
 fn ids_are_lowercase_hex_and_checked_strictly() {
-    let id = encode_id(&[0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0, 0xff, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60]);
+    let id = encode_id(&[
+        0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0, 0xff, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60,
+    ]);
     assert_eq!(&id, b"0123456789abcdef00ff102030405060");
     assert!(is_valid_id(&id));
     assert!(!is_valid_id(b"0123456789ABCDEF00ff102030405060"), "upper case");
@@ -151,7 +171,10 @@ fn cookie_values_finds_every_cookie_of_the_name() {
     let got: Vec<&[u8]> = cookie_values(line, b"SMSESSION").collect();
     assert_eq!(got, [&b"first"[..], b"second"]);
     assert_eq!(cookie_values(b"", b"SMSESSION").count(), 0);
-    assert_eq!(cookie_values(b"SMSESSION=", b"SMSESSION").collect::<Vec<_>>(), [&b""[..]]);
+    assert_eq!(
+        cookie_values(b"SMSESSION=", b"SMSESSION").collect::<Vec<_>>(),
+        [&b""[..]]
+    );
 }
 
 #[test]

@@ -7,14 +7,13 @@ use core::ffi::{c_char, c_void};
 use core::ptr::{self, NonNull};
 
 use ngx::ffi::{
-    ngx_buf_t, ngx_chain_t, ngx_command_t, ngx_conf_t, ngx_http_discard_request_body,
-    ngx_http_finalize_request, ngx_http_output_filter, ngx_http_read_client_request_body,
-    ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_read_file, ngx_shared_memory_add,
-    ngx_shm_zone_t, ngx_str_t, NGX_DONE, NGX_ERROR, NGX_HTTP_BAD_REQUEST, NGX_HTTP_CONFLICT,
-    NGX_HTTP_CREATED, NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INSUFFICIENT_STORAGE,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND, NGX_HTTP_NO_CONTENT,
-    NGX_HTTP_OK, NGX_HTTP_POST, NGX_HTTP_PUT, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-    NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_OK,
+    ngx_buf_t, ngx_chain_t, ngx_command_t, ngx_conf_t, ngx_http_discard_request_body, ngx_http_finalize_request,
+    ngx_http_output_filter, ngx_http_read_client_request_body, ngx_http_request_t, ngx_http_send_header, ngx_int_t,
+    ngx_read_file, ngx_shared_memory_add, ngx_shm_zone_t, ngx_str_t, NGX_DONE, NGX_ERROR, NGX_HTTP_BAD_REQUEST,
+    NGX_HTTP_CONFLICT, NGX_HTTP_CREATED, NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INSUFFICIENT_STORAGE,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND, NGX_HTTP_NO_CONTENT, NGX_HTTP_OK,
+    NGX_HTTP_POST, NGX_HTTP_PUT, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ALERT,
+    NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_conf_log_error, ngx_log_error};
@@ -64,7 +63,12 @@ pub unsafe extern "C" fn cmd_set_api(cf: *mut ngx_conf_t, _cmd: *mut ngx_command
             // later; nginx refuses to start if it never does.
             // SAFETY: the name lives in the configuration pool.
             let z = unsafe {
-                ngx_shared_memory_add(cf, name, 0, ptr::addr_of_mut!(crate::ngx_http_shared_map_module) as *mut c_void)
+                ngx_shared_memory_add(
+                    cf,
+                    name,
+                    0,
+                    ptr::addr_of_mut!(crate::ngx_http_shared_map_module) as *mut c_void,
+                )
             };
             match NonNull::new(z) {
                 Some(z) => Some(z),
@@ -81,8 +85,8 @@ pub unsafe extern "C" fn cmd_set_api(cf: *mut ngx_conf_t, _cmd: *mut ngx_command
     let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
         return NGX_CONF_ERROR;
     };
-    let prefix = (clcf.regex.is_null() && clcf.named() == 0 && clcf.noname() == 0)
-        .then(|| clcf.name.as_bytes().to_vec());
+    let prefix =
+        (clcf.regex.is_null() && clcf.named() == 0 && clcf.noname() == 0).then(|| clcf.name.as_bytes().to_vec());
     clcf.handler = Some(content_handler);
     lcf.api = Some(ApiConf { zone, readonly, prefix });
     NGX_CONF_OK
@@ -104,13 +108,42 @@ enum Format {
 
 /// What a request asks for, its arguments validated.
 enum Op {
-    ListMaps { format: Format, prefix: Vec<u8>, limit: Option<u64> },
-    Get { map: &'static SharedMap, key: Vec<u8> },
-    Put { map: &'static SharedMap, key: Vec<u8>, ttl: Ttl, vtype: PutType, nx: bool },
-    Incr { map: &'static SharedMap, key: Vec<u8>, delta: i64, init: i64, ttl: Ttl },
-    Delete { map: &'static SharedMap, key: Vec<u8> },
-    List { map: &'static SharedMap, format: Format, prefix: Vec<u8>, limit: Option<u64> },
-    Clear { map: &'static SharedMap },
+    ListMaps {
+        format: Format,
+        prefix: Vec<u8>,
+        limit: Option<u64>,
+    },
+    Get {
+        map: &'static SharedMap,
+        key: Vec<u8>,
+    },
+    Put {
+        map: &'static SharedMap,
+        key: Vec<u8>,
+        ttl: Ttl,
+        vtype: PutType,
+        nx: bool,
+    },
+    Incr {
+        map: &'static SharedMap,
+        key: Vec<u8>,
+        delta: i64,
+        init: i64,
+        ttl: Ttl,
+    },
+    Delete {
+        map: &'static SharedMap,
+        key: Vec<u8>,
+    },
+    List {
+        map: &'static SharedMap,
+        format: Format,
+        prefix: Vec<u8>,
+        limit: Option<u64>,
+    },
+    Clear {
+        map: &'static SharedMap,
+    },
 }
 
 /// A response: status, body and the headers that go with it.
@@ -130,7 +163,13 @@ const ALLOW_READ: &str = "GET, HEAD";
 
 impl Reply {
     fn new(status: u32, content_type: &'static str, body: Vec<u8>) -> Self {
-        Reply { status, content_type, body, value_type: None, allow: None }
+        Reply {
+            status,
+            content_type,
+            body,
+            value_type: None,
+            allow: None,
+        }
     }
 
     fn empty(status: u32) -> Self {
@@ -145,7 +184,10 @@ impl Reply {
     }
 
     fn not_allowed(reason: impl Into<String>, allow: &'static str) -> Self {
-        Reply { allow: Some(allow), ..Reply::error(NGX_HTTP_NOT_ALLOWED, reason) }
+        Reply {
+            allow: Some(allow),
+            ..Reply::error(NGX_HTTP_NOT_ALLOWED, reason)
+        }
     }
 }
 
@@ -158,7 +200,10 @@ fn refused(r: &Request, map: &SharedMap, key: &[u8], err: Error) -> Reply {
     match err {
         Error::NoRoom => {
             log_refusal(r, map, key, err);
-            Reply::error(NGX_HTTP_INSUFFICIENT_STORAGE, format!("shared map \"{}\" is full", map.name))
+            Reply::error(
+                NGX_HTTP_INSUFFICIENT_STORAGE,
+                format!("shared map \"{}\" is full", map.name),
+            )
         }
         Error::TypeConflict => Reply::error(NGX_HTTP_CONFLICT, "type conflict: the value is not a number"),
         Error::Overflow => Reply::error(NGX_HTTP_CONFLICT, "overflow"),
@@ -184,8 +229,15 @@ impl Args {
 
     /// Refuses any argument not in `allowed`.
     fn only(&self, allowed: &[&str]) -> Result<(), Reply> {
-        match self.0.iter().find(|a| !allowed.iter().any(|n| n.as_bytes() == a.name.as_slice())) {
-            Some(a) => Err(bad_request(format!("unexpected argument \"{}\"", String::from_utf8_lossy(&a.name)))),
+        match self
+            .0
+            .iter()
+            .find(|a| !allowed.iter().any(|n| n.as_bytes() == a.name.as_slice()))
+        {
+            Some(a) => Err(bad_request(format!(
+                "unexpected argument \"{}\"",
+                String::from_utf8_lossy(&a.name)
+            ))),
             None => Ok(()),
         }
     }
@@ -200,7 +252,8 @@ impl Args {
     }
 
     fn required(&self, name: &str) -> Result<&[u8], Reply> {
-        self.value(name)?.ok_or_else(|| bad_request(format!("missing argument \"{name}\"")))
+        self.value(name)?
+            .ok_or_else(|| bad_request(format!("missing argument \"{name}\"")))
     }
 
     /// A flag (`nx`): present without a value.
@@ -214,11 +267,15 @@ impl Args {
 
     fn number<T: core::str::FromStr>(&self, name: &str) -> Result<Option<T>, Reply> {
         let Some(v) = self.value(name)? else { return Ok(None) };
-        parse_number(v).map(Some).ok_or_else(|| bad_request(format!("invalid {name} \"{}\"", printable(v))))
+        parse_number(v)
+            .map(Some)
+            .ok_or_else(|| bad_request(format!("invalid {name} \"{}\"", printable(v))))
     }
 
     fn ttl(&self) -> Result<Ttl, Reply> {
-        let Some(v) = self.value("ttl")? else { return Ok(Ttl::Default) };
+        let Some(v) = self.value("ttl")? else {
+            return Ok(Ttl::Default);
+        };
         match core::str::from_utf8(v).ok().and_then(spec::parse_time_secs) {
             Some(0) => Ok(Ttl::Never),
             Some(secs) => Ok(Ttl::Secs(secs)),
@@ -268,7 +325,10 @@ fn find_map(r: &Request, api: &ApiConf) -> Result<Option<&'static SharedMap>, Re
     let maps: &'static [Box<SharedMap>] = conf::maps(r.as_ref());
     match maps.iter().find(|m| m.name.as_bytes() == name) {
         Some(m) => Ok(Some(&**m)),
-        None => Err(Reply::error(NGX_HTTP_NOT_FOUND, format!("unknown map \"{}\"", printable(name)))),
+        None => Err(Reply::error(
+            NGX_HTTP_NOT_FOUND,
+            format!("unknown map \"{}\"", printable(name)),
+        )),
     }
 }
 
@@ -299,7 +359,10 @@ fn plan(r: &Request, api: &ApiConf) -> Result<Op, Reply> {
         });
     };
     if write && api.readonly {
-        return Err(Reply::not_allowed(format!("shared map \"{}\" is read-only here", map.name), ALLOW_READ));
+        return Err(Reply::not_allowed(
+            format!("shared map \"{}\" is read-only here", map.name),
+            ALLOW_READ,
+        ));
     }
 
     let key = args.value("key")?.map(<[u8]>::to_vec);
@@ -326,7 +389,13 @@ fn plan(r: &Request, api: &ApiConf) -> Result<Op, Reply> {
                 Some(b"long") => PutType::Long,
                 Some(v) => return Err(bad_request(format!("invalid type \"{}\"", printable(v)))),
             };
-            Ok(Op::Put { map, key, ttl: args.ttl()?, vtype, nx: args.flag("nx")? })
+            Ok(Op::Put {
+                map,
+                key,
+                ttl: args.ttl()?,
+                vtype,
+                nx: args.flag("nx")?,
+            })
         }
         (NGX_HTTP_POST, key) => {
             args.only(&["key", "incr", "init", "ttl"])?;
@@ -355,21 +424,28 @@ fn plan(r: &Request, api: &ApiConf) -> Result<Op, Reply> {
 fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
     let now = now();
     match op {
-        Op::Get { map, key } => {
-            match map.with(|m| m.get(&key, now).map(|v| v.to_owned())) {
-                Err(_) => unavailable(r, map),
-                Ok(None) => Reply::error(NGX_HTTP_NOT_FOUND, "key not found"),
-                Ok(Some(v)) => {
-                    let (t, body) = match v {
-                        OwnedValue::Int(i) => ("int", i.to_string().into_bytes()),
-                        OwnedValue::Long(l) => ("long", l.to_string().into_bytes()),
-                        OwnedValue::Str(s) => ("string", s),
-                    };
-                    Reply { value_type: Some(t), ..Reply::new(NGX_HTTP_OK, TEXT, body) }
+        Op::Get { map, key } => match map.with(|m| m.get(&key, now).map(|v| v.to_owned())) {
+            Err(_) => unavailable(r, map),
+            Ok(None) => Reply::error(NGX_HTTP_NOT_FOUND, "key not found"),
+            Ok(Some(v)) => {
+                let (t, body) = match v {
+                    OwnedValue::Int(i) => ("int", i.to_string().into_bytes()),
+                    OwnedValue::Long(l) => ("long", l.to_string().into_bytes()),
+                    OwnedValue::Str(s) => ("string", s),
+                };
+                Reply {
+                    value_type: Some(t),
+                    ..Reply::new(NGX_HTTP_OK, TEXT, body)
                 }
             }
-        }
-        Op::Put { map, key, ttl, vtype, nx } => {
+        },
+        Op::Put {
+            map,
+            key,
+            ttl,
+            vtype,
+            nx,
+        } => {
             let value = match vtype {
                 PutType::Str => Value::Str(body),
                 PutType::Int => match parse_number::<i32>(body) {
@@ -399,7 +475,13 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
                 Ok(Err(e)) => refused(r, map, &key, e),
             }
         }
-        Op::Incr { map, key, delta, init, ttl } => {
+        Op::Incr {
+            map,
+            key,
+            delta,
+            init,
+            ttl,
+        } => {
             if key.len() >= map.spec.space {
                 return refused(r, map, &key, Error::KeyTooLarge);
             }
@@ -418,7 +500,12 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
             Err(_) => unavailable(r, map),
             Ok(()) => Reply::empty(NGX_HTTP_NO_CONTENT),
         },
-        Op::List { map, format, prefix, limit } => {
+        Op::List {
+            map,
+            format,
+            prefix,
+            limit,
+        } => {
             let limit = limit.or((format == Format::Json).then_some(DEFAULT_LIMIT));
             let Some(dump) = dump(map, &prefix, limit, format == Format::Prometheus, now) else {
                 return unavailable(r, map);
@@ -464,13 +551,23 @@ fn dump<'a>(map: &'a SharedMap, prefix: &[u8], limit: Option<u64>, numeric: bool
                     more = true;
                     return false;
                 }
-                entries.push(Entry { key: key.to_vec(), value: value.to_owned(), expire });
+                entries.push(Entry {
+                    key: key.to_vec(),
+                    value: value.to_owned(),
+                    expire,
+                });
                 true
             });
             (stats, entries, more)
         })
         .ok()?;
-    Some(Dump { name: &map.name, kind: map.spec.kind.name(), stats, entries, more })
+    Some(Dump {
+        name: &map.name,
+        kind: map.spec.kind.name(),
+        stats,
+        entries,
+        more,
+    })
 }
 
 /// Sends `reply` as the whole response; returns what the content handler returns.
@@ -486,7 +583,10 @@ unsafe fn send(r: *mut ngx_http_request_t, reply: Reply) -> ngx_int_t {
         hr.headers_out.status = reply.status as _;
         hr.headers_out.content_length_n = reply.body.len() as _;
         let ct = reply.content_type;
-        hr.headers_out.content_type = ngx_str_t { len: ct.len(), data: ct.as_ptr() as *mut u8 };
+        hr.headers_out.content_type = ngx_str_t {
+            len: ct.len(),
+            data: ct.as_ptr() as *mut u8,
+        };
         hr.headers_out.content_type_len = ct.len();
         hr.headers_out.content_type_lowcase = ptr::null_mut();
     }
@@ -524,7 +624,10 @@ unsafe fn send(r: *mut ngx_http_request_t, reply: Reply) -> ngx_int_t {
         }
         (*b).set_last_buf(if req.is_main() { 1 } else { 0 });
         (*b).set_last_in_chain(1);
-        let mut out = ngx_chain_t { buf: b, next: ptr::null_mut() };
+        let mut out = ngx_chain_t {
+            buf: b,
+            next: ptr::null_mut(),
+        };
         ngx_http_output_filter(r, &mut out)
     }
 }

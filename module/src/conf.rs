@@ -7,9 +7,8 @@ use core::ptr::{self, NonNull};
 use ngx::core::Pool;
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
-    ngx_http_complex_value_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_str_t, ngx_uint_t,
-    NGX_CONF_1MORE, NGX_CONF_NOARGS, NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
-    NGX_HTTP_MAIN_CONF,
+    ngx_http_complex_value_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE,
+    NGX_CONF_NOARGS, NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
     NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError};
@@ -80,22 +79,49 @@ type CmdHandler = unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut
 /// One row of the command table; `conf` says which configuration level the
 /// handler receives.
 const fn command(name: ngx_str_t, type_: u32, set: CmdHandler, conf: usize) -> ngx_command_t {
-    ngx_command_t { name, type_: type_ as ngx_uint_t, set: Some(set), conf, offset: 0, post: ptr::null_mut() }
+    ngx_command_t {
+        name,
+        type_: type_ as ngx_uint_t,
+        set: Some(set),
+        conf,
+        offset: 0,
+        post: ptr::null_mut(),
+    }
 }
 
 const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
 
 pub static mut COMMANDS: [ngx_command_t; 7] = [
-    command(ngx_string!("shared_map"), NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2, cmd_set_shared_map, NGX_HTTP_MAIN_CONF_OFFSET),
-    command(ngx_string!("shared_map_key"), ANY_LEVEL | NGX_CONF_TAKE2, cmd_set_key, LOC),
-    command(ngx_string!("shared_map_count"), ANY_LEVEL | NGX_CONF_TAKE2, cmd_add_count, LOC),
+    command(
+        ngx_string!("shared_map"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2,
+        cmd_set_shared_map,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("shared_map_key"),
+        ANY_LEVEL | NGX_CONF_TAKE2,
+        cmd_set_key,
+        LOC,
+    ),
+    command(
+        ngx_string!("shared_map_count"),
+        ANY_LEVEL | NGX_CONF_TAKE2,
+        cmd_add_count,
+        LOC,
+    ),
     command(
         ngx_string!("shared_map_api"),
         NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE12,
         crate::api::cmd_set_api,
         LOC,
     ),
-    command(ngx_string!("shared_map_session"), ANY_LEVEL | NGX_CONF_1MORE, crate::session::cmd_set_session, LOC),
+    command(
+        ngx_string!("shared_map_session"),
+        ANY_LEVEL | NGX_CONF_1MORE,
+        crate::session::cmd_set_session,
+        LOC,
+    ),
     command(
         ngx_string!("shared_map_session_api"),
         NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
@@ -150,7 +176,12 @@ unsafe extern "C" fn cmd_set_shared_map(
 
     // SAFETY: nginx copies nothing; the name lives in the configuration pool.
     let zone = unsafe {
-        ngx_shared_memory_add(cf, &mut args[1], spec.space, ptr::addr_of_mut!(crate::ngx_http_shared_map_module) as *mut c_void)
+        ngx_shared_memory_add(
+            cf,
+            &mut args[1],
+            spec.space,
+            ptr::addr_of_mut!(crate::ngx_http_shared_map_module) as *mut c_void,
+        )
     };
     let Some(zone) = NonNull::new(zone) else {
         return NGX_CONF_ERROR;
@@ -175,7 +206,12 @@ unsafe fn map_key(cf: *mut ngx_conf_t, args: &mut [ngx_str_t]) -> Option<MapKey>
     // nginx refuses to start if the map is never defined.
     // SAFETY: as in cmd_set_shared_map.
     let zone = unsafe {
-        ngx_shared_memory_add(cf, &mut args[1], 0, ptr::addr_of_mut!(crate::ngx_http_shared_map_module) as *mut c_void)
+        ngx_shared_memory_add(
+            cf,
+            &mut args[1],
+            0,
+            ptr::addr_of_mut!(crate::ngx_http_shared_map_module) as *mut c_void,
+        )
     };
     let zone = NonNull::new(zone)?;
 

@@ -31,13 +31,32 @@ pub fn log_refusal(r: &Request, map: &SharedMap, key: &[u8], err: Error) {
     match err {
         Error::NoRoom => log_no_room(r, map, &key, None),
         Error::TypeConflict => {
-            ngx_log_error!(NGX_LOG_ERR, r.log(), "shared map \"{}\": \"{}\" holds a string, not a number", map.name, key);
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                r.log(),
+                "shared map \"{}\": \"{}\" holds a string, not a number",
+                map.name,
+                key
+            );
         }
         Error::Overflow => {
-            ngx_log_error!(NGX_LOG_ERR, r.log(), "shared map \"{}\": \"{}\" would overflow", map.name, key);
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                r.log(),
+                "shared map \"{}\": \"{}\" would overflow",
+                map.name,
+                key
+            );
         }
         other => {
-            ngx_log_error!(NGX_LOG_ERR, r.log(), "shared map \"{}\": \"{}\": {}", map.name, key, other);
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                r.log(),
+                "shared map \"{}\": \"{}\": {}",
+                map.name,
+                key,
+                other
+            );
         }
     }
 }
@@ -57,7 +76,13 @@ pub fn log_no_room(r: &Request, map: &SharedMap, key: &str, why: Option<Refusal>
             );
         }
         _ => {
-            ngx_log_error!(NGX_LOG_ERR, r.log(), "shared map \"{}\" is full, could not add \"{}\"", map.name, key);
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                r.log(),
+                "shared map \"{}\" is full, could not add \"{}\"",
+                map.name,
+                key
+            );
         }
     }
 }

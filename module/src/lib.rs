@@ -15,8 +15,9 @@ use core::ffi::c_void;
 use core::ptr::addr_of;
 
 use ngx::ffi::{
-    ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t, ngx_int_t, ngx_module_t,
-    ngx_uint_t, NGX_ERROR, ngx_http_phases_NGX_HTTP_LOG_PHASE as NGX_HTTP_LOG_PHASE, NGX_HTTP_MODULE, NGX_OK,
+    ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
+    ngx_http_phases_NGX_HTTP_LOG_PHASE as NGX_HTTP_LOG_PHASE, ngx_int_t, ngx_module_t, ngx_uint_t, NGX_ERROR,
+    NGX_HTTP_MODULE, NGX_OK,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 

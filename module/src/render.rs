@@ -126,7 +126,12 @@ pub fn maps_json(dumps: &[Dump<'_>]) -> Vec<u8> {
     let doc = MapsJson {
         maps: dumps
             .iter()
-            .map(|d| MapJson { name: d.name, stats: StatsJson::new(d.kind, &d.stats), entries: None, more: None })
+            .map(|d| MapJson {
+                name: d.name,
+                stats: StatsJson::new(d.kind, &d.stats),
+                entries: None,
+                more: None,
+            })
             .collect(),
     };
     serde_json::to_vec(&doc).unwrap_or_default()
@@ -164,15 +169,55 @@ fn bytes_label(out: &mut String, name: &str, bytes: &[u8]) {
 type StatFn = fn(&Stats) -> u64;
 
 const STATS: [(&str, &str, &str, StatFn); 9] = [
-    ("shared_map_space_bytes", "gauge", "Size of the map's shared memory zone.", |s| s.space),
-    ("shared_map_free_space_bytes", "gauge", "Free pages in the map's zone, in bytes.", |s| s.free_space),
+    (
+        "shared_map_space_bytes",
+        "gauge",
+        "Size of the map's shared memory zone.",
+        |s| s.space,
+    ),
+    (
+        "shared_map_free_space_bytes",
+        "gauge",
+        "Free pages in the map's zone, in bytes.",
+        |s| s.free_space,
+    ),
     ("shared_map_entries", "gauge", "Entries in the map.", |s| s.entries),
-    ("shared_map_max_entries", "gauge", "The most entries the map holds.", |s| s.max_entries),
-    ("shared_map_hits_total", "counter", "Lookups that found their key.", |s| s.hits),
-    ("shared_map_misses_total", "counter", "Lookups that did not find their key.", |s| s.misses),
-    ("shared_map_evictions_total", "counter", "Entries evicted to make room.", |s| s.evictions),
-    ("shared_map_expirations_total", "counter", "Entries removed because they expired.", |s| s.expirations),
-    ("shared_map_refused_total", "counter", "Writes refused for lack of room.", |s| s.refused),
+    (
+        "shared_map_max_entries",
+        "gauge",
+        "The most entries the map holds.",
+        |s| s.max_entries,
+    ),
+    (
+        "shared_map_hits_total",
+        "counter",
+        "Lookups that found their key.",
+        |s| s.hits,
+    ),
+    (
+        "shared_map_misses_total",
+        "counter",
+        "Lookups that did not find their key.",
+        |s| s.misses,
+    ),
+    (
+        "shared_map_evictions_total",
+        "counter",
+        "Entries evicted to make room.",
+        |s| s.evictions,
+    ),
+    (
+        "shared_map_expirations_total",
+        "counter",
+        "Entries removed because they expired.",
+        |s| s.expirations,
+    ),
+    (
+        "shared_map_refused_total",
+        "counter",
+        "Writes refused for lack of room.",
+        |s| s.refused,
+    ),
 ];
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {

@@ -15,16 +15,14 @@ use std::io;
 
 use ngx::core::Pool;
 use ngx::ffi::{
-    ngx_buf_t, ngx_chain_t, ngx_conf_t, ngx_command_t, ngx_http_add_variable,
-    ngx_http_discard_request_body, ngx_http_finalize_request, ngx_http_output_filter,
-    ngx_http_output_header_filter_pt, ngx_http_read_client_request_body, ngx_http_request_t,
-    ngx_http_send_header, ngx_http_send_special, ngx_http_top_header_filter, ngx_http_variable_t,
-    ngx_int_t, ngx_list_push, ngx_list_t, ngx_read_file, ngx_shared_memory_add, ngx_str_t,
-    ngx_table_elt_t, ngx_uint_t, ngx_variable_value_t, NGX_DONE, NGX_ERROR, NGX_HTTP_CACHE_HIT,
-    NGX_HTTP_CACHE_REVALIDATED, NGX_HTTP_CACHE_STALE, NGX_HTTP_CACHE_UPDATING, NGX_HTTP_DELETE,
-    NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST, NGX_HTTP_PUT,
-    NGX_HTTP_SPECIAL_RESPONSE, NGX_HTTP_VAR_NOCACHEABLE, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_LOG_ERR,
-    NGX_LOG_WARN, NGX_OK,
+    ngx_buf_t, ngx_chain_t, ngx_command_t, ngx_conf_t, ngx_http_discard_request_body, ngx_http_finalize_request,
+    ngx_http_output_filter, ngx_http_output_header_filter_pt, ngx_http_read_client_request_body, ngx_http_request_t,
+    ngx_http_send_header, ngx_http_send_special, ngx_http_top_header_filter, ngx_int_t, ngx_list_push, ngx_list_t,
+    ngx_read_file, ngx_shared_memory_add, ngx_str_t, ngx_table_elt_t, ngx_uint_t, ngx_variable_value_t, NGX_DONE,
+    NGX_ERROR, NGX_HTTP_CACHE_HIT, NGX_HTTP_CACHE_REVALIDATED, NGX_HTTP_CACHE_STALE, NGX_HTTP_CACHE_UPDATING,
+    NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST, NGX_HTTP_PUT,
+    NGX_HTTP_SPECIAL_RESPONSE, NGX_HTTP_VAR_NOCACHEABLE, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_WARN,
+    NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_conf_log_error, ngx_log_debug_http, ngx_log_error, ngx_string};
@@ -130,7 +128,12 @@ pub unsafe extern "C" fn cmd_set_session(
     // start if it never is.
     // SAFETY: cf is being parsed; the name lives in the configuration pool.
     let zone = unsafe {
-        ngx_shared_memory_add(cf, &mut args[1], 0, ptr::addr_of_mut!(crate::ngx_http_shared_map_module) as *mut c_void)
+        ngx_shared_memory_add(
+            cf,
+            &mut args[1],
+            0,
+            ptr::addr_of_mut!(crate::ngx_http_shared_map_module) as *mut c_void,
+        )
     };
     let Some(zone) = NonNull::new(zone) else {
         return NGX_CONF_ERROR;
@@ -166,7 +169,9 @@ pub unsafe extern "C" fn cmd_set_session_api(
 
 fn session_conf(r: &Request) -> Option<&'static SessionConf> {
     // SAFETY: the SessionConf lives in the configuration pool of the running cycle.
-    Module::location_conf(r).and_then(|l| l.session).map(|s| unsafe { &*s.as_ptr() })
+    Module::location_conf(r)
+        .and_then(|l| l.session)
+        .map(|s| unsafe { &*s.as_ptr() })
 }
 
 /// 128 bits from the operating system's random source, as an id.
@@ -204,7 +209,9 @@ fn resolve(r: &Request, conf: &SessionConf, st: &mut SessionState) {
             if !session_spec::is_valid_id(value) {
                 continue;
             }
-            let Ok(id) = <[u8; ID_LEN]>::try_from(value) else { continue };
+            let Ok(id) = <[u8; ID_LEN]>::try_from(value) else {
+                continue;
+            };
             let found = map.with(|m| match m.get_renew(&id, conf.ttl(), now()) {
                 Some(Value::Str(data)) => Some(data.to_vec()),
                 _ => None,
@@ -242,7 +249,11 @@ fn cookie_lines(r: &Request) -> impl Iterator<Item = &ngx_table_elt_t> {
     let cookies = &r.as_ref().headers_in.cookies;
     // SAFETY: an initialised array of pointers to this request's header lines
     // (empty when the request has none: nginx then leaves `elts` null).
-    let lines: &[*mut ngx_table_elt_t] = if cookies.elts.is_null() { &[] } else { unsafe { cookies.as_slice() } };
+    let lines: &[*mut ngx_table_elt_t] = if cookies.elts.is_null() {
+        &[]
+    } else {
+        unsafe { cookies.as_slice() }
+    };
     // SAFETY: each pointer names a live header line of this request.
     lines.iter().filter_map(|h| unsafe { h.as_ref() })
 }
@@ -268,7 +279,10 @@ fn add_header(
             unsafe {
                 let mut elt: ngx_table_elt_t = core::mem::zeroed();
                 elt.hash = 1;
-                elt.key = ngx_str_t { len: key.len(), data: key.as_ptr() as *mut u8 };
+                elt.key = ngx_str_t {
+                    len: key.len(),
+                    data: key.as_ptr() as *mut u8,
+                };
                 elt.value = value;
                 h.as_ptr().write(elt);
             };
@@ -327,7 +341,10 @@ fn store(r: &mut Request, conf: &SessionConf, st: &mut SessionState, data: &[u8]
                     return Err(StoreError::Unavailable);
                 }
                 ngx_log_debug_http!(r, "shared map: session created in \"{}\"", map.name);
-                st.live = Some(Live { id, data: data.to_vec() });
+                st.live = Some(Live {
+                    id,
+                    data: data.to_vec(),
+                });
                 return Ok(Stored::Created);
             }
             Ok(Err(Error::Exists)) => continue,
@@ -377,7 +394,12 @@ fn log_store_error(r: &Request, conf: &SessionConf, len: usize, err: &StoreError
             ngx_log_error!(NGX_LOG_ALERT, r.log(), "getrandom() failed ({})", e);
         }
         StoreError::Unavailable => {
-            ngx_log_error!(NGX_LOG_ALERT, r.log(), "shared map \"{}\" could not store a session", name);
+            ngx_log_error!(
+                NGX_LOG_ALERT,
+                r.log(),
+                "shared map \"{}\" could not store a session",
+                name
+            );
         }
     }
 }
@@ -385,35 +407,31 @@ fn log_store_error(r: &Request, conf: &SessionConf, len: usize, err: &StoreError
 // ---------------------------------------------------------------------------
 // Variables
 
-type Getter = unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_variable_value_t, usize) -> ngx_int_t;
-
 /// Registers `$shared_map_session_id` and `$shared_map_session` (preconfiguration).
 ///
 /// # Safety
 /// `cf` is the configuration being parsed.
 pub unsafe fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
-    let vars: [(ngx_str_t, Getter); 2] = [
-        (ngx_string!("shared_map_session_id"), var_session_id),
-        (ngx_string!("shared_map_session"), var_session),
-    ];
-    for (mut name, get) in vars {
-        // SAFETY: nginx copies the name into its variables hash.
-        let v: *mut ngx_http_variable_t =
-            unsafe { ngx_http_add_variable(cf, &mut name, NGX_HTTP_VAR_NOCACHEABLE as ngx_uint_t) };
-        if v.is_null() {
-            return NGX_ERROR as ngx_int_t;
-        }
-        // SAFETY: a fresh variable slot.
-        unsafe {
-            (*v).get_handler = Some(get);
-            (*v).data = 0;
-        }
+    // SAFETY: passed through from nginx.
+    unsafe {
+        crate::variables::register(
+            cf,
+            [
+                (
+                    ngx_string!("shared_map_session_id"),
+                    var_session_id,
+                    NGX_HTTP_VAR_NOCACHEABLE,
+                ),
+                (ngx_string!("shared_map_session"), var_session, NGX_HTTP_VAR_NOCACHEABLE),
+            ],
+        )
     }
-    NGX_OK as ngx_int_t
 }
 
 /// The session of the request's main request, in a context with a session store.
-fn var_session_of<'a>(r: *mut ngx_http_request_t) -> Option<(&'a mut Request, &'static SessionConf, &'a mut SessionState)> {
+fn var_session_of<'a>(
+    r: *mut ngx_http_request_t,
+) -> Option<(&'a mut Request, &'static SessionConf, &'a mut SessionState)> {
     // SAFETY: nginx passes a live request; its main request outlives it.
     let main = unsafe { Request::from_ngx_http_request((*r).main) };
     let conf = session_conf(main)?;
@@ -476,7 +494,9 @@ fn from_cache(r: &Request) -> bool {
 unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: set in postconfiguration, before any request.
     let next = unsafe { NEXT_HEADER_FILTER };
-    let Some(next) = next else { return NGX_ERROR as ngx_int_t };
+    let Some(next) = next else {
+        return NGX_ERROR as ngx_int_t;
+    };
     // SAFETY: nginx passes a live request.
     if unsafe { (*r).main } != r {
         return unsafe { next(r) };
@@ -594,7 +614,11 @@ unsafe extern "C" fn api_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: nginx passes a live request.
     let req = unsafe { Request::from_ngx_http_request(r) };
     let Some(conf) = session_conf(req) else {
-        ngx_log_error!(NGX_LOG_ERR, req.log(), "\"shared_map_session_api\" needs \"shared_map_session\"");
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            req.log(),
+            "\"shared_map_session_api\" needs \"shared_map_session\""
+        );
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
     let method = req.as_ref().method as u32;
@@ -649,7 +673,11 @@ fn read_body(r: &Request) -> Option<Vec<u8>> {
     let rb = r.as_ref().request_body;
     let mut out = Vec::new();
     // SAFETY: the body was read completely; its chain belongs to the request.
-    let mut cl = if rb.is_null() { ptr::null_mut() } else { unsafe { (*rb).bufs } };
+    let mut cl = if rb.is_null() {
+        ptr::null_mut()
+    } else {
+        unsafe { (*rb).bufs }
+    };
     // SAFETY: every link and buffer of the chain is live until the request ends.
     while let Some(link) = unsafe { cl.as_ref() } {
         let b = unsafe { &*link.buf };

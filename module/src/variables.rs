@@ -40,17 +40,13 @@ pub fn request_ctx<'a>(r: &Request) -> Option<&'a mut RequestCtx> {
     Some(unsafe { &mut *ctx })
 }
 
-type Getter = unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_variable_value_t, usize) -> ngx_int_t;
+pub(crate) type Getter = unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_variable_value_t, usize) -> ngx_int_t;
 
-/// Registers the variables (preconfiguration).
+/// Registers variables with their getters and nginx flags (preconfiguration).
 ///
 /// # Safety
 /// `cf` is the configuration being parsed.
-pub unsafe fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
-    let vars: [(ngx_str_t, Getter, u32); 2] = [
-        (ngx_string!("shared_map_incr"), var_incr, 0),
-        (ngx_string!("shared_map_value"), var_value, NGX_HTTP_VAR_NOCACHEABLE),
-    ];
+pub(crate) unsafe fn register(cf: *mut ngx_conf_t, vars: [(ngx_str_t, Getter, u32); 2]) -> ngx_int_t {
     for (mut name, get, flags) in vars {
         // SAFETY: nginx copies the name into its variables hash.
         let v: *mut ngx_http_variable_t = unsafe { ngx_http_add_variable(cf, &mut name, flags as ngx_uint_t) };
@@ -64,6 +60,23 @@ pub unsafe fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
         }
     }
     NGX_OK as ngx_int_t
+}
+
+/// Registers `$shared_map_incr` and `$shared_map_value` (preconfiguration).
+///
+/// # Safety
+/// `cf` is the configuration being parsed.
+pub unsafe fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
+    // SAFETY: passed through from nginx.
+    unsafe {
+        register(
+            cf,
+            [
+                (ngx_string!("shared_map_incr"), var_incr, 0),
+                (ngx_string!("shared_map_value"), var_value, NGX_HTTP_VAR_NOCACHEABLE),
+            ],
+        )
+    }
 }
 
 /// Sets `v` to a copy of `bytes` in the request pool (empty: a valid empty value).

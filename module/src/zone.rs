@@ -6,8 +6,8 @@ use core::ptr::NonNull;
 
 use ngx::core::SlabPool;
 use ngx::ffi::{
-    ngx_int_t, ngx_log_t, ngx_pagesize, ngx_shm_zone_t, ngx_slab_alloc, ngx_slab_alloc_locked,
-    ngx_slab_free_locked, ngx_slab_pool_t, NGX_ERROR, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_OK,
+    ngx_int_t, ngx_log_t, ngx_pagesize, ngx_shm_zone_t, ngx_slab_alloc, ngx_slab_alloc_locked, ngx_slab_free_locked,
+    ngx_slab_pool_t, NGX_ERROR, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::ngx_log_error;
 use shared_map_engine::{Arena, Map, MapConfig, Spec};
@@ -65,7 +65,12 @@ pub struct ZoneUnavailable;
 
 impl SharedMap {
     pub fn new(name: String, spec: Spec, shm_zone: NonNull<ngx_shm_zone_t>) -> Self {
-        SharedMap { name, spec, shm_zone, root: 0 }
+        SharedMap {
+            name,
+            spec,
+            shm_zone,
+            root: 0,
+        }
     }
 
     /// The map a zone's `data` points to.
@@ -160,7 +165,9 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_vo
     let created = {
         // SAFETY: as in `with`.
         let pool = unsafe { SlabPool::from_shm_zone(zone) };
-        let Some(pool) = pool else { return NGX_ERROR as ngx_int_t };
+        let Some(pool) = pool else {
+            return NGX_ERROR as ngx_int_t;
+        };
         let _locked = pool.lock();
         let mut arena = SlabArena {
             pool: unsafe { NonNull::new_unchecked(shpool) },
@@ -187,4 +194,3 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_vo
         }
     }
 }
-
