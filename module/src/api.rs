@@ -7,13 +7,12 @@ use core::ffi::{c_char, c_void};
 use core::ptr::{self, NonNull};
 
 use ngx::ffi::{
-    ngx_buf_t, ngx_chain_t, ngx_command_t, ngx_conf_t, ngx_http_discard_request_body, ngx_http_finalize_request,
-    ngx_http_output_filter, ngx_http_read_client_request_body, ngx_http_request_t, ngx_http_send_header, ngx_int_t,
-    ngx_read_file, ngx_shared_memory_add, ngx_shm_zone_t, ngx_str_t, NGX_DONE, NGX_ERROR, NGX_HTTP_BAD_REQUEST,
-    NGX_HTTP_CONFLICT, NGX_HTTP_CREATED, NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INSUFFICIENT_STORAGE,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND, NGX_HTTP_NO_CONTENT, NGX_HTTP_OK,
-    NGX_HTTP_POST, NGX_HTTP_PUT, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ALERT,
-    NGX_LOG_EMERG, NGX_OK,
+    ngx_command_t, ngx_conf_t, ngx_http_discard_request_body, ngx_http_finalize_request,
+    ngx_http_read_client_request_body, ngx_http_request_t, ngx_int_t, ngx_shm_zone_t, ngx_str_t, NGX_DONE, NGX_ERROR,
+    NGX_HTTP_BAD_REQUEST, NGX_HTTP_CONFLICT, NGX_HTTP_CREATED, NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD,
+    NGX_HTTP_INSUFFICIENT_STORAGE, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND,
+    NGX_HTTP_NO_CONTENT, NGX_HTTP_OK, NGX_HTTP_POST, NGX_HTTP_PUT, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+    NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_conf_log_error, ngx_log_error};
@@ -22,8 +21,9 @@ use shared_map_engine::{spec, Error, OwnedValue, Ttl, Value};
 
 use crate::conf::{self, LocConf};
 use crate::count::{log_refusal, now, printable};
+use crate::http;
 use crate::render::{self, Dump, Entry};
-use crate::zone::SharedMap;
+use crate::zone::{self, SharedMap};
 use crate::Module;
 
 /// The default `limit` of a JSON listing.
@@ -59,18 +59,9 @@ pub unsafe extern "C" fn cmd_set_api(cf: *mut ngx_conf_t, _cmd: *mut ngx_command
     let zone = match &mut args[1..end] {
         [] => None,
         [name] => {
-            // As in `shared_map_key`: a reference that `shared_map` may define
-            // later; nginx refuses to start if it never does.
-            // SAFETY: the name lives in the configuration pool.
-            let z = unsafe {
-                ngx_shared_memory_add(
-                    cf,
-                    name,
-                    0,
-                    ptr::addr_of_mut!(crate::ngx_http_shared_map_module) as *mut c_void,
-                )
-            };
-            match NonNull::new(z) {
+            // A reference: the map may be defined later.
+            // SAFETY: cf is being parsed; the name lives in the configuration pool.
+            match unsafe { zone::add_zone(cf, name, 0) } {
                 Some(z) => Some(z),
                 None => return NGX_CONF_ERROR,
             }
@@ -577,19 +568,6 @@ fn dump<'a>(map: &'a SharedMap, prefix: &[u8], limit: Option<u64>, numeric: bool
 unsafe fn send(r: *mut ngx_http_request_t, reply: Reply) -> ngx_int_t {
     // SAFETY: per the contract.
     let req = unsafe { Request::from_ngx_http_request(r) };
-    let pool = req.pool();
-    {
-        let hr = req.as_mut();
-        hr.headers_out.status = reply.status as _;
-        hr.headers_out.content_length_n = reply.body.len() as _;
-        let ct = reply.content_type;
-        hr.headers_out.content_type = ngx_str_t {
-            len: ct.len(),
-            data: ct.as_ptr() as *mut u8,
-        };
-        hr.headers_out.content_type_len = ct.len();
-        hr.headers_out.content_type_lowcase = ptr::null_mut();
-    }
     let headers = [("X-Shared-Map-Type", reply.value_type), ("Allow", reply.allow)];
     for (name, value) in headers {
         if let Some(value) = value {
@@ -598,78 +576,8 @@ unsafe fn send(r: *mut ngx_http_request_t, reply: Reply) -> ngx_int_t {
             }
         }
     }
-
-    // SAFETY: a live request with its headers set.
-    let rc = unsafe { ngx_http_send_header(r) };
-    if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || req.header_only() {
-        return rc;
-    }
-
-    let b = pool.calloc_type::<ngx_buf_t>();
-    if b.is_null() {
-        return NGX_ERROR as ngx_int_t;
-    }
-    // SAFETY: `b` is a zeroed buffer from the request pool; the body is copied
-    // into the pool, which outlives the response.
-    unsafe {
-        if !reply.body.is_empty() {
-            let data = pool.alloc_unaligned(reply.body.len()) as *mut u8;
-            if data.is_null() {
-                return NGX_ERROR as ngx_int_t;
-            }
-            ptr::copy_nonoverlapping(reply.body.as_ptr(), data, reply.body.len());
-            (*b).pos = data;
-            (*b).last = data.add(reply.body.len());
-            (*b).set_memory(1);
-        }
-        (*b).set_last_buf(if req.is_main() { 1 } else { 0 });
-        (*b).set_last_in_chain(1);
-        let mut out = ngx_chain_t {
-            buf: b,
-            next: ptr::null_mut(),
-        };
-        ngx_http_output_filter(r, &mut out)
-    }
-}
-
-/// The request body, whether nginx kept it in memory or in a temporary file.
-///
-/// # Safety
-/// `r` is a live request whose body has been read.
-unsafe fn read_body(r: *mut ngx_http_request_t) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    // SAFETY: nginx sets `request_body` before calling the post handler; its
-    // chain links and buffers live in the request pool.
-    unsafe {
-        let rb = (*r).request_body;
-        if rb.is_null() {
-            return Some(body);
-        }
-        let mut cl = (*rb).bufs;
-        while !cl.is_null() {
-            let b = (*cl).buf;
-            if (*b).in_file() != 0 {
-                let mut pos = (*b).file_pos;
-                let start = body.len();
-                let len = usize::try_from((*b).file_last - pos).ok()?;
-                body.resize(start + len, 0);
-                let mut done = 0;
-                while done < len {
-                    let n = ngx_read_file((*b).file, body.as_mut_ptr().add(start + done), len - done, pos);
-                    if n <= 0 {
-                        return None;
-                    }
-                    done += n as usize;
-                    pos += n as i64;
-                }
-            } else if !(*b).pos.is_null() {
-                let len = (*b).last.offset_from((*b).pos) as usize;
-                body.extend_from_slice(core::slice::from_raw_parts((*b).pos, len));
-            }
-            cl = (*cl).next;
-        }
-    }
-    Some(body)
+    // SAFETY: per the contract.
+    unsafe { http::send(r, reply.status, reply.content_type, &reply.body) }
 }
 
 fn api_conf(r: &Request) -> Option<&'static ApiConf> {
@@ -723,7 +631,7 @@ unsafe extern "C" fn body_handler(r: *mut ngx_http_request_t) {
     let rc = match api_conf(req).map(|api| plan(req, api)) {
         None => NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
         // SAFETY: the body has been read; nothing has been sent yet.
-        Some(Ok(op)) => match unsafe { read_body(r) } {
+        Some(Ok(op)) => match unsafe { http::read_body(r) } {
             Some(body) => unsafe { send(r, execute(req, op, &body)) },
             None => NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
         },

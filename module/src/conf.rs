@@ -7,9 +7,9 @@ use core::ptr::{self, NonNull};
 use ngx::core::Pool;
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
-    ngx_http_complex_value_t, ngx_shared_memory_add, ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE,
-    NGX_CONF_NOARGS, NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_OK,
+    ngx_http_complex_value_t, ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_NOARGS, NGX_CONF_TAKE12,
+    NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET,
+    NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError};
 use ngx::{ngx_conf_log_error, ngx_string};
@@ -174,16 +174,8 @@ unsafe extern "C" fn cmd_set_shared_map(
         }
     };
 
-    // SAFETY: nginx copies nothing; the name lives in the configuration pool.
-    let zone = unsafe {
-        ngx_shared_memory_add(
-            cf,
-            &mut args[1],
-            spec.space,
-            ptr::addr_of_mut!(crate::ngx_http_shared_map_module) as *mut c_void,
-        )
-    };
-    let Some(zone) = NonNull::new(zone) else {
+    // SAFETY: cf is being parsed; the name lives in the configuration pool.
+    let Some(zone) = (unsafe { zone::add_zone(cf, &mut args[1], spec.space) }) else {
         return NGX_CONF_ERROR;
     };
     let map = Box::new(SharedMap::new(name, spec, zone));
@@ -202,18 +194,9 @@ unsafe extern "C" fn cmd_set_shared_map(
 /// # Safety
 /// `cf` is the configuration being parsed and `args` its arguments.
 unsafe fn map_key(cf: *mut ngx_conf_t, args: &mut [ngx_str_t]) -> Option<MapKey> {
-    // A map may be defined after it is referenced; size 0 marks a reference, and
-    // nginx refuses to start if the map is never defined.
-    // SAFETY: as in cmd_set_shared_map.
-    let zone = unsafe {
-        ngx_shared_memory_add(
-            cf,
-            &mut args[1],
-            0,
-            ptr::addr_of_mut!(crate::ngx_http_shared_map_module) as *mut c_void,
-        )
-    };
-    let zone = NonNull::new(zone)?;
+    // A reference: the map may be defined later.
+    // SAFETY: cf is being parsed; the name lives in the configuration pool.
+    let zone = unsafe { zone::add_zone(cf, &mut args[1], 0) }?;
 
     // SAFETY: the configuration pool outlives the cycle's requests.
     let pool = unsafe { Pool::from_ngx_pool((*cf).pool) };

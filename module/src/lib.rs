@@ -4,6 +4,7 @@
 mod api;
 mod conf;
 mod count;
+mod http;
 mod persist;
 mod render;
 mod session;

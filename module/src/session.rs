@@ -10,17 +10,16 @@
 //! choose its session id (session fixation).
 
 use core::ffi::{c_char, c_void};
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
 use std::io;
 
 use ngx::core::Pool;
 use ngx::ffi::{
-    ngx_buf_t, ngx_chain_t, ngx_command_t, ngx_conf_t, ngx_http_discard_request_body, ngx_http_finalize_request,
-    ngx_http_output_filter, ngx_http_output_header_filter_pt, ngx_http_read_client_request_body, ngx_http_request_t,
-    ngx_http_send_header, ngx_http_send_special, ngx_http_top_header_filter, ngx_int_t, ngx_list_push, ngx_list_t,
-    ngx_read_file, ngx_shared_memory_add, ngx_str_t, ngx_table_elt_t, ngx_uint_t, ngx_variable_value_t, NGX_DONE,
-    NGX_ERROR, NGX_HTTP_CACHE_HIT, NGX_HTTP_CACHE_REVALIDATED, NGX_HTTP_CACHE_STALE, NGX_HTTP_CACHE_UPDATING,
-    NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST, NGX_HTTP_PUT,
+    ngx_command_t, ngx_conf_t, ngx_http_discard_request_body, ngx_http_finalize_request,
+    ngx_http_output_header_filter_pt, ngx_http_read_client_request_body, ngx_http_request_t,
+    ngx_http_top_header_filter, ngx_int_t, ngx_list_push, ngx_list_t, ngx_str_t, ngx_table_elt_t, ngx_variable_value_t,
+    NGX_DONE, NGX_ERROR, NGX_HTTP_CACHE_HIT, NGX_HTTP_CACHE_REVALIDATED, NGX_HTTP_CACHE_STALE, NGX_HTTP_CACHE_UPDATING,
+    NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_PUT,
     NGX_HTTP_SPECIAL_RESPONSE, NGX_HTTP_VAR_NOCACHEABLE, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_WARN,
     NGX_OK,
 };
@@ -31,8 +30,9 @@ use shared_map_engine::{Error, Ttl, Value};
 
 use crate::conf::{args, lossy, LocConf, NGX_CONF_ERROR, NGX_CONF_OK};
 use crate::count::now;
+use crate::http;
 use crate::variables::{request_ctx, set_value};
-use crate::zone::SharedMap;
+use crate::zone::{self, SharedMap};
 use crate::Module;
 
 const SESSION_HEADER: &[u8] = b"X-Shared-Map-Session";
@@ -124,18 +124,9 @@ pub unsafe extern "C" fn cmd_set_session(
             return NGX_CONF_ERROR;
         }
     };
-    // A reference (size 0): the map may be defined later; nginx refuses to
-    // start if it never is.
+    // A reference: the map may be defined later.
     // SAFETY: cf is being parsed; the name lives in the configuration pool.
-    let zone = unsafe {
-        ngx_shared_memory_add(
-            cf,
-            &mut args[1],
-            0,
-            ptr::addr_of_mut!(crate::ngx_http_shared_map_module) as *mut c_void,
-        )
-    };
-    let Some(zone) = NonNull::new(zone) else {
+    let Some(zone) = (unsafe { zone::add_zone(cf, &mut args[1], 0) }) else {
         return NGX_CONF_ERROR;
     };
     // SAFETY: the configuration pool outlives every request of the cycle.
@@ -569,44 +560,8 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
 
 /// Sends a complete response: `status`, a plain-text `body` (possibly empty).
 fn send(r: &mut Request, status: u32, body: &[u8]) -> ngx_int_t {
-    let raw: *mut ngx_http_request_t = r.into();
-    // SAFETY: a live request whose header is not sent yet.
-    unsafe {
-        (*raw).headers_out.status = status as ngx_uint_t;
-        (*raw).headers_out.content_length_n = body.len() as _;
-        (*raw).headers_out.content_type = ngx_string!("text/plain");
-        (*raw).headers_out.content_type_len = (*raw).headers_out.content_type.len;
-    }
-    // SAFETY: as above.
-    let rc = unsafe { ngx_http_send_header(raw) };
-    if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || r.header_only() {
-        return rc;
-    }
-    if body.is_empty() {
-        // SAFETY: the header is sent; this ends the response.
-        return unsafe { ngx_http_send_special(raw, NGX_HTTP_LAST as ngx_uint_t) };
-    }
-    let pool = r.pool();
-    // SAFETY: the request's pool; the copy lives as long as the request.
-    let Some(copy) = (unsafe { ngx_str_t::from_bytes(pool.as_ptr(), body) }) else {
-        return NGX_ERROR as ngx_int_t;
-    };
-    let b = pool.calloc_type::<ngx_buf_t>();
-    let cl = pool.alloc_type::<ngx_chain_t>();
-    if b.is_null() || cl.is_null() {
-        return NGX_ERROR as ngx_int_t;
-    }
-    // SAFETY: fresh pool allocations, fully initialised here.
-    unsafe {
-        (*b).pos = copy.data;
-        (*b).last = copy.data.add(copy.len);
-        (*b).set_memory(1);
-        (*b).set_last_buf(1);
-        (*b).set_last_in_chain(1);
-        (*cl).buf = b;
-        (*cl).next = ptr::null_mut();
-        ngx_http_output_filter(raw, cl)
-    }
+    // SAFETY: a live request whose response has not been started.
+    unsafe { http::send(r.into(), status, "text/plain", body) }
 }
 
 /// The content handler of `shared_map_session_api`.
@@ -668,37 +623,6 @@ unsafe extern "C" fn api_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     }
 }
 
-/// The request body of a PUT, from memory buffers and a temporary file alike.
-fn read_body(r: &Request) -> Option<Vec<u8>> {
-    let rb = r.as_ref().request_body;
-    let mut out = Vec::new();
-    // SAFETY: the body was read completely; its chain belongs to the request.
-    let mut cl = if rb.is_null() {
-        ptr::null_mut()
-    } else {
-        unsafe { (*rb).bufs }
-    };
-    // SAFETY: every link and buffer of the chain is live until the request ends.
-    while let Some(link) = unsafe { cl.as_ref() } {
-        let b = unsafe { &*link.buf };
-        if b.in_file() != 0 {
-            let len = usize::try_from(b.file_last - b.file_pos).ok()?;
-            let start = out.len();
-            out.resize(start + len, 0);
-            // SAFETY: `out` has room for `len` bytes at `start`.
-            let n = unsafe { ngx_read_file(b.file, out[start..].as_mut_ptr(), len, b.file_pos) };
-            if n != len as isize {
-                return None;
-            }
-        } else if !b.pos.is_null() {
-            // SAFETY: pos..last is the buffer's data.
-            out.extend_from_slice(unsafe { core::slice::from_raw_parts(b.pos, b.last.offset_from(b.pos) as usize) });
-        }
-        cl = link.next;
-    }
-    Some(out)
-}
-
 /// Runs once a PUT's body is read: the body becomes the session's data.
 unsafe extern "C" fn api_put(r: *mut ngx_http_request_t) {
     // SAFETY: nginx passes the live request whose body it read.
@@ -711,7 +635,8 @@ fn api_put_rc(r: &mut Request) -> ngx_int_t {
     let Some(conf) = session_conf(r) else {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
-    let Some(data) = read_body(r) else {
+    // SAFETY: `api_put` runs once nginx has read the body.
+    let Some(data) = (unsafe { http::read_body(r.into()) }) else {
         ngx_log_error!(NGX_LOG_ERR, r.log(), "shared map: could not read the request body");
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };

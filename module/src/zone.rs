@@ -2,12 +2,13 @@
 //! initialisation across reloads, and locked access to the map.
 
 use core::ffi::c_void;
-use core::ptr::NonNull;
+use core::ptr::{self, NonNull};
 
 use ngx::core::SlabPool;
 use ngx::ffi::{
-    ngx_int_t, ngx_log_t, ngx_pagesize, ngx_shm_zone_t, ngx_slab_alloc, ngx_slab_alloc_locked, ngx_slab_free_locked,
-    ngx_slab_pool_t, NGX_ERROR, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_OK,
+    ngx_conf_t, ngx_int_t, ngx_log_t, ngx_pagesize, ngx_shared_memory_add, ngx_shm_zone_t, ngx_slab_alloc,
+    ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_LOG_ALERT, NGX_LOG_EMERG,
+    NGX_OK,
 };
 use ngx::ngx_log_error;
 use shared_map_engine::{Arena, Map, MapConfig, Spec};
@@ -102,6 +103,25 @@ impl SharedMap {
         let mut map = unsafe { Map::attach(&mut arena, self.root) }.ok_or(ZoneUnavailable)?;
         Ok(f(&mut map))
     }
+}
+
+/// The shared zone of the map `name`, tagged as this module's. `size` 0 adds a
+/// reference: a map may be used before `shared_map` defines it, and nginx
+/// refuses to start (`zero size shared memory zone`) if it never is. `None`
+/// when nginx refused (it has logged why, e.g. a name another module uses).
+///
+/// # Safety
+/// `cf` is the configuration being parsed; `name` lives in its pool.
+pub unsafe fn add_zone(cf: *mut ngx_conf_t, name: &mut ngx_str_t, size: usize) -> Option<NonNull<ngx_shm_zone_t>> {
+    // SAFETY: per the contract; nginx keeps `name`, which outlives the cycle.
+    NonNull::new(unsafe {
+        ngx_shared_memory_add(
+            cf,
+            name,
+            size,
+            ptr::addr_of_mut!(crate::ngx_http_shared_map_module) as *mut c_void,
+        )
+    })
 }
 
 /// `shm_zone.init`: three cases, as in nginx's own zone modules.
