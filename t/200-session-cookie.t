@@ -1,14 +1,13 @@
 # The session store's cookie: a session and its cookie exist only once something
 # is written; the cookie's attributes; ids a client makes up are never adopted.
 use Test::Nginx::Socket 'no_plan';
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SharedMapTest;
 
 no_shuffle();
 
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value(main_config => 'load_module $TEST_NGINX_MODULE;')
-        if !defined $block->main_config;
-    $block->set_value(http_config => <<'_EOC_') if !defined $block->http_config;
+use_default_config(http_config => <<'_EOC_', config => <<'_EOC_');
     shared_map sessions hashmap?space=1m;
 
     server {
@@ -22,7 +21,6 @@ add_block_preprocessor(sub {
         }
     }
 _EOC_
-    $block->set_value(config => <<'_EOC_') if !defined $block->config;
     shared_map_session sessions;
 
     location = /session {
@@ -36,7 +34,6 @@ _EOC_
         return 200 "id=$shared_map_session_id data=$shared_map_session\n";
     }
 _EOC_
-});
 
 run_tests();
 

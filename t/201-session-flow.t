@@ -3,41 +3,17 @@
 BEGIN { $ENV{TEST_NGINX_REUSE_PORT} = 1 }    # spread connections over the workers
 
 use Test::Nginx::Socket 'no_plan';
-use HTTP::Tiny;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SharedMapTest;
 
 workers(2);
 master_on();
 no_shuffle();
 
-# One request on a fresh connection; $sid is sent as the session cookie.
-sub call {
-    my ($method, $path, $sid, $body) = @_;
-    my %opt = (headers => { $sid ? (Cookie => "SMSESSION=$sid") : () });
-    $opt{content} = $body if defined $body;
-    return HTTP::Tiny->new(keep_alive => 0)
-        ->request($method, "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}$path", \%opt);
-}
+share_with_init(qw(call set_cookie new_sid is isnt ok like));
 
-# The Set-Cookie line a response carries, or ''.
-sub set_cookie {
-    my $sc = shift->{headers}{'set-cookie'} // return '';
-    return ref $sc ? join("\n", @$sc) : $sc;
-}
-
-# The session id a response gives the client, or undef.
-sub new_sid { set_cookie(shift) =~ /^SMSESSION=([0-9a-f]{32});/ ? $1 : undef }
-
-# `--- init` code runs in Test::Nginx::Socket's package.
-for my $f (qw(call set_cookie new_sid is isnt ok like)) {
-    no strict 'refs';
-    *{"Test::Nginx::Socket::$f"} = \&{"main::$f"};
-}
-
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value(main_config => 'load_module $TEST_NGINX_MODULE;')
-        if !defined $block->main_config;
-    $block->set_value(http_config => <<'_EOC_') if !defined $block->http_config;
+use_default_config(http_config => <<'_EOC_', config => <<'_EOC_');
     shared_map sessions hashmap?space=1m;
 
     server {
@@ -60,7 +36,6 @@ add_block_preprocessor(sub {
         }
     }
 _EOC_
-    $block->set_value(config => <<'_EOC_') if !defined $block->config;
     shared_map_session sessions;
 
     location = /session {
@@ -75,7 +50,6 @@ _EOC_
         return 200 "$shared_map_session_id $shared_map_session";
     }
 _EOC_
-});
 
 run_tests();
 

@@ -1,35 +1,17 @@
 # Sessions expire after `timeout` without use, and every use renews them.
 use Test::Nginx::Socket 'no_plan';
-use HTTP::Tiny;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SharedMapTest;
 
 workers(2);
 master_on();
 no_shuffle();
 
-sub call {
-    my ($method, $path, $sid, $body) = @_;
-    my %opt = (headers => { $sid ? (Cookie => "SMSESSION=$sid") : () });
-    $opt{content} = $body if defined $body;
-    return HTTP::Tiny->new(keep_alive => 0)
-        ->request($method, "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}$path", \%opt);
-}
+share_with_init(qw(call new_sid is ok));
 
-sub new_sid {
-    my $sc = shift->{headers}{'set-cookie'} // return undef;
-    return $sc =~ /^SMSESSION=([0-9a-f]{32});/ ? $1 : undef;
-}
-
-for my $f (qw(call new_sid is ok)) {
-    no strict 'refs';
-    *{"Test::Nginx::Socket::$f"} = \&{"main::$f"};
-}
-
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value(main_config => 'load_module $TEST_NGINX_MODULE;');
-    # Two sessions at most, no eviction: a third needs the room of an expired one.
-    $block->set_value(http_config => '    shared_map sessions hashmap?space=64k&entries=2;');
-    $block->set_value(config => <<'_EOC_');
+# Two sessions at most, no eviction: a third needs the room of an expired one.
+use_default_config(http_config => '    shared_map sessions hashmap?space=64k&entries=2;', config => <<'_EOC_');
     shared_map_session sessions timeout=2s;
     location = /session {
         shared_map_session_api;
@@ -38,7 +20,6 @@ add_block_preprocessor(sub {
         return 200 "ok\n";
     }
 _EOC_
-});
 
 run_tests();
 

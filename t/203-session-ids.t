@@ -2,6 +2,9 @@
 # repeated.
 use Test::Nginx::Socket 'no_plan';
 use IO::Socket::INET;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SharedMapTest;
 
 no_shuffle();
 
@@ -39,10 +42,7 @@ sub make_ids {
     return @ids;
 }
 
-for my $f (qw(make_ids is)) {
-    no strict 'refs';
-    *{"Test::Nginx::Socket::$f"} = \&{"main::$f"};
-}
+share_with_init(qw(make_ids is));
 
 run_tests();
 

@@ -1,7 +1,9 @@
 # The session headers work with the other upstream modules too: FastCGI here,
 # with a small FastCGI responder written in Perl.
 use Test::Nginx::Socket 'no_plan';
-use HTTP::Tiny;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SharedMapTest;
 use IO::Socket::UNIX;
 
 no_shuffle();
@@ -55,16 +57,7 @@ sub fastcgi_responder {
     exit 0;
 }
 
-sub call {
-    my ($path, $sid) = @_;
-    return HTTP::Tiny->new->get("http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}$path",
-                                { headers => { $sid ? (Cookie => "SMSESSION=$sid") : () } });
-}
-
-for my $f (qw(fastcgi_responder call is like ok)) {
-    no strict 'refs';
-    *{"Test::Nginx::Socket::$f"} = \&{"main::$f"};
-}
+share_with_init(qw(fastcgi_responder call is like ok));
 
 run_tests();
 
@@ -84,16 +77,16 @@ __DATA__
     }
 --- init
 my $pid = fastcgi_responder("$ENV{TEST_NGINX_HTML_DIR}/fcgi.sock", 5);
-my $r = call('/fcgi/login');
+my $r = call(GET => '/fcgi/login');
 is $r->{content}, "welcome\n", 'login';
 my ($sid) = ($r->{headers}{'set-cookie'} // '') =~ /^SMSESSION=([0-9a-f]{32}); Path=\/; HttpOnly; SameSite=Lax$/;
 ok $sid, 'the session cookie';
 ok !exists $r->{headers}{'x-shared-map-session'}, 'the header is hidden';
-is call('/fcgi/page', $sid)->{content}, "got: user=fcgi\n", 'the responder gets the session';
-$r = call('/fcgi/logout', $sid);
+is call(GET => '/fcgi/page', $sid)->{content}, "got: user=fcgi\n", 'the responder gets the session';
+$r = call(GET => '/fcgi/logout', $sid);
 like $r->{headers}{'set-cookie'} // '', qr/^SMSESSION=; Max-Age=0;/, 'logout expires the cookie';
 ok !exists $r->{headers}{'x-shared-map-session-destroy'}, 'the header is hidden';
-is call('/fcgi/page', $sid)->{content}, "got: \n", 'the session is gone';
+is call(GET => '/fcgi/page', $sid)->{content}, "got: \n", 'the session is gone';
 --- request
 GET /fcgi/
 --- response_body

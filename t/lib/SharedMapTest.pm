@@ -6,8 +6,9 @@ package SharedMapTest;
 use strict;
 use warnings;
 use Exporter 'import';
+use HTTP::Tiny;
 
-our @EXPORT = qw(use_default_config);
+our @EXPORT = qw(use_default_config share_with_init call set_cookie new_sid);
 
 sub use_default_config {
     my (%default) = @_;
@@ -24,5 +25,33 @@ sub use_default_config {
         }
     });
 }
+
+# `--- init` code runs in Test::Nginx::Socket's package: make the named subs of
+# the test file (and these helpers) callable there.
+sub share_with_init {
+    my @names = @_;
+    for my $f (@names) {
+        no strict 'refs';
+        *{"Test::Nginx::Socket::$f"} = \&{"main::$f"};
+    }
+}
+
+# One request on a fresh connection; $sid, if any, is sent as the session cookie.
+sub call {
+    my ($method, $path, $sid, $body) = @_;
+    my %opt = (headers => { $sid ? (Cookie => "SMSESSION=$sid") : () });
+    $opt{content} = $body if defined $body;
+    return HTTP::Tiny->new(keep_alive => 0)
+        ->request($method, "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}$path", \%opt);
+}
+
+# The Set-Cookie line(s) a response carries, or ''.
+sub set_cookie {
+    my $sc = shift->{headers}{'set-cookie'} // return '';
+    return ref $sc ? join("\n", @$sc) : $sc;
+}
+
+# The session id a response gives the client, or undef.
+sub new_sid { set_cookie(shift) =~ /^SMSESSION=([0-9a-f]{32});/ ? $1 : undef }
 
 1;
