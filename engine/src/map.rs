@@ -6,7 +6,10 @@
 
 use core::fmt;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{
+    AtomicU32, AtomicU64,
+    Ordering::{Relaxed, Release},
+};
 
 use crate::arena::Arena;
 use crate::raw::{Hash, Layout, NewEntry, Tiny, ValueType};
@@ -179,7 +182,10 @@ struct Header {
     /// Set once any entry was written with an expiry time; sweeping a map that
     /// never had one is skipped.
     expiring: AtomicU32,
-    _pad: u32,
+    /// Nonzero while a link or unlink and its update of `len` are under way. A
+    /// process killed between the two leaves it set, and the next lock holder
+    /// counts the chains again (`attach`), so `len` never drifts with crashes.
+    len_pending: AtomicU32,
 }
 
 /// Why the last write of a handle found no room: what it needed and what it
@@ -276,7 +282,7 @@ impl<'a, A: Arena> Map<'a, A> {
                 refused: AtomicU64::new(0),
                 saved: AtomicU64::new(0),
                 expiring: AtomicU32::new(0),
-                _pad: 0,
+                len_pending: AtomicU32::new(0),
             })
         };
         Ok(hdr.as_ptr() as u64 - base)
@@ -298,11 +304,16 @@ impl<'a, A: Arena> Map<'a, A> {
         if header.magic != MAGIC || MapKind::from_u32(header.kind).is_none() {
             return None;
         }
-        Some(Map {
+        let recount = header.len_pending.load(Relaxed) != 0;
+        let mut map = Map {
             arena,
             hdr,
             refusal: None,
-        })
+        };
+        if recount {
+            dispatch!(map.recount_in());
+        }
+        Some(map)
     }
 
     fn header(&self) -> &Header {
@@ -454,9 +465,8 @@ impl<'a, A: Arena> Map<'a, A> {
     /// Walks every chain and checks what readers rely on: each linked entry lies
     /// inside the zone, sits in the bucket its hash names, and its key still
     /// hashes to the stored hash (a torn entry would not). Returns how many
-    /// entries are reachable. For tests of the publication rule: the count may
-    /// differ from `len()` by one after a process died between linking an entry
-    /// and counting it.
+    /// entries are reachable, which equals `len()` (a handle made after a crash
+    /// recounts). For tests of the publication rule.
     pub fn verify(&mut self) -> Result<u64, String> {
         dispatch!(self.verify_in())
     }
@@ -618,11 +628,13 @@ impl<A: Arena> Map<'_, A> {
     /// Unlinks a live entry, then frees it and its string.
     fn unlink_free<L: Layout>(&mut self, link: Link, e: u64) {
         let base = self.base();
+        self.header().len_pending.store(1, Relaxed);
         // SAFETY: `e` is live and linked from `link`; after the unlink store no
         // chain reaches it, so freeing it cannot expose a dangling link.
         unsafe {
             self.set_link::<L>(link, L::next(base, e));
             sub_locked(&self.header().len, 1);
+            self.header().len_pending.store(0, Release);
             if L::vtype(base, e) == ValueType::String {
                 L::free_string(self.arena, L::word(base, e).load(Relaxed));
             }
@@ -838,13 +850,15 @@ impl<A: Arena> Map<'_, A> {
     fn link_new<L: Layout>(&mut self, hash: u32, entry: u64) {
         let h = self.header();
         let idx = hash as u64 & (h.buckets - 1);
+        h.len_pending.store(1, Relaxed);
         // SAFETY: `entry` is complete and private; setting its `next` first and
-        // then the bucket publishes it with one store.
+        // then the bucket publishes it with one (release) store, after the flag.
         unsafe {
             L::set_next(self.base(), entry, L::bucket(self.base(), h.table, idx));
             L::set_bucket(self.base(), h.table, idx, entry);
         }
         add_locked(&h.len, 1);
+        h.len_pending.store(0, Release);
         self.wrote();
     }
 
@@ -1032,6 +1046,7 @@ impl<A: Arena> Map<'_, A> {
 
     fn clear_in<L: Layout>(&mut self) {
         let (table, buckets) = (self.header().table, self.header().buckets);
+        self.header().len_pending.store(1, Relaxed);
         let base = self.base();
         for idx in 0..buckets {
             // SAFETY: the chain is detached with one store, then freed.
@@ -1052,7 +1067,28 @@ impl<A: Arena> Map<'_, A> {
                 }
             }
         }
+        self.header().len_pending.store(0, Release);
         self.wrote();
+    }
+
+    /// Counts the entries of every chain into `len`, after a process died
+    /// between linking or unlinking an entry and counting it.
+    fn recount_in<L: Layout>(&mut self) {
+        let (table, buckets) = (self.header().table, self.header().buckets);
+        let base = self.base();
+        let mut n = 0;
+        for idx in 0..buckets {
+            // SAFETY: the lock is held; chains hold only whole entries.
+            let mut e = unsafe { L::bucket(base, table, idx) };
+            while e != 0 {
+                n += 1;
+                // SAFETY: as above.
+                e = unsafe { L::next(base, e) };
+            }
+        }
+        let h = self.header();
+        h.len.store(n, Relaxed);
+        h.len_pending.store(0, Release);
     }
 
     fn verify_in<L: Layout>(&mut self) -> Result<u64, String> {
