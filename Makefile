@@ -71,11 +71,11 @@ test-conf: build
 
 lint:
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --release -p shared-map-engine --all-targets -- -D warnings
+	$(CARGO) clippy --release -p shared-map-engine -p shared-map-http-parse --all-targets -- -D warnings
 	$(CARGO) clippy --release -p ngx_http_shared_map -- -D warnings
 
 test-engine:
-	$(CARGO) test --release -p shared-map-engine
+	$(CARGO) test --release -p shared-map-engine -p shared-map-http-parse
 
 test-nginx: build
 	TEST_NGINX_BINARY=$(CURDIR)/$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) \

@@ -3,14 +3,14 @@
 //!
 //! The engine knows nothing of nginx. It runs over any [`Arena`]: nginx's slab pool
 //! in the module, [`heap::Heap`] over an ordinary or `mmap`ed region in tests and
-//! benchmarks. Every operation expects the caller to hold the region's lock.
+//! benchmarks (behind the `test-heap` feature, which only tests, benchmarks and
+//! fuzzing turn on). Every operation expects the caller to hold the region's lock.
 
 mod arena;
+#[cfg(feature = "test-heap")]
 pub mod heap;
 mod map;
-pub mod query;
 mod raw;
-pub mod session_spec;
 pub mod spec;
 pub mod state;
 

@@ -16,8 +16,8 @@ use ngx::ffi::{
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_conf_log_error, ngx_log_error};
-use shared_map_engine::query::{self, Arg, QueryError};
 use shared_map_engine::{spec, Error, OwnedValue, Ttl, Value};
+use shared_map_http_parse::query::{self, Arg, QueryError};
 
 use crate::conf::{self, LocConf};
 use crate::count::{log_refusal, now, printable};

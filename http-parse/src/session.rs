@@ -6,7 +6,7 @@
 
 use core::fmt;
 
-use crate::spec::parse_time_secs;
+use shared_map_engine::spec::parse_time_secs;
 
 /// Random bytes in a session id: 128 bits.
 pub const ID_BYTES: usize = 16;

@@ -25,8 +25,8 @@ use ngx::ffi::{
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_conf_log_error, ngx_log_debug_http, ngx_log_error, ngx_string};
-use shared_map_engine::session_spec::{self, SessionSpec, ID_BYTES, ID_LEN};
 use shared_map_engine::{Error, Ttl, Value};
+use shared_map_http_parse::session::{self as session_spec, SessionSpec, ID_BYTES, ID_LEN};
 
 use crate::conf::{args, lossy, LocConf, NGX_CONF_ERROR, NGX_CONF_OK};
 use crate::count::now;

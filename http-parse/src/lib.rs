@@ -1,0 +1,7 @@
+//! Parsing for the HTTP side of the module, kept out of the nginx crate so that
+//! it is unit-tested, property-tested and fuzzed without nginx: the API's query
+//! strings (`query`) and the session store's directive, ids and cookies
+//! (`session`).
+
+pub mod query;
+pub mod session;
