@@ -176,6 +176,7 @@ impl Heap {
             let page = run as usize / PAGE;
             // SAFETY: `run` is a free run's first page inside the region.
             let len = unsafe { self.run_len(page).read_unaligned() } as usize;
+            // SAFETY: a free run's first word holds the next run's offset.
             let next = unsafe { *(self.base.add(run as usize) as *const u64) };
             if len >= n {
                 let rest = if len > n {

@@ -6,6 +6,8 @@
 //! benchmarks (behind the `test-heap` feature, which only tests, benchmarks and
 //! fuzzing turn on). Every operation expects the caller to hold the region's lock.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 mod arena;
 #[cfg(feature = "test-heap")]
 pub mod heap;

@@ -900,10 +900,12 @@ impl<A: Arena> Map<'_, A> {
             (PutMode::IfPresent, None) => return Err(Error::NotFound),
             _ => {}
         }
-        // SAFETY (for every block below): `e` is live, the lock is held.
         if let Some((_, e)) = found {
+            // SAFETY: `e` was just found in its chain and the lock is held.
             if unsafe { L::vtype(base, e) } == vtype && vtype != ValueType::String {
+                // SAFETY: as above; an inline value reads no other chunk.
                 let prev = unsafe { self.read::<L>(e) }.to_owned();
+                // SAFETY: as above; each field is one aligned word, changed by one store.
                 unsafe {
                     L::word(base, e).store(encode_inline(&value), Relaxed);
                     L::expire(base, e).store(expire, Relaxed);
@@ -928,10 +930,14 @@ impl<A: Arena> Map<'_, A> {
             found
         };
         if let Some((_, e)) = found {
+            // SAFETY: `e` was found again after any eviction, under the lock.
             if unsafe { L::vtype(base, e) } == ValueType::String && vtype == ValueType::String {
+                // SAFETY: as above; its string chunk is live until swapped out.
                 let prev = unsafe { self.read::<L>(e) }.to_owned();
-                // One store swaps the value; the old string is freed after it.
+                // SAFETY: as above. One store swaps the value; the old string is
+                // freed after it, when nothing links it any more.
                 let old = unsafe { L::word(base, e).swap(word, Relaxed) };
+                // SAFETY: `old` is the string this entry held and no longer links.
                 unsafe {
                     L::expire(base, e).store(expire, Relaxed);
                     L::free_string(self.arena, old);
@@ -964,9 +970,11 @@ impl<A: Arena> Map<'_, A> {
         };
         match self.lookup::<L>(hash, key, now) {
             Some((link, old)) => {
+                // SAFETY: `old` was just found in its chain under the lock.
                 let prev = unsafe { self.read::<L>(old) }.to_owned();
-                // The new entry takes the old one's place with one store; the
-                // old one is unreachable before it is freed.
+                // SAFETY: `entry` is complete and unlinked, `old` is live and
+                // `link` points at it. The new entry takes the old one's place
+                // with one store; the old one is unreachable before it is freed.
                 unsafe {
                     L::set_next(base, entry, L::next(base, old));
                     self.set_link::<L>(link, entry);
@@ -1005,6 +1013,7 @@ impl<A: Arena> Map<'_, A> {
         if let Some((_, e)) = self.lookup::<L>(hash, key, now) {
             // SAFETY: `e` is live; the value changes with one store.
             let word = unsafe { L::word(base, e) };
+            // SAFETY: as above.
             let new = match unsafe { L::vtype(base, e) } {
                 ValueType::Long => {
                     let v = (word.load(Relaxed) as i64).checked_add(delta).ok_or(Error::Overflow)?;
@@ -1108,6 +1117,7 @@ impl<A: Arena> Map<'_, A> {
                 if reachable > size / L::ENTRY_BYTES as u64 {
                     return Err(format!("bucket {idx}: its chain loops"));
                 }
+                // SAFETY: `e` was checked to lie inside the zone just above.
                 let hash = unsafe { L::hash(base, e) };
                 if hash as u64 & (buckets - 1) != idx {
                     return Err(format!(
@@ -1115,13 +1125,16 @@ impl<A: Arena> Map<'_, A> {
                         hash as u64 & (buckets - 1)
                     ));
                 }
+                // SAFETY: as above; the key's offset and length are the entry's own.
                 if hash_key(unsafe { L::key(base, e) }) != hash {
                     return Err(format!(
                         "bucket {idx}: entry {e} is torn: its key does not match its hash"
                     ));
                 }
                 // Reading the value touches a string's bytes.
+                // SAFETY: as above.
                 let _ = unsafe { self.read::<L>(e) };
+                // SAFETY: as above.
                 e = unsafe { L::next(base, e) };
             }
         }

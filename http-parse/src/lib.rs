@@ -3,5 +3,7 @@
 //! strings (`query`) and the session store's directive, ids and cookies
 //! (`session`).
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod query;
 pub mod session;
