@@ -4,43 +4,30 @@
 //! (`execute`), and answered with a plain-text, JSON or Prometheus body (`send`).
 
 use core::ffi::{c_char, c_void};
-use core::ptr::{self, NonNull};
 
+use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_discard_request_body, ngx_http_finalize_request,
-    ngx_http_read_client_request_body, ngx_http_request_t, ngx_int_t, ngx_shm_zone_t, ngx_str_t, NGX_DONE, NGX_ERROR,
-    NGX_HTTP_BAD_REQUEST, NGX_HTTP_CONFLICT, NGX_HTTP_CREATED, NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD,
-    NGX_HTTP_INSUFFICIENT_STORAGE, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND,
-    NGX_HTTP_NO_CONTENT, NGX_HTTP_OK, NGX_HTTP_POST, NGX_HTTP_PUT, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-    NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_OK,
+    ngx_http_read_client_request_body, ngx_http_request_t, ngx_int_t, ngx_str_t, NGX_HTTP_BAD_REQUEST,
+    NGX_HTTP_CONFLICT, NGX_HTTP_CREATED, NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INSUFFICIENT_STORAGE,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND, NGX_HTTP_NO_CONTENT, NGX_HTTP_OK,
+    NGX_HTTP_POST, NGX_HTTP_PUT, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ALERT,
+    NGX_LOG_EMERG,
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_conf_log_error, ngx_log_error};
 use shared_map_engine::{spec, Error, OwnedValue, Ttl, Value};
 use shared_map_http_parse::query::{self, Arg, QueryError};
 
-use crate::conf::{self, LocConf};
-use crate::count::{log_refusal, now, printable};
+use crate::conf::{self, ApiConf, LocConf};
 use crate::http;
+use crate::log::{log_refusal, printable};
+use crate::module::Module;
 use crate::render::{self, Dump, Entry};
-use crate::zone::{self, SharedMap};
-use crate::Module;
+use crate::zone::{self, now, SharedMap};
 
 /// The default `limit` of a JSON listing.
 const DEFAULT_LIMIT: u64 = 1000;
-
-/// `shared_map_api` in a location.
-pub struct ApiConf {
-    /// The one map served, or `None`: every map, at `LOCATION/NAME`.
-    zone: Option<NonNull<ngx_shm_zone_t>>,
-    readonly: bool,
-    /// The location's name when it is a prefix or exact location: what precedes
-    /// the map's name in the URI. `None` (regex locations): the last segment.
-    prefix: Option<Vec<u8>>,
-}
-
-const NGX_CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
-const NGX_CONF_OK: *mut c_char = ptr::null_mut();
 
 /// `shared_map_api [name] [readonly];`
 ///
@@ -190,7 +177,7 @@ fn bad_request(e: impl ToString) -> Reply {
 fn refused(r: &Request, map: &SharedMap, key: &[u8], err: Error) -> Reply {
     match err {
         Error::NoRoom => {
-            log_refusal(r, map, key, err);
+            log_refusal(r.log(), &map.name, key, err, None);
             Reply::error(
                 NGX_HTTP_INSUFFICIENT_STORAGE,
                 format!("shared map \"{}\" is full", map.name),
@@ -572,7 +559,7 @@ unsafe fn send(r: *mut ngx_http_request_t, reply: Reply) -> ngx_int_t {
     for (name, value) in headers {
         if let Some(value) = value {
             if req.add_header_out(name, value).is_none() {
-                return NGX_ERROR as ngx_int_t;
+                return Status::NGX_ERROR.into();
             }
         }
     }
@@ -603,12 +590,12 @@ unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
             if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
                 return rc;
             }
-            NGX_DONE as ngx_int_t
+            Status::NGX_DONE.into()
         }
         planned => {
             // SAFETY: a live request in its content phase.
             let rc = unsafe { ngx_http_discard_request_body(r) };
-            if rc != NGX_OK as ngx_int_t {
+            if rc != ngx_int_t::from(Status::NGX_OK) {
                 return rc;
             }
             let reply = match planned {
@@ -632,6 +619,7 @@ unsafe extern "C" fn body_handler(r: *mut ngx_http_request_t) {
         None => NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
         // SAFETY: the body has been read; nothing has been sent yet.
         Some(Ok(op)) => match unsafe { http::read_body(r) } {
+            // SAFETY: as above.
             Some(body) => unsafe { send(r, execute(req, op, &body)) },
             None => NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
         },

@@ -2,21 +2,21 @@
 //! the `cmd_*` handlers. Parsing itself is in the engine (`spec::parse`).
 
 use core::ffi::{c_char, c_void};
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
 
-use ngx::core::Pool;
+use ngx::core::{Pool, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
-    ngx_http_complex_value_t, ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_NOARGS, NGX_CONF_TAKE12,
-    NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET,
-    NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_OK,
+    ngx_http_complex_value_t, ngx_shm_zone_t, ngx_str_t, NGX_LOG_EMERG, NGX_OK,
 };
-use ngx::http::{HttpModuleMainConf, Merge, MergeConfigError};
-use ngx::{ngx_conf_log_error, ngx_string};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError};
+use ngx::ngx_conf_log_error;
 use shared_map_engine::spec;
+use shared_map_http_parse::session::SessionSpec;
 
+use crate::module::Module;
+use crate::persist;
 use crate::zone::{self, SharedMap};
-use crate::Module;
 
 /// `http` level: every map defined by `shared_map`.
 #[derive(Default)]
@@ -50,9 +50,26 @@ pub struct LocConf {
     /// `shared_map_count`: counted in the log phase; `None` inherits.
     pub counts: Option<Vec<MapKey>>,
     /// `shared_map_api`: this location's own, never inherited.
-    pub api: Option<crate::api::ApiConf>,
+    pub api: Option<ApiConf>,
     /// `shared_map_session`: the session store of this context.
-    pub session: Option<NonNull<crate::session::SessionConf>>,
+    pub session: Option<NonNull<SessionConf>>,
+}
+
+/// `shared_map_api` in a location.
+pub struct ApiConf {
+    /// The one map served, or `None`: every map, at `LOCATION/NAME`.
+    pub zone: Option<NonNull<ngx_shm_zone_t>>,
+    pub readonly: bool,
+    /// The location's name when it is a prefix or exact location: what precedes
+    /// the map's name in the URI. `None` (regex locations): the last segment.
+    pub prefix: Option<Vec<u8>>,
+}
+
+/// One `shared_map_session` directive; lives in the configuration pool.
+pub struct SessionConf {
+    /// The map's zone; its `data` is the SharedMap once `shared_map` defined it.
+    pub zone: NonNull<ngx_shm_zone_t>,
+    pub spec: SessionSpec,
 }
 
 impl Merge for LocConf {
@@ -70,67 +87,6 @@ impl Merge for LocConf {
     }
 }
 
-pub(crate) const NGX_CONF_ERROR: *mut c_char = usize::MAX as *mut c_char;
-pub(crate) const NGX_CONF_OK: *mut c_char = ptr::null_mut();
-const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
-
-type CmdHandler = unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char;
-
-/// One row of the command table; `conf` says which configuration level the
-/// handler receives.
-const fn command(name: ngx_str_t, type_: u32, set: CmdHandler, conf: usize) -> ngx_command_t {
-    ngx_command_t {
-        name,
-        type_: type_ as ngx_uint_t,
-        set: Some(set),
-        conf,
-        offset: 0,
-        post: ptr::null_mut(),
-    }
-}
-
-const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
-
-pub static mut COMMANDS: [ngx_command_t; 7] = [
-    command(
-        ngx_string!("shared_map"),
-        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2,
-        cmd_set_shared_map,
-        NGX_HTTP_MAIN_CONF_OFFSET,
-    ),
-    command(
-        ngx_string!("shared_map_key"),
-        ANY_LEVEL | NGX_CONF_TAKE2,
-        cmd_set_key,
-        LOC,
-    ),
-    command(
-        ngx_string!("shared_map_count"),
-        ANY_LEVEL | NGX_CONF_TAKE2,
-        cmd_add_count,
-        LOC,
-    ),
-    command(
-        ngx_string!("shared_map_api"),
-        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE12,
-        crate::api::cmd_set_api,
-        LOC,
-    ),
-    command(
-        ngx_string!("shared_map_session"),
-        ANY_LEVEL | NGX_CONF_1MORE,
-        crate::session::cmd_set_session,
-        LOC,
-    ),
-    command(
-        ngx_string!("shared_map_session_api"),
-        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
-        crate::session::cmd_set_session_api,
-        LOC,
-    ),
-    ngx_command_t::empty(),
-];
-
 /// The directive's arguments, the directive name first.
 ///
 /// # Safety
@@ -145,13 +101,14 @@ pub(crate) fn lossy(s: &ngx_str_t) -> String {
 }
 
 /// `shared_map name type?space=size[&entries=n][&timeout=t][&evict][&state=path];`
-unsafe extern "C" fn cmd_set_shared_map(
+pub unsafe extern "C" fn cmd_set_shared_map(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
     // SAFETY: nginx passes our main conf (NGX_HTTP_MAIN_CONF_OFFSET).
     let mcf = unsafe { &mut *(conf as *mut MainConf) };
+    // SAFETY: nginx passes the configuration being parsed.
     let args = unsafe { args(cf) };
     let name = lossy(&args[1]);
     if args[1].is_empty() || name.as_bytes() != args[1].as_bytes() {
@@ -182,7 +139,7 @@ unsafe extern "C" fn cmd_set_shared_map(
     // SAFETY: the zone is ours (same tag); the Box outlives the cycle's use of it
     // because the main conf is dropped only with the cycle's pool.
     unsafe {
-        (*zone.as_ptr()).init = Some(zone::init_zone);
+        (*zone.as_ptr()).init = Some(persist::init_zone);
         (*zone.as_ptr()).data = &*map as *const SharedMap as *mut c_void;
     }
     mcf.maps.push(map);
@@ -214,12 +171,13 @@ unsafe fn map_key(cf: *mut ngx_conf_t, args: &mut [ngx_str_t]) -> Option<MapKey>
 }
 
 /// `shared_map_key name key;`
-unsafe extern "C" fn cmd_set_key(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+pub unsafe extern "C" fn cmd_set_key(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx passes our location conf.
     let lcf = unsafe { &mut *(conf as *mut LocConf) };
     if lcf.key.is_some() {
         return c"is duplicate".as_ptr() as *mut c_char;
     }
+    // SAFETY: nginx passes the configuration being parsed.
     match unsafe { map_key(cf, args(cf)) } {
         Some(k) => {
             lcf.key = Some(k);
@@ -230,9 +188,14 @@ unsafe extern "C" fn cmd_set_key(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, 
 }
 
 /// `shared_map_count name key;` (may be repeated)
-unsafe extern "C" fn cmd_add_count(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t, conf: *mut c_void) -> *mut c_char {
+pub unsafe extern "C" fn cmd_add_count(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
     // SAFETY: nginx passes our location conf.
     let lcf = unsafe { &mut *(conf as *mut LocConf) };
+    // SAFETY: nginx passes the configuration being parsed.
     match unsafe { map_key(cf, args(cf)) } {
         Some(k) => {
             lcf.counts.get_or_insert_with(Vec::new).push(k);
@@ -240,6 +203,18 @@ unsafe extern "C" fn cmd_add_count(cf: *mut ngx_conf_t, _cmd: *mut ngx_command_t
         }
         None => NGX_CONF_ERROR,
     }
+}
+
+// SAFETY: the main conf slot of this module holds a MainConf, made by
+// `create_main_conf` from this binding.
+unsafe impl HttpModuleMainConf for Module {
+    type MainConf = MainConf;
+}
+
+// SAFETY: the location conf slot of this module holds a LocConf, made by
+// `create_loc_conf` from this binding.
+unsafe impl HttpModuleLocationConf for Module {
+    type LocationConf = LocConf;
 }
 
 /// Every map of the running configuration.

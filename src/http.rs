@@ -3,9 +3,10 @@
 
 use core::ptr;
 
+use ngx::core::Status;
 use ngx::ffi::{
     ngx_buf_t, ngx_chain_t, ngx_http_output_filter, ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_read_file,
-    ngx_str_t, NGX_ERROR, NGX_OK,
+    ngx_str_t,
 };
 use ngx::http::Request;
 
@@ -73,13 +74,13 @@ pub unsafe fn send(r: *mut ngx_http_request_t, status: u32, content_type: &'stat
 
     // SAFETY: a live request with its headers set.
     let rc = unsafe { ngx_http_send_header(r) };
-    if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || req.header_only() {
+    if rc == ngx_int_t::from(Status::NGX_ERROR) || rc > ngx_int_t::from(Status::NGX_OK) || req.header_only() {
         return rc;
     }
 
     let b = pool.calloc_type::<ngx_buf_t>();
     if b.is_null() {
-        return NGX_ERROR as ngx_int_t;
+        return Status::NGX_ERROR.into();
     }
     // SAFETY: `b` is a zeroed buffer from the request pool; the body is copied
     // into the pool, which outlives the response.
@@ -87,7 +88,7 @@ pub unsafe fn send(r: *mut ngx_http_request_t, status: u32, content_type: &'stat
         if !body.is_empty() {
             let data = pool.alloc_unaligned(body.len()) as *mut u8;
             if data.is_null() {
-                return NGX_ERROR as ngx_int_t;
+                return Status::NGX_ERROR.into();
             }
             ptr::copy_nonoverlapping(body.as_ptr(), data, body.len());
             (*b).pos = data;

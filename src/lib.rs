@@ -1,78 +1,75 @@
 //! ngx_http_shared_map_module: maps shared by every nginx worker, in nginx's
-//! shared memory. This file only wires the module together.
+//! shared memory.
+//!
+//! This file only wires the module together: the module's `ngx_module_t`, its
+//! HTTP context (the configuration hooks) and the command table. It is the one
+//! file that may import every other; the others depend one way, from the
+//! features down to the leaves:
+//!
+//! ```text
+//! lib ─→ variables ─→ count, api (→ render), session, timer ─→ conf ─→ persist ─→ zone ─→ module, log, ctx, value, http
+//! ```
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod api;
 mod conf;
 mod count;
+mod ctx;
 mod http;
+mod log;
+mod module;
 mod persist;
 mod render;
 mod session;
 mod timer;
+mod value;
 mod variables;
 mod zone;
 
-use core::ffi::c_void;
-use core::ptr::addr_of;
+use core::ffi::{c_char, c_void};
+use core::ptr::{self, addr_of};
 
+use ngx::core::Status;
 use ngx::ffi::{
-    ngx_array_push, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
-    ngx_http_phases_NGX_HTTP_LOG_PHASE as NGX_HTTP_LOG_PHASE, ngx_int_t, ngx_module_t, ngx_uint_t, NGX_ERROR,
-    NGX_HTTP_MODULE, NGX_OK,
+    ngx_array_push, ngx_command_t, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
+    ngx_http_phases_NGX_HTTP_LOG_PHASE as NGX_HTTP_LOG_PHASE, ngx_int_t, ngx_module_t, ngx_str_t, ngx_uint_t,
+    NGX_CONF_1MORE, NGX_CONF_NOARGS, NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
 };
-use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
+use ngx::http::{HttpModule, HttpModuleMainConf, NgxHttpCoreModule};
+use ngx::ngx_string;
 
-pub struct Module;
+use crate::module::Module;
 
-impl HttpModule for Module {
-    fn module() -> &'static ngx_module_t {
-        // SAFETY: the module static is initialised at load and only nginx writes
-        // its index fields, before any request.
-        unsafe { &*addr_of!(ngx_http_shared_map_module) }
-    }
-
-    unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-        // SAFETY: nginx passes the configuration being parsed.
-        let rc = unsafe { variables::add_variables(cf) };
-        if rc != NGX_OK as ngx_int_t {
-            return rc;
-        }
-        // SAFETY: as above.
-        unsafe { session::add_variables(cf) }
-    }
-
-    unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-        // SAFETY: the core module's main conf exists once the http block is parsed.
-        let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(unsafe { &*cf }) else {
-            return NGX_ERROR as ngx_int_t;
-        };
-        let handlers = &mut cmcf.phases[NGX_HTTP_LOG_PHASE as usize].handlers;
-        // SAFETY: the phase's handler array holds ngx_http_handler_pt elements.
-        let h = unsafe { ngx_array_push(handlers) } as *mut ngx_http_handler_pt;
-        if h.is_null() {
-            return NGX_ERROR as ngx_int_t;
-        }
-        // SAFETY: a fresh slot of the array.
-        unsafe { *h = Some(count::log_handler) };
-        // SAFETY: postconfiguration runs once per configuration, in the master.
-        unsafe { session::init_header_filter() };
-        NGX_OK as ngx_int_t
-    }
+/// `preconfiguration`: the variables exist before any directive refers to them.
+unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+    // SAFETY: nginx passes the configuration being parsed.
+    unsafe { variables::add_variables(cf) }
 }
 
-// SAFETY: the main conf slot of this module holds a conf::MainConf.
-unsafe impl HttpModuleMainConf for Module {
-    type MainConf = conf::MainConf;
-}
-
-// SAFETY: the location conf slot of this module holds a conf::LocConf.
-unsafe impl HttpModuleLocationConf for Module {
-    type LocationConf = conf::LocConf;
+/// `postconfiguration`: the log-phase counter and the session's header filter.
+unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+    // SAFETY: nginx passes the configuration being parsed; the core module's
+    // main conf exists once the http block is parsed.
+    let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(unsafe { &*cf }) else {
+        return Status::NGX_ERROR.into();
+    };
+    let handlers = &mut cmcf.phases[NGX_HTTP_LOG_PHASE as usize].handlers;
+    // SAFETY: the phase's handler array holds ngx_http_handler_pt elements.
+    let h = unsafe { ngx_array_push(handlers) } as *mut ngx_http_handler_pt;
+    if h.is_null() {
+        return Status::NGX_ERROR.into();
+    }
+    // SAFETY: a fresh slot of the array, ours to fill.
+    unsafe { *h = Some(count::log_handler) };
+    // SAFETY: postconfiguration runs once per configuration, in the master.
+    unsafe { session::init_header_filter() };
+    Status::NGX_OK.into()
 }
 
 static NGX_HTTP_SHARED_MAP_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
-    preconfiguration: Some(Module::preconfiguration),
-    postconfiguration: Some(Module::postconfiguration),
+    preconfiguration: Some(preconfiguration),
+    postconfiguration: Some(postconfiguration),
     create_main_conf: Some(Module::create_main_conf),
     init_main_conf: None,
     create_srv_conf: None,
@@ -81,15 +78,74 @@ static NGX_HTTP_SHARED_MAP_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     merge_loc_conf: Some(Module::merge_loc_conf),
 };
 
+const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
+const LOC: usize = NGX_HTTP_LOC_CONF_OFFSET;
+
+type CmdHandler = unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char;
+
+/// One row of the command table; `conf` says which configuration level the
+/// handler receives.
+const fn command(name: ngx_str_t, type_: u32, set: CmdHandler, conf: usize) -> ngx_command_t {
+    ngx_command_t {
+        name,
+        type_: type_ as ngx_uint_t,
+        set: Some(set),
+        conf,
+        offset: 0,
+        post: ptr::null_mut(),
+    }
+}
+
+static mut COMMANDS: [ngx_command_t; 7] = [
+    command(
+        ngx_string!("shared_map"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2,
+        conf::cmd_set_shared_map,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("shared_map_key"),
+        ANY_LEVEL | NGX_CONF_TAKE2,
+        conf::cmd_set_key,
+        LOC,
+    ),
+    command(
+        ngx_string!("shared_map_count"),
+        ANY_LEVEL | NGX_CONF_TAKE2,
+        conf::cmd_add_count,
+        LOC,
+    ),
+    command(
+        ngx_string!("shared_map_api"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE12,
+        api::cmd_set_api,
+        LOC,
+    ),
+    command(
+        ngx_string!("shared_map_session"),
+        ANY_LEVEL | NGX_CONF_1MORE,
+        session::cmd_set_session,
+        LOC,
+    ),
+    command(
+        ngx_string!("shared_map_session_api"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
+        session::cmd_set_session_api,
+        LOC,
+    ),
+    ngx_command_t::empty(),
+];
+
 ngx::ngx_modules!(ngx_http_shared_map_module);
 
+/// The module, as nginx loads it; `module.rs` declares it for the other files.
 #[used]
 #[allow(non_upper_case_globals)]
 #[no_mangle]
 pub static mut ngx_http_shared_map_module: ngx_module_t = ngx_module_t {
     ctx: addr_of!(NGX_HTTP_SHARED_MAP_MODULE_CTX) as *mut c_void,
-    // SAFETY: a static command table nginx only reads.
-    commands: unsafe { &raw mut conf::COMMANDS[0] },
+    // SAFETY: a static command table that only nginx reads, after load.
+    commands: unsafe { &raw mut COMMANDS[0] },
     type_: NGX_HTTP_MODULE as ngx_uint_t,
     init_process: Some(timer::init_process),
     exit_process: Some(timer::exit_process),

@@ -17,12 +17,14 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use ngx::ffi::{ngx_log_t, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN};
+use core::ffi::c_void;
+
+use ngx::core::Status;
+use ngx::ffi::{ngx_int_t, ngx_log_t, ngx_shm_zone_t, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN};
 use ngx::ngx_log_error;
 use shared_map_engine::state;
 
-use crate::count::now;
-use crate::zone::SharedMap;
+use crate::zone::{self, now, Init, SharedMap};
 
 /// An I/O error as nginx prints one: `(13: Permission denied)`.
 struct OsError<'a>(&'a io::Error);
@@ -35,6 +37,26 @@ impl core::fmt::Display for OsError<'_> {
             Some(code) => write!(f, "({code}: {text})"),
             None => write!(f, "({text})"),
         }
+    }
+}
+
+/// `shm_zone.init` of every map: the zone's own initialisation, then, for a
+/// fresh map, its state file.
+///
+/// # Safety
+/// Called by nginx with a zone whose `data` is a SharedMap and, on a reload that
+/// reuses the zone, `old` pointing to the previous cycle's SharedMap.
+pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> ngx_int_t {
+    // SAFETY: per the contract, passed through.
+    match unsafe { zone::init(shm_zone, old) } {
+        Ok(Init::Kept) => Status::NGX_OK.into(),
+        Ok(Init::Fresh) => {
+            // SAFETY: nginx passes a live zone whose data is our map (checked by init).
+            let (map, log) = unsafe { (&*((*shm_zone).data as *const SharedMap), (*shm_zone).shm.log) };
+            load(map, log);
+            Status::NGX_OK.into()
+        }
+        Err(()) => Status::NGX_ERROR.into(),
     }
 }
 

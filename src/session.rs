@@ -13,37 +13,29 @@ use core::ffi::{c_char, c_void};
 use core::ptr::NonNull;
 use std::io;
 
-use ngx::core::Pool;
+use ngx::core::{Pool, Status, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_discard_request_body, ngx_http_finalize_request,
     ngx_http_output_header_filter_pt, ngx_http_read_client_request_body, ngx_http_request_t,
     ngx_http_top_header_filter, ngx_int_t, ngx_list_push, ngx_list_t, ngx_str_t, ngx_table_elt_t, ngx_variable_value_t,
-    NGX_DONE, NGX_ERROR, NGX_HTTP_CACHE_HIT, NGX_HTTP_CACHE_REVALIDATED, NGX_HTTP_CACHE_STALE, NGX_HTTP_CACHE_UPDATING,
-    NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_PUT,
-    NGX_HTTP_SPECIAL_RESPONSE, NGX_HTTP_VAR_NOCACHEABLE, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_WARN,
-    NGX_OK,
+    NGX_HTTP_CACHE_HIT, NGX_HTTP_CACHE_REVALIDATED, NGX_HTTP_CACHE_STALE, NGX_HTTP_CACHE_UPDATING, NGX_HTTP_DELETE,
+    NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_PUT, NGX_HTTP_SPECIAL_RESPONSE,
+    NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_WARN,
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
-use ngx::{ngx_conf_log_error, ngx_log_debug_http, ngx_log_error, ngx_string};
+use ngx::{ngx_conf_log_error, ngx_log_debug_http, ngx_log_error};
 use shared_map_engine::{Error, Ttl, Value};
-use shared_map_http_parse::session::{self as session_spec, SessionSpec, ID_BYTES, ID_LEN};
+use shared_map_http_parse::session::{self as session_spec, ID_BYTES, ID_LEN};
 
-use crate::conf::{args, lossy, LocConf, NGX_CONF_ERROR, NGX_CONF_OK};
-use crate::count::now;
+use crate::conf::{args, lossy, LocConf, SessionConf};
+use crate::ctx::{request_ctx, Live, SessionState};
 use crate::http;
-use crate::variables::{request_ctx, set_value};
-use crate::zone::{self, SharedMap};
-use crate::Module;
+use crate::module::Module;
+use crate::value::set_value;
+use crate::zone::{self, now, SharedMap};
 
 const SESSION_HEADER: &[u8] = b"X-Shared-Map-Session";
 const DESTROY_HEADER: &[u8] = b"X-Shared-Map-Session-Destroy";
-
-/// One `shared_map_session` directive; lives in the configuration pool.
-pub struct SessionConf {
-    /// The map's zone; its `data` is the SharedMap once `shared_map` defined it.
-    zone: NonNull<ngx::ffi::ngx_shm_zone_t>,
-    spec: SessionSpec,
-}
 
 impl SessionConf {
     fn map(&self) -> Option<&SharedMap> {
@@ -55,23 +47,6 @@ impl SessionConf {
     fn ttl(&self) -> Ttl {
         Ttl::Secs(self.spec.timeout)
     }
-}
-
-/// The live session of a request.
-struct Live {
-    id: [u8; ID_LEN],
-    data: Vec<u8>,
-}
-
-/// Per main request (inside `variables::RequestCtx`): the session, looked up at
-/// most once, and the `Set-Cookie` line this request added, if any.
-#[derive(Default)]
-pub struct SessionState {
-    resolved: bool,
-    /// The request carried a cookie of the session's name, live or not.
-    had_cookie: bool,
-    live: Option<Live>,
-    cookie: Option<NonNull<ngx_table_elt_t>>,
 }
 
 /// Why a write to the session was refused; the session is unchanged.
@@ -398,27 +373,6 @@ fn log_store_error(r: &Request, conf: &SessionConf, len: usize, err: &StoreError
 // ---------------------------------------------------------------------------
 // Variables
 
-/// Registers `$shared_map_session_id` and `$shared_map_session` (preconfiguration).
-///
-/// # Safety
-/// `cf` is the configuration being parsed.
-pub unsafe fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
-    // SAFETY: passed through from nginx.
-    unsafe {
-        crate::variables::register(
-            cf,
-            [
-                (
-                    ngx_string!("shared_map_session_id"),
-                    var_session_id,
-                    NGX_HTTP_VAR_NOCACHEABLE,
-                ),
-                (ngx_string!("shared_map_session"), var_session, NGX_HTTP_VAR_NOCACHEABLE),
-            ],
-        )
-    }
-}
-
 /// The session of the request's main request, in a context with a session store.
 fn var_session_of<'a>(
     r: *mut ngx_http_request_t,
@@ -430,7 +384,11 @@ fn var_session_of<'a>(
     Some((main, conf, st))
 }
 
-unsafe extern "C" fn var_session_id(r: *mut ngx_http_request_t, v: *mut ngx_variable_value_t, _: usize) -> ngx_int_t {
+pub unsafe extern "C" fn var_session_id(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_variable_value_t,
+    _: usize,
+) -> ngx_int_t {
     let Some((main, conf, st)) = var_session_of(r) else {
         // SAFETY: nginx passes a live request.
         return set_value(unsafe { Request::from_ngx_http_request(r) }, v, b"");
@@ -439,7 +397,7 @@ unsafe extern "C" fn var_session_id(r: *mut ngx_http_request_t, v: *mut ngx_vari
     set_value(main, v, st.live.as_ref().map_or(&[][..], |l| &l.id[..]))
 }
 
-unsafe extern "C" fn var_session(r: *mut ngx_http_request_t, v: *mut ngx_variable_value_t, _: usize) -> ngx_int_t {
+pub unsafe extern "C" fn var_session(r: *mut ngx_http_request_t, v: *mut ngx_variable_value_t, _: usize) -> ngx_int_t {
     let Some((main, conf, st)) = var_session_of(r) else {
         // SAFETY: nginx passes a live request.
         return set_value(unsafe { Request::from_ngx_http_request(r) }, v, b"");
@@ -486,19 +444,21 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: set in postconfiguration, before any request.
     let next = unsafe { NEXT_HEADER_FILTER };
     let Some(next) = next else {
-        return NGX_ERROR as ngx_int_t;
+        return Status::NGX_ERROR.into();
     };
     // SAFETY: nginx passes a live request.
     if unsafe { (*r).main } != r {
+        // SAFETY: the next filter takes the same live request.
         return unsafe { next(r) };
     }
     // SAFETY: as above.
     let req = unsafe { Request::from_ngx_http_request(r) };
     let Some(conf) = session_conf(req) else {
+        // SAFETY: the next filter takes the same live request.
         return unsafe { next(r) };
     };
     let Some(ctx) = request_ctx(req) else {
-        return NGX_ERROR as ngx_int_t;
+        return Status::NGX_ERROR.into();
     };
     let st = &mut ctx.session;
 
@@ -583,10 +543,10 @@ unsafe extern "C" fn api_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
             return rc;
         }
-        return NGX_DONE as ngx_int_t;
+        return Status::NGX_DONE.into();
     }
     // SAFETY: a live request.
-    if unsafe { ngx_http_discard_request_body(r) } != NGX_OK as ngx_int_t {
+    if unsafe { ngx_http_discard_request_body(r) } != ngx_int_t::from(Status::NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     }
     let Some(ctx) = request_ctx(req) else {

@@ -6,18 +6,17 @@
 use core::ffi::c_void;
 use core::ptr;
 
-use ngx::core::Pool;
+use ngx::core::{Pool, Status};
 use ngx::ffi::{
-    ngx_add_timer, ngx_cycle_t, ngx_event_t, ngx_exiting, ngx_int_t, ngx_log_t, ngx_process, ngx_worker, NGX_OK,
+    ngx_add_timer, ngx_cycle_t, ngx_event_t, ngx_exiting, ngx_int_t, ngx_log_t, ngx_process, ngx_worker,
     NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER,
 };
 use ngx::log::DebugMask;
 use ngx::ngx_log_debug;
 
 use crate::conf;
-use crate::count::now;
 use crate::persist::{self, Saved};
-use crate::zone::SharedMap;
+use crate::zone::{now, SharedMap};
 
 /// How often the timer runs, in milliseconds.
 const INTERVAL: usize = 1000;
@@ -48,13 +47,13 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: nginx sets these globals before calling init_process.
     let process = unsafe { ngx_process } as u32;
     if process != NGX_PROCESS_WORKER && process != NGX_PROCESS_SINGLE {
-        return NGX_OK as ngx_int_t;
+        return Status::NGX_OK.into();
     }
     // SAFETY: the cycle is live for the whole worker.
     let cycle = unsafe { &*cycle };
     let maps = conf::maps(cycle);
     if maps.is_empty() {
-        return NGX_OK as ngx_int_t;
+        return Status::NGX_OK.into();
     }
     // SAFETY: the cycle's pool outlives the worker's event loop.
     let pool = unsafe { Pool::from_ngx_pool(cycle.pool) };
@@ -77,11 +76,11 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         (*ev).set_cancelable(1);
         ngx_add_timer(ev, INTERVAL as _);
     }
-    NGX_OK as ngx_int_t
+    Status::NGX_OK.into()
 }
 
 fn ngx_ffi_error() -> ngx_int_t {
-    ngx::ffi::NGX_ERROR as ngx_int_t
+    Status::NGX_ERROR.into()
 }
 
 /// `exit_process`: every worker saves the maps still dirty on its way out.
@@ -138,6 +137,7 @@ fn sweep(map: &SharedMap, now: u32) -> usize {
 unsafe extern "C" fn on_timer(ev: *mut ngx_event_t) {
     // SAFETY: `data` is the Worker this event is embedded in.
     let worker = unsafe { &mut *((*ev).data as *mut Worker) };
+    // SAFETY: nginx passes the live event, whose log init_process set.
     let log = unsafe { (*ev).log };
     let now = now();
     // SAFETY: plain globals of the worker process.

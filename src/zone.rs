@@ -6,11 +6,12 @@ use core::ptr::{self, NonNull};
 
 use ngx::core::SlabPool;
 use ngx::ffi::{
-    ngx_conf_t, ngx_int_t, ngx_log_t, ngx_pagesize, ngx_shared_memory_add, ngx_shm_zone_t, ngx_slab_alloc,
-    ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t, NGX_ERROR, NGX_LOG_ALERT, NGX_LOG_EMERG,
-    NGX_OK,
+    ngx_conf_t, ngx_log_t, ngx_pagesize, ngx_shared_memory_add, ngx_shm_zone_t, ngx_slab_alloc, ngx_slab_alloc_locked,
+    ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t, ngx_time, NGX_LOG_ALERT, NGX_LOG_EMERG,
 };
 use ngx::ngx_log_error;
+
+use crate::module;
 use shared_map_engine::{Arena, Map, MapConfig, Spec};
 
 /// One `shared_map` directive: the map's name, its specification and its zone.
@@ -60,6 +61,11 @@ unsafe impl Arena for SlabArena {
     }
 }
 
+/// The current time as the engine counts it: whole seconds since the epoch.
+pub fn now() -> u32 {
+    ngx_time() as u32
+}
+
 /// Why a map could not be used.
 #[derive(Debug)]
 pub struct ZoneUnavailable;
@@ -92,6 +98,7 @@ impl SharedMap {
         // SAFETY: the zone is mapped for the whole life of a worker (and of the
         // master between zone initialisation and the next reload).
         let zone = unsafe { self.shm_zone.as_ref() };
+        // SAFETY: a mapped zone of this module starts with nginx's slab pool.
         let pool = unsafe { SlabPool::from_shm_zone(zone) }.ok_or(ZoneUnavailable)?;
         let _locked = pool.lock();
         let mut arena = SlabArena {
@@ -119,19 +126,30 @@ pub unsafe fn add_zone(cf: *mut ngx_conf_t, name: &mut ngx_str_t, size: usize) -
             cf,
             name,
             size,
-            ptr::addr_of_mut!(crate::ngx_http_shared_map_module) as *mut c_void,
+            ptr::addr_of_mut!(module::ngx_http_shared_map_module) as *mut c_void,
         )
     })
 }
 
-/// `shm_zone.init`: three cases, as in nginx's own zone modules.
+/// What [`init`] found.
+pub enum Init {
+    /// The zone kept its map: a reload, or a zone that already existed.
+    Kept,
+    /// A fresh, empty map.
+    Fresh,
+}
+
+/// The zone's initialisation: three cases, as in nginx's own zone modules.
+/// `persist::init_zone`, the zone's `init` callback, calls it and fills a fresh
+/// map from its state file. `Err` when nginx must not start; logged.
 ///
 /// # Safety
-/// Called by nginx with a zone whose `data` is a SharedMap and, on a reload that
-/// reuses the zone, `old` pointing to the previous cycle's SharedMap.
-pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> ngx_int_t {
+/// Called with a zone whose `data` is a SharedMap and, on a reload that reuses
+/// the zone, `old` pointing to the previous cycle's SharedMap.
+pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<Init, ()> {
     // SAFETY: nginx passes the zone the directive created; its data is our map.
     let zone = unsafe { &mut *shm_zone };
+    // SAFETY: `cmd_set_shared_map` set `data` to this zone's SharedMap.
     let map = unsafe { &mut *(zone.data as *mut SharedMap) };
     let log: *mut ngx_log_t = zone.shm.log;
     let shpool = zone.shm.addr as *mut ngx_slab_pool_t;
@@ -152,21 +170,21 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_vo
                 prev.spec.kind.name(),
                 prev.spec.entries
             );
-            return NGX_ERROR as ngx_int_t;
+            return Err(());
         }
         map.root = prev.root;
         let (timeout, evict) = (map.spec.timeout, map.spec.evict);
-        return match map.with(|m| m.reconfigure(timeout, evict)) {
-            Ok(()) => NGX_OK as ngx_int_t,
-            Err(_) => NGX_ERROR as ngx_int_t,
-        };
+        return map
+            .with(|m| m.reconfigure(timeout, evict))
+            .map(|()| Init::Kept)
+            .map_err(|_| ());
     }
 
     // The zone already exists (a shared mapping inherited on Windows): reuse it.
     if zone.shm.exists != 0 {
         // SAFETY: the pool header is initialised; `data` holds the map header.
         map.root = unsafe { (*shpool).data as u64 - shpool as u64 };
-        return NGX_OK as ngx_int_t;
+        return Ok(Init::Kept);
     }
 
     // A fresh zone.
@@ -175,7 +193,7 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_vo
         let ctx = format!(" in shared map \"{}\"\0", map.name);
         let log_ctx = ngx_slab_alloc(shpool, ctx.len()) as *mut u8;
         if log_ctx.is_null() {
-            return NGX_ERROR as ngx_int_t;
+            return Err(());
         }
         core::ptr::copy_nonoverlapping(ctx.as_ptr(), log_ctx, ctx.len());
         (*shpool).log_ctx = log_ctx as *mut _;
@@ -186,10 +204,11 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_vo
         // SAFETY: as in `with`.
         let pool = unsafe { SlabPool::from_shm_zone(zone) };
         let Some(pool) = pool else {
-            return NGX_ERROR as ngx_int_t;
+            return Err(());
         };
         let _locked = pool.lock();
         let mut arena = SlabArena {
+            // SAFETY: a mapped zone's address is never null.
             pool: unsafe { NonNull::new_unchecked(shpool) },
             size: zone.shm.size,
         };
@@ -200,8 +219,7 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_vo
             map.root = root;
             // SAFETY: the header lies inside the zone.
             unsafe { (*shpool).data = (shpool as *mut u8).add(root as usize) as *mut c_void };
-            crate::persist::load(map, log);
-            NGX_OK as ngx_int_t
+            Ok(Init::Fresh)
         }
         Err(_) => {
             ngx_log_error!(
@@ -210,7 +228,7 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_vo
                 "could not allocate the bucket table in shared map \"{}\"",
                 map.name
             );
-            NGX_ERROR as ngx_int_t
+            Err(())
         }
     }
 }
