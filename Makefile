@@ -14,6 +14,7 @@ OBJS     := objs
 MODULE   := $(OBJS)/ngx_http_shared_map_module.so
 NGINX    := $(OBJS)/nginx
 TEST_PORT ?= 1984
+BROWSER_PORT ?= $(shell echo $$(($(TEST_PORT) + 6000)))
 
 DEB_PACKAGES := libclang-dev libpcre2-dev zlib1g-dev libssl-dev pkg-config \
                 libtest-base-perl libtext-diff-perl libwww-perl libipc-run-perl \
@@ -25,7 +26,7 @@ else
 CARGO_FEATURES := --no-default-features
 endif
 
-.PHONY: all build deps run test lint test-engine test-conf test-nginx bench clean
+.PHONY: all build deps run test lint test-engine test-conf test-nginx test-browser bench clean
 
 all: build
 
@@ -59,7 +60,7 @@ run: deps build
 	@echo "nginx on http://127.0.0.1:8080/ (Ctrl-C stops it)"
 	$(NGINX) -p $(CURDIR)/build/run/ -c $(CURDIR)/nginx-conf/nginx.conf -g 'daemon off;'
 
-test: lint test-engine test-conf test-nginx test-debian
+test: lint test-engine test-conf test-nginx test-browser test-debian
 
 # The example configurations pass `nginx -t` with the module built here.
 test-conf: build
@@ -68,6 +69,17 @@ test-conf: build
 	$(NGINX) -t -q -p $(CURDIR)/build/session/ -c $(CURDIR)/nginx-conf/session-example.conf \
 	  -g 'load_module $(CURDIR)/$(MODULE);'
 	@echo "example configurations: ok"
+
+# The dashboard in a real browser: Debian's chromium driven by playwright-core
+# (from npm, pinned in t/browser/package-lock.json). Skipped with a note where
+# chromium or npm is missing, except in CI, which installs both.
+test-browser: build
+	@if [ -x /usr/bin/chromium ] && command -v npm >/dev/null; then \
+	  cd t/browser && npm ci --no-audit --no-fund --silent && \
+	  TEST_NGINX_BINARY=$(CURDIR)/$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) DASHBOARD_PORT=$(BROWSER_PORT) \
+	    timeout 300 node --test; \
+	elif [ -n "$$CI" ]; then echo "test-browser: chromium and npm are needed"; exit 1; \
+	else echo "test-browser: skipped (apt-get install chromium nodejs npm to run it)"; fi
 
 lint:
 	$(CARGO) fmt --all --check

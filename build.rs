@@ -1,11 +1,17 @@
 //! Passes nginx's feature, OS and version flags (exported by `nginx-sys`) through
 //! as `cfg`s, as the `ngx` crate documents (this needs `nginx-sys` as a direct
 //! dependency: cargo hands `DEP_NGINX_*` only to direct dependents), and lets the cdylib leave nginx's
-//! symbols unresolved until `load_module` loads it into nginx.
+//! symbols unresolved until `load_module` loads it into nginx. Also assembles
+//! the dashboard page (`src/dashboard/`) and its Content-Security-Policy.
 
-use std::env;
+use std::path::Path;
+use std::{env, fs};
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
 
 fn main() {
+    dashboard();
     let features_check = env::var("DEP_NGINX_FEATURES_CHECK").unwrap_or_else(|_| "any()".into());
     println!("cargo::rustc-check-cfg=cfg(ngx_feature, values({features_check}))");
     if let Ok(features) = env::var("DEP_NGINX_FEATURES") {
@@ -43,4 +49,32 @@ fn main() {
         println!("cargo::rustc-link-arg=-undefined");
         println!("cargo::rustc-link-arg=dynamic_lookup");
     }
+}
+
+/// The dashboard page (`src/dashboard/`): the HTML with its style and script
+/// inline, so the page loads nothing from anywhere, in a writable and a
+/// read-only variant, and the Content-Security-Policy that allows exactly that
+/// style and that script by their SHA-256 (no `unsafe-inline`).
+fn dashboard() {
+    let dir = Path::new("src/dashboard");
+    let read = |name: &str| {
+        let path = dir.join(name);
+        println!("cargo::rerun-if-changed={}", path.display());
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let (html, style, script) = (read("page.html"), read("page.css"), read("page.js"));
+    let hash = |text: &str| base64::engine::general_purpose::STANDARD.encode(Sha256::digest(text.as_bytes()));
+    let page = html.replace("/*STYLE*/", &style).replace("/*SCRIPT*/", &script);
+    let csp = format!(
+        "default-src 'none'; script-src 'sha256-{}'; style-src 'sha256-{}'; connect-src 'self'; img-src data:; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        hash(&script),
+        hash(&style)
+    );
+    let out = env::var("OUT_DIR").expect("OUT_DIR");
+    let out = Path::new(&out);
+    let write = |name: &str, text: &str| fs::write(out.join(name), text).expect("write to OUT_DIR");
+    write("dashboard-writable.html", &page.replace("/*WRITABLE*/", "yes"));
+    write("dashboard-readonly.html", &page.replace("/*WRITABLE*/", "no"));
+    write("dashboard-csp.txt", &csp);
 }

@@ -20,6 +20,7 @@ use shared_map_engine::{spec, Error, OwnedValue, Ttl, Value};
 use shared_map_http_parse::query::{self, Arg, QueryError};
 
 use crate::conf::{self, ApiConf, LocConf};
+use crate::dashboard;
 use crate::http;
 use crate::log::{log_refusal, printable};
 use crate::module::Module;
@@ -80,6 +81,8 @@ enum PutType {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Format {
+    /// The dashboard: only for the list of maps.
+    Html,
     Json,
     Prometheus,
 }
@@ -88,6 +91,8 @@ enum Format {
 enum Op {
     ListMaps {
         format: Format,
+        /// The location refuses writes: the dashboard offers none.
+        readonly: bool,
         prefix: Vec<u8>,
         limit: Option<u64>,
     },
@@ -131,6 +136,8 @@ struct Reply {
     body: Vec<u8>,
     value_type: Option<&'static str>,
     allow: Option<&'static str>,
+    /// Further headers, such as the dashboard's.
+    extra: &'static [(&'static str, &'static str)],
 }
 
 const TEXT: &str = "text/plain";
@@ -147,6 +154,7 @@ impl Reply {
             body,
             value_type: None,
             allow: None,
+            extra: &[],
         }
     }
 
@@ -265,6 +273,7 @@ impl Args {
         match self.value("format")? {
             None | Some(b"json") => Ok(Format::Json),
             Some(b"prometheus") => Ok(Format::Prometheus),
+            Some(b"html") => Ok(Format::Html),
             Some(v) => Err(bad_request(format!("invalid format \"{}\"", printable(v)))),
         }
     }
@@ -330,8 +339,13 @@ fn plan(r: &Request, api: &ApiConf) -> Result<Op, Reply> {
             return Err(Reply::not_allowed("method not allowed", ALLOW_READ));
         }
         args.only(&["format", "prefix", "limit"])?;
+        let format = match args.value("format")? {
+            None if dashboard::wanted(r) => Format::Html,
+            _ => args.format()?,
+        };
         return Ok(Op::ListMaps {
-            format: args.format()?,
+            format,
+            readonly: api.readonly,
             prefix: args.value("prefix")?.unwrap_or_default().to_vec(),
             limit: args.number("limit")?,
         });
@@ -351,9 +365,13 @@ fn plan(r: &Request, api: &ApiConf) -> Result<Op, Reply> {
         }
         (NGX_HTTP_GET | NGX_HTTP_HEAD, None) => {
             args.only(&["format", "prefix", "limit"])?;
+            let format = args.format()?;
+            if format == Format::Html {
+                return Err(bad_request("format \"html\" is for the list of maps only"));
+            }
             Ok(Op::List {
                 map,
-                format: args.format()?,
+                format,
                 prefix: args.value("prefix")?.unwrap_or_default().to_vec(),
                 limit: args.number("limit")?,
             })
@@ -489,11 +507,21 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
                 return unavailable(r, map);
             };
             match format {
-                Format::Json => Reply::new(NGX_HTTP_OK, JSON, render::map_json(&dump, now)),
                 Format::Prometheus => Reply::new(NGX_HTTP_OK, PROMETHEUS, render::prometheus(&[dump])),
+                _ => Reply::new(NGX_HTTP_OK, JSON, render::map_json(&dump, now)),
             }
         }
-        Op::ListMaps { format, prefix, limit } => {
+        Op::ListMaps {
+            format: Format::Html,
+            readonly,
+            ..
+        } => Reply {
+            extra: &dashboard::HEADERS,
+            ..Reply::new(NGX_HTTP_OK, dashboard::CONTENT_TYPE, dashboard::page(readonly).to_vec())
+        },
+        Op::ListMaps {
+            format, prefix, limit, ..
+        } => {
             let maps: &'static [Box<SharedMap>] = conf::maps(r.as_ref());
             let mut dumps = Vec::with_capacity(maps.len());
             for map in maps {
@@ -504,9 +532,17 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
                     None => return unavailable(r, map),
                 }
             }
+            // The same URI answers HTML to browsers: caches must keep both apart.
+            let extra = &[("Vary", "Accept")];
             match format {
-                Format::Json => Reply::new(NGX_HTTP_OK, JSON, render::maps_json(&dumps)),
-                Format::Prometheus => Reply::new(NGX_HTTP_OK, PROMETHEUS, render::prometheus(&dumps)),
+                Format::Prometheus => Reply {
+                    extra,
+                    ..Reply::new(NGX_HTTP_OK, PROMETHEUS, render::prometheus(&dumps))
+                },
+                _ => Reply {
+                    extra,
+                    ..Reply::new(NGX_HTTP_OK, JSON, render::maps_json(&dumps))
+                },
             }
         }
     }
@@ -556,7 +592,8 @@ unsafe fn send(r: *mut ngx_http_request_t, reply: Reply) -> ngx_int_t {
     // SAFETY: per the contract.
     let req = unsafe { Request::from_ngx_http_request(r) };
     let headers = [("X-Shared-Map-Type", reply.value_type), ("Allow", reply.allow)];
-    for (name, value) in headers {
+    let extra = reply.extra.iter().map(|&(name, value)| (name, Some(value)));
+    for (name, value) in headers.into_iter().chain(extra) {
         if let Some(value) = value {
             if req.add_header_out(name, value).is_none() {
                 return Status::NGX_ERROR.into();

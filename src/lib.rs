@@ -15,6 +15,7 @@ mod api;
 mod conf;
 mod count;
 mod ctx;
+mod dashboard;
 mod http;
 mod log;
 mod module;
