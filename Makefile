@@ -15,6 +15,7 @@ MODULE   := $(OBJS)/ngx_http_shared_map_module.so
 NGINX    := $(OBJS)/nginx
 TEST_PORT ?= 1984
 BROWSER_PORT ?= $(shell echo $$(($(TEST_PORT) + 6000)))
+OPENAPI_PORT ?= $(shell echo $$(($(TEST_PORT) + 7000)))
 
 DEB_PACKAGES := libclang-dev libpcre2-dev zlib1g-dev libssl-dev pkg-config \
                 libtest-base-perl libtext-diff-perl libwww-perl libipc-run-perl \
@@ -26,7 +27,7 @@ else
 CARGO_FEATURES := --no-default-features
 endif
 
-.PHONY: all build deps run test lint test-engine test-conf test-nginx test-browser bench clean
+.PHONY: all build deps run test lint test-engine test-conf test-nginx test-browser test-openapi bench clean
 
 all: build
 
@@ -60,7 +61,7 @@ run: deps build
 	@echo "nginx on http://127.0.0.1:8080/ (Ctrl-C stops it)"
 	$(NGINX) -p $(CURDIR)/build/run/ -c $(CURDIR)/nginx-conf/nginx.conf -g 'daemon off;'
 
-test: lint test-engine test-conf test-nginx test-browser test-debian
+test: lint test-engine test-conf test-nginx test-openapi test-browser test-debian
 
 # The example configurations pass `nginx -t` with the module built here.
 test-conf: build
@@ -69,6 +70,12 @@ test-conf: build
 	$(NGINX) -t -q -p $(CURDIR)/build/session/ -c $(CURDIR)/nginx-conf/session-example.conf \
 	  -g 'load_module $(CURDIR)/$(MODULE);'
 	@echo "example configurations: ok"
+
+# docs/openapi.yaml is valid OpenAPI 3 and describes what a running nginx
+# answers (openapi-spec-validator and schemathesis, from PyPI).
+test-openapi: build
+	TEST_NGINX_BINARY=$(CURDIR)/$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) OPENAPI_PORT=$(OPENAPI_PORT) \
+	  timeout 600 t/openapi/check.sh
 
 # The dashboard in a real browser: Debian's chromium driven by playwright-core
 # (from npm, pinned in t/browser/package-lock.json). Skipped with a note where
