@@ -72,6 +72,10 @@ use_default_config(http_config => <<'_EOC_', config => <<'_EOC_');
             add_header Cache-Control "public, max-age=60";
             return 200 "bye\n";
         }
+        location = /backend/rotate {
+            add_header X-Shared-Map-Session-Rotate 1;
+            return 200 "rotated\n";
+        }
         location = /backend/promote {
             add_header X-Shared-Map-Session "user=$arg_user; role=admin";
             add_header X-Shared-Map-Session-Rotate 1;
@@ -240,6 +244,12 @@ ok $new && $new ne $sid, 'X-Shared-Map-Session-Rotate: 1 gives a new id';
 ok !exists $r->{headers}{'x-shared-map-session-rotate'}, 'the header never reaches the client';
 is call(GET => '/whoami', $sid)->{content}, ' ', 'the old id is dead';
 is call(GET => '/whoami', $new)->{content}, "$new user=alice; role=admin", 'the new id holds the data';
+$r = call(GET => '/app/rotate', $new);
+my $third = new_sid($r);
+ok $third && $third ne $new, 'X-Shared-Map-Session-Rotate alone moves the session to a new id';
+is call(GET => '/whoami', $new)->{content}, ' ', 'the old id is dead';
+is call(GET => '/whoami', $third)->{content}, "$third user=alice; role=admin", 'the data moved with it';
+is call(GET => '/app/rotate')->{headers}{'set-cookie'}, undef, 'without a session it creates none';
 --- request
 GET /whoami
 --- response_body_like: ^ $
@@ -430,3 +440,4 @@ is set_cookie($p), '', 'and creates nothing';
 --- request
 GET /session
 --- error_code: 404
+
