@@ -441,3 +441,40 @@ is set_cookie($p), '', 'and creates nothing';
 GET /session
 --- error_code: 404
 
+
+
+
+=== TEST 15: finding 6: an error_page redirect to a location that writes the session: one session, one cookie
+--- config
+    shared_map_session sessions;
+    location /api/ {
+        shared_map_api;
+    }
+    location = /login {
+        # nginx drops an intercepted response's headers, session ones included;
+        # error_page then redirects, which zeroes the modules' request contexts.
+        proxy_intercept_errors on;
+        error_page 404 = /app/login?user=alice;
+        proxy_pass http://unix:$TEST_NGINX_HTML_DIR/raw.sock:/first;
+    }
+    location /app/ {
+        proxy_pass http://127.0.0.1:$TEST_NGINX_RAND_PORT_1/backend/;
+    }
+    location = /whoami {
+        return 200 "$shared_map_session_id $shared_map_session";
+    }
+--- init
+raw_upstream("$ENV{TEST_NGINX_HTML_DIR}/raw.sock",
+    '/first' => "HTTP/1.1 404 Not Found\r\nX-Shared-Map-Session: user=first\r\n");
+my $old = new_sid(call(GET => '/app/cart')) or die 'no session';
+my $r = call(GET => '/login', $old);
+is $r->{status}, 200, 'the error page answers';
+is scalar(() = set_cookie($r) =~ /SMSESSION=/g), 1, 'one Set-Cookie';
+my $sid = new_sid($r) or die 'no cookie';
+isnt $sid, $old, 'with a new id';
+is call(GET => '/whoami', $sid)->{content}, "$sid user=alice", 'the redirect target wrote the session';
+is call(GET => '/whoami', $old)->{content}, ' ', 'the old id is dead';
+is sessions_in_map(), 1, 'one session in the map';
+--- request
+GET /whoami
+--- response_body_like: ^ $
