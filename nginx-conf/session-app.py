@@ -7,9 +7,18 @@ It keeps no sessions of its own: nginx sends the session's data in the
 `X-Shared-Map-Session-Destroy`). Several forked processes serve the same
 socket, so any of them (and any nginx worker) sees the same session.
 
-    python3 nginx-conf/session-app.py [port] [processes]    (default 8081 4)
+    SESSION_APP_USERS='alice:wonderland:user,root:s3cret:admin' \
+        python3 nginx-conf/session-app.py [port] [processes]    (default 8081 4)
+
+Users and their roles come from SESSION_APP_USERS (name:password:role, comma
+separated); there is no built-in account. What it trusts, and why that is
+safe: the session's data (`user=...; role=...`) is written only by this
+application, after a password check; nginx replaces any X-Session header a
+client sends, gives the session a new id at login (rotate=on), and the
+session API the example exposes is read-only.
 """
 
+import hmac
 import html
 import os
 import re
@@ -21,6 +30,21 @@ from urllib.parse import parse_qs
 
 PORT = int(sys.argv[1]) if len(sys.argv) > 1 else 8081
 PROCESSES = int(sys.argv[2]) if len(sys.argv) > 2 else 4
+NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def load_users(spec):
+    """`name:password:role,...` -> {name: (password, role)}."""
+    users = {}
+    for entry in filter(None, spec.split(",")):
+        name, password, role = entry.split(":", 2)
+        if not NAME.fullmatch(name) or role not in ("user", "admin") or not password:
+            sys.exit(f"SESSION_APP_USERS: bad entry for {name!r}")
+        users[name] = (password, role)
+    return users
+
+
+USERS = load_users(os.environ.get("SESSION_APP_USERS", ""))
 
 
 def session(headers):
@@ -43,13 +67,19 @@ class App(BaseHTTPRequestHandler):
 
     def do_GET(self):
         s = session(self.headers)
+        if self.path == "/admin":
+            if s.get("role") != "admin":
+                self.reply(403, "<p>Administrators only.</p>\n")
+            else:
+                self.reply(200, f"<p>Admin area, {html.escape(s['user'])}.</p>\n")
+            return
         if "user" in s:
             page = (f"<p>Hello, {html.escape(s['user'])}. (app process {os.getpid()})</p>"
                     '<form method="post" action="/logout"><button>Log out</button></form>\n')
         else:
             page = (f"<p>Not logged in. (app process {os.getpid()})</p>"
                     '<form method="post" action="/login"><input name="user">'
-                    "<button>Log in</button></form>\n")
+                    '<input name="password" type="password"><button>Log in</button></form>\n')
         self.reply(200, page)
 
     def do_POST(self):
@@ -57,14 +87,17 @@ class App(BaseHTTPRequestHandler):
         form = parse_qs(self.rfile.read(length).decode("utf-8", "replace"))
         if self.path == "/login":
             user = form.get("user", [""])[0]
-            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", user):
-                self.reply(400, "<p>A user name is 1 to 64 letters, digits, _ . or -.</p>\n")
+            password = form.get("password", [""])[0]
+            known = USERS.get(user) if NAME.fullmatch(user) else None
+            # compare_digest: the time taken does not tell how much matched.
+            if known is None or not hmac.compare_digest(known[0].encode(), password.encode()):
+                self.reply(403, "<p>Wrong user name or password.</p>\n")
                 return
-            # Ending the old session and writing in the same response gives the
-            # user a new session id at login.
+            # Only this application writes the session, and only after the
+            # password check; nginx gives the session a new id (rotate=on), so
+            # an id planted in the browser before the login never carries it.
             self.reply(303, "", [("Location", "/"),
-                                 ("X-Shared-Map-Session-Destroy", "1"),
-                                 ("X-Shared-Map-Session", f"user={user}")])
+                                 ("X-Shared-Map-Session", f"user={user}; role={known[1]}")])
         elif self.path == "/logout":
             self.reply(303, "", [("Location", "/"), ("X-Shared-Map-Session-Destroy", "1")])
         else:

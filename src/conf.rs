@@ -12,7 +12,7 @@ use ngx::ffi::{
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError};
 use ngx::ngx_conf_log_error;
 use shared_map_engine::spec;
-use shared_map_http_parse::session::SessionSpec;
+use shared_map_http_parse::session::{ApiAccess, SessionSpec};
 
 use crate::module::Module;
 use crate::persist;
@@ -53,6 +53,8 @@ pub struct LocConf {
     pub api: Option<ApiConf>,
     /// `shared_map_session`: the session store of this context.
     pub session: Option<NonNull<SessionConf>>,
+    /// `shared_map_session_api`: this location's own, never inherited.
+    pub session_api: Option<ApiAccess>,
 }
 
 /// `shared_map_api` in a location.

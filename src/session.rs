@@ -1,13 +1,20 @@
 //! The session store: `shared_map_session` and `shared_map_session_api`, the
 //! variables `$shared_map_session_id` and `$shared_map_session`, and the header
-//! filter that applies (and hides) the upstream's `X-Shared-Map-Session` and
-//! `X-Shared-Map-Session-Destroy`.
+//! filter that applies (and hides) the upstream's `X-Shared-Map-Session`,
+//! `X-Shared-Map-Session-Destroy` and `X-Shared-Map-Session-Rotate`.
 //!
 //! A session is one string entry of a shared map: the key is the session id (32
 //! lowercase hex digits from 128 bits of `getrandom`), the value is the session's
 //! data, and its expiry is renewed by every request that uses it. An id is only
 //! ever made here: a cookie naming no live session is ignored, so a client cannot
-//! choose its session id (session fixation).
+//! choose its session id; and an upstream write gives the session a new id
+//! (`rotate=on`), so an id known before a login never carries it (fixation).
+//!
+//! Only the application writes sessions: the API is read-only unless `write`.
+//! The cookie a request gives the client is kept in the request's state and
+//! written into the response by the header filter, with
+//! `Cache-Control: private, no-store`, on every pass: a response replaced by a
+//! filter (`ngx_http_filter_finalize_request` clears the headers) still carries it.
 
 use core::ffi::{c_char, c_void};
 use core::ptr::NonNull;
@@ -25,17 +32,23 @@ use ngx::ffi::{
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_conf_log_error, ngx_log_debug_http, ngx_log_error};
 use shared_map_engine::{Error, Ttl, Value};
-use shared_map_http_parse::session::{self as session_spec, ID_BYTES, ID_LEN};
+use shared_map_http_parse::session::{
+    self as session_spec, flag_is_set, upstream_write, ApiAccess, UpstreamWrite, ID_BYTES, ID_LEN,
+};
 
 use crate::conf::{args, lossy, LocConf, SessionConf};
-use crate::ctx::{request_ctx, Live, SessionState};
+use crate::ctx::{request_ctx, CookieOut, Live, SessionState};
 use crate::http;
 use crate::module::Module;
-use crate::value::set_value;
+use crate::value::{header_safe, set_value};
 use crate::zone::{self, now, SharedMap};
 
 const SESSION_HEADER: &[u8] = b"X-Shared-Map-Session";
 const DESTROY_HEADER: &[u8] = b"X-Shared-Map-Session-Destroy";
+const ROTATE_HEADER: &[u8] = b"X-Shared-Map-Session-Rotate";
+/// What every response that sets or expires the session cookie gets instead of
+/// the upstream's own: a shared cache must never hand one client's cookie to another.
+const NO_STORE: &[u8] = b"private, no-store";
 
 impl SessionConf {
     fn map(&self) -> Option<&SharedMap> {
@@ -66,7 +79,7 @@ enum Stored {
 // Configuration
 
 /// `shared_map_session name [cookie=name] [timeout=time] [secure]
-/// [samesite=strict|lax|none] [path=path] [domain=domain];`
+/// [samesite=strict|lax|none] [path=path] [domain=domain] [rotate=on|off];`
 ///
 /// # Safety
 /// Called by nginx with the configuration being parsed and our location conf.
@@ -113,15 +126,31 @@ pub unsafe extern "C" fn cmd_set_session(
     NGX_CONF_OK
 }
 
-/// `shared_map_session_api;`
+/// `shared_map_session_api [write];`
 ///
 /// # Safety
-/// Called by nginx with the configuration being parsed.
+/// Called by nginx with the configuration being parsed and our location conf.
 pub unsafe extern "C" fn cmd_set_session_api(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
-    _conf: *mut c_void,
+    conf: *mut c_void,
 ) -> *mut c_char {
+    // SAFETY: nginx passes our location conf (NGX_HTTP_LOC_CONF_OFFSET).
+    let lcf = unsafe { &mut *(conf as *mut LocConf) };
+    if lcf.session_api.is_some() {
+        return c"is duplicate".as_ptr() as *mut c_char;
+    }
+    // SAFETY: nginx fills cf->args with the directive's words.
+    let args = unsafe { args(cf) };
+    let words: Vec<String> = args[1..].iter().map(lossy).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    match session_spec::parse_api(&words) {
+        Ok(access) => lcf.session_api = Some(access),
+        Err(e) => {
+            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
+            return NGX_CONF_ERROR;
+        }
+    }
     // SAFETY: the core module's location conf exists in a location block.
     let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
         return NGX_CONF_ERROR;
@@ -184,7 +213,11 @@ fn resolve(r: &Request, conf: &SessionConf, st: &mut SessionState) {
             });
             match found {
                 Ok(Some(data)) => {
-                    st.live = Some(Live { id, data });
+                    st.live = Some(Live {
+                        id,
+                        data,
+                        created: false,
+                    });
                     return;
                 }
                 Ok(None) => {}
@@ -224,94 +257,170 @@ fn cookie_lines(r: &Request) -> impl Iterator<Item = &ngx_table_elt_t> {
     lines.iter().filter_map(|h| unsafe { h.as_ref() })
 }
 
-/// Appends a header line to the response (or rewrites `reuse`).
-fn add_header(
-    r: &mut Request,
-    reuse: Option<NonNull<ngx_table_elt_t>>,
-    key: &'static str,
-    value: &[u8],
-) -> Option<NonNull<ngx_table_elt_t>> {
+/// Appends a header line to the response; returns it and its value's address.
+fn push_header(r: &mut Request, key: &'static str, value: &[u8]) -> Option<(NonNull<ngx_table_elt_t>, *const u8)> {
     let pool = r.pool().as_ptr();
     // SAFETY: the pool is the request's; the copy lives as long as the request.
     let value = unsafe { ngx_str_t::from_bytes(pool, value) }?;
-    let h = match reuse {
-        Some(h) => h,
-        None => {
-            let list: *mut ngx_list_t = &mut r.as_mut().headers_out.headers;
-            // SAFETY: headers_out.headers is an initialised list of table elements.
-            let h = NonNull::new(unsafe { ngx_list_push(list) } as *mut ngx_table_elt_t)?;
-            // SAFETY: a fresh element, fully written here; zero is a valid state
-            // for every field, including `next` where nginx has it (1.23+).
-            unsafe {
-                let mut elt: ngx_table_elt_t = core::mem::zeroed();
-                elt.hash = 1;
-                elt.key = ngx_str_t {
-                    len: key.len(),
-                    data: key.as_ptr() as *mut u8,
-                };
-                elt.value = value;
-                h.as_ptr().write(elt);
-            };
-            return Some(h);
-        }
-    };
-    // SAFETY: an element this request added to its own headers_out.
-    unsafe { (*h.as_ptr()).value = value };
-    Some(h)
+    let list: *mut ngx_list_t = &mut r.as_mut().headers_out.headers;
+    // SAFETY: headers_out.headers is an initialised list of table elements.
+    let h = NonNull::new(unsafe { ngx_list_push(list) } as *mut ngx_table_elt_t)?;
+    // SAFETY: a fresh element, fully written here; zero is a valid state for
+    // every field, including `next` where nginx has it (1.23+).
+    unsafe {
+        let mut elt: ngx_table_elt_t = core::mem::zeroed();
+        elt.hash = 1;
+        elt.key = ngx_str_t {
+            len: key.len(),
+            data: key.as_ptr() as *mut u8,
+        };
+        elt.value = value;
+        h.as_ptr().write(elt);
+    }
+    Some((h, value.data))
 }
 
-/// Gives the client the session's cookie, or (`None`) expires it. A request
-/// sends one `Set-Cookie` for the session at most: a later change rewrites it.
-fn set_cookie(r: &mut Request, conf: &SessionConf, st: &mut SessionState, id: Option<&[u8; ID_LEN]>) -> bool {
-    let value = match id {
-        Some(id) => conf.spec.set_cookie(id),
-        None => conf.spec.expire_cookie(),
-    };
-    match add_header(r, st.cookie, "Set-Cookie", value.as_bytes()) {
-        Some(h) => {
-            st.cookie = Some(h);
-            true
+/// Calls `f` on every response header line that is still sent (`hash != 0`).
+fn for_each_header(r: &mut Request, mut f: impl FnMut(*mut ngx_table_elt_t)) {
+    let mut part = &mut r.as_mut().headers_out.headers.part as *mut ngx::ffi::ngx_list_part_t;
+    // SAFETY: the parts and elements of this request's own header list.
+    while let Some(p) = unsafe { part.as_mut() } {
+        let elts = p.elts as *mut ngx_table_elt_t;
+        for i in 0..p.nelts {
+            // SAFETY: i < nelts.
+            let h = unsafe { elts.add(i) };
+            // SAFETY: as above.
+            if unsafe { (*h).hash } != 0 {
+                f(h);
+            }
         }
-        None => false,
+        part = p.next;
     }
 }
 
+/// Hides every `Cache-Control` line of the response and adds ours.
+fn replace_cache_control(r: &mut Request) -> Option<()> {
+    for_each_header(r, |h| {
+        // SAFETY: a live line of this request's header list.
+        let h = unsafe { &mut *h };
+        if h.key.as_bytes().eq_ignore_ascii_case(b"Cache-Control") {
+            h.hash = 0;
+        }
+    });
+    forget_cache_control(r);
+    push_header(r, "Cache-Control", NO_STORE).map(|_| ())
+}
+
+/// Drops nginx's shortcut to the `Cache-Control` lines (since 1.23 a chain).
+#[cfg(nginx1_23_0)]
+fn forget_cache_control(r: &mut Request) {
+    r.as_mut().headers_out.cache_control = core::ptr::null_mut();
+}
+
+/// Drops nginx's shortcut to the `Cache-Control` lines (before 1.23 an array).
+#[cfg(not(nginx1_23_0))]
+fn forget_cache_control(r: &mut Request) {
+    r.as_mut().headers_out.cache_control.nelts = 0;
+}
+
+/// Puts the request's session cookie, if it has one to send, into the
+/// response, with `Cache-Control: private, no-store`. Called by the header
+/// filter on each of its passes: a line an earlier pass added is rewritten while
+/// it is still in the header list, and added again when a filter emptied it.
+fn emit_cookie(r: &mut Request, conf: &SessionConf, st: &mut SessionState) -> Option<()> {
+    let Some(cookie) = st.cookie else {
+        return Some(());
+    };
+    let value = match cookie {
+        CookieOut::Set(id) => conf.spec.set_cookie(&id),
+        CookieOut::Expire => conf.spec.expire_cookie(),
+    };
+    let mut ours = None;
+    if let Some((line, data)) = st.cookie_line {
+        for_each_header(r, |h| {
+            // SAFETY: a live line of this request's header list.
+            if h == line.as_ptr() && core::ptr::eq(unsafe { (*h).value.data }, data) {
+                ours = Some(line);
+            }
+        });
+    }
+    st.cookie_line = match ours {
+        Some(line) => {
+            let pool = r.pool().as_ptr();
+            // SAFETY: the pool is the request's; the copy lives as long as the request.
+            let value = unsafe { ngx_str_t::from_bytes(pool, value.as_bytes()) }?;
+            // SAFETY: a line this request added to its own header list, still there.
+            unsafe { (*line.as_ptr()).value = value };
+            Some((line, value.data))
+        }
+        None => Some(push_header(r, "Set-Cookie", value.as_bytes())?),
+    };
+    replace_cache_control(r)
+}
+
 /// Writes `data` to the request's session, creating the session (with a new id
-/// and its cookie) when the request has none.
-fn store(r: &mut Request, conf: &SessionConf, st: &mut SessionState, data: &[u8]) -> Result<Stored, StoreError> {
+/// and its cookie) when the request has none. With `rotate`, a session the
+/// request came with moves to a new id, and the old id stops naming it in the
+/// same locked step.
+fn store(
+    r: &Request,
+    conf: &SessionConf,
+    st: &mut SessionState,
+    data: &[u8],
+    rotate: bool,
+) -> Result<Stored, StoreError> {
     resolve(r, conf, st);
     let map = conf.map().ok_or(StoreError::Unavailable)?;
     let refused = |e: Error| match e {
         Error::ValueTooLarge | Error::KeyTooLarge => StoreError::TooLarge,
         _ => StoreError::Full,
     };
+    let mut old = None;
     if let Some(live) = &mut st.live {
-        match map.with(|m| m.replace(&live.id, Value::Str(data), conf.ttl(), now())) {
-            Ok(Ok(_)) => {
-                live.data = data.to_vec();
-                return Ok(Stored::Replaced);
+        if rotate && !live.created {
+            old = Some(live.id);
+        } else {
+            match map.with(|m| m.replace(&live.id, Value::Str(data), conf.ttl(), now())) {
+                Ok(Ok(_)) => {
+                    live.data = data.to_vec();
+                    return Ok(Stored::Replaced);
+                }
+                // Ended since this request found it: a new session, never a resurrection.
+                Ok(Err(Error::NotFound)) => st.live = None,
+                Ok(Err(e)) => return Err(refused(e)),
+                Err(_) => return Err(StoreError::Unavailable),
             }
-            // Ended since this request found it: a new session, never a resurrection.
-            Ok(Err(Error::NotFound)) => st.live = None,
-            Ok(Err(e)) => return Err(refused(e)),
-            Err(_) => return Err(StoreError::Unavailable),
         }
     }
     // 128 random bits do not collide; the retry only keeps `put_if_absent` honest.
     for _ in 0..4 {
         let id = new_id().map_err(StoreError::Random)?;
-        match map.with(|m| m.put_if_absent(&id, Value::Str(data), conf.ttl(), now())) {
+        let put = map.with(|m| {
+            m.put_if_absent(&id, Value::Str(data), conf.ttl(), now())?;
+            if let Some(old) = &old {
+                m.remove(old, now());
+            }
+            Ok(())
+        });
+        match put {
             Ok(Ok(())) => {
-                if !set_cookie(r, conf, st, Some(&id)) {
-                    map.with(|m| m.remove(&id, now())).ok();
-                    return Err(StoreError::Unavailable);
-                }
-                ngx_log_debug_http!(r, "shared map: session created in \"{}\"", map.name);
+                ngx_log_debug_http!(
+                    r,
+                    "shared map: session {} in \"{}\"",
+                    if old.is_some() { "moved to a new id" } else { "created" },
+                    map.name
+                );
                 st.live = Some(Live {
                     id,
                     data: data.to_vec(),
+                    created: true,
                 });
-                return Ok(Stored::Created);
+                st.cookie = Some(CookieOut::Set(id));
+                return Ok(if old.is_some() {
+                    Stored::Replaced
+                } else {
+                    Stored::Created
+                });
             }
             Ok(Err(Error::Exists)) => continue,
             Ok(Err(e)) => return Err(refused(e)),
@@ -323,14 +432,14 @@ fn store(r: &mut Request, conf: &SessionConf, st: &mut SessionState, data: &[u8]
 
 /// Ends the request's session, if any, and expires the client's cookie.
 /// Returns whether there was a live session.
-fn destroy(r: &mut Request, conf: &SessionConf, st: &mut SessionState) -> bool {
+fn destroy(r: &Request, conf: &SessionConf, st: &mut SessionState) -> bool {
     resolve(r, conf, st);
     let ended = match (st.live.take(), conf.map()) {
         (Some(live), Some(map)) => map.with(|m| m.remove(&live.id, now())).ok().flatten().is_some(),
         _ => false,
     };
     if ended || st.had_cookie || st.cookie.is_some() {
-        set_cookie(r, conf, st, None);
+        st.cookie = Some(CookieOut::Expire);
     }
     ended
 }
@@ -394,7 +503,8 @@ pub unsafe extern "C" fn var_session_id(
         return set_value(unsafe { Request::from_ngx_http_request(r) }, v, b"");
     };
     resolve(main, conf, st);
-    set_value(main, v, st.live.as_ref().map_or(&[][..], |l| &l.id[..]))
+    // Ids are checked hex digits; escaped all the same, as the data is.
+    set_value(main, v, &header_safe(st.live.as_ref().map_or(&[][..], |l| &l.id[..])))
 }
 
 pub unsafe extern "C" fn var_session(r: *mut ngx_http_request_t, v: *mut ngx_variable_value_t, _: usize) -> ngx_int_t {
@@ -403,7 +513,9 @@ pub unsafe extern "C" fn var_session(r: *mut ngx_http_request_t, v: *mut ngx_var
         return set_value(unsafe { Request::from_ngx_http_request(r) }, v, b"");
     };
     resolve(main, conf, st);
-    set_value(main, v, st.live.as_ref().map_or(&[][..], |l| &l.data[..]))
+    // Data may have reached the map another way (shared_map_api, a state
+    // file) holding CR or LF: escaped, it can never start a header of its own.
+    set_value(main, v, &header_safe(st.live.as_ref().map_or(&[][..], |l| &l.data[..])))
 }
 
 // ---------------------------------------------------------------------------
@@ -435,7 +547,8 @@ fn from_cache(r: &Request) -> bool {
     )
 }
 
-/// Applies the upstream's session headers and removes them from the response.
+/// Applies the upstream's session headers and removes them from the response,
+/// then puts the request's session cookie, if any, into the response.
 ///
 /// The upstream modules (proxy, fastcgi, uwsgi, scgi, grpc) copy an upstream's
 /// header lines into `headers_out.headers` before the header filters run; a
@@ -448,13 +561,13 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
     };
     // SAFETY: nginx passes a live request.
     if unsafe { (*r).main } != r {
-        // SAFETY: the next filter takes the same live request.
+        // SAFETY: the next filter of nginx's chain, with the request nginx passed.
         return unsafe { next(r) };
     }
     // SAFETY: as above.
     let req = unsafe { Request::from_ngx_http_request(r) };
     let Some(conf) = session_conf(req) else {
-        // SAFETY: the next filter takes the same live request.
+        // SAFETY: as above.
         return unsafe { next(r) };
     };
     let Some(ctx) = request_ctx(req) else {
@@ -464,29 +577,24 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
 
     let mut data: Option<ngx_str_t> = None;
     let mut end = false;
-    let mut part = &mut req.as_mut().headers_out.headers.part as *mut ngx::ffi::ngx_list_part_t;
-    // SAFETY: the parts and elements of this request's own header list.
-    while let Some(p) = unsafe { part.as_mut() } {
-        let elts = p.elts as *mut ngx_table_elt_t;
-        for i in 0..p.nelts {
-            // SAFETY: i < nelts.
-            let h = unsafe { &mut *elts.add(i) };
-            if h.hash == 0 {
-                continue;
-            }
-            let key = h.key.as_bytes();
-            if key.eq_ignore_ascii_case(SESSION_HEADER) {
-                data = Some(h.value);
-                h.hash = 0;
-            } else if key.eq_ignore_ascii_case(DESTROY_HEADER) {
-                end |= !matches!(h.value.as_bytes(), b"" | b"0");
-                h.hash = 0;
-            }
+    let mut rotate = false;
+    for_each_header(req, |h| {
+        // SAFETY: a live line of this request's header list.
+        let h = unsafe { &mut *h };
+        let key = h.key.as_bytes();
+        if key.eq_ignore_ascii_case(SESSION_HEADER) {
+            data = Some(h.value);
+        } else if key.eq_ignore_ascii_case(DESTROY_HEADER) {
+            end |= flag_is_set(h.value.as_bytes());
+        } else if key.eq_ignore_ascii_case(ROTATE_HEADER) {
+            rotate |= flag_is_set(h.value.as_bytes());
+        } else {
+            return;
         }
-        part = p.next;
-    }
+        h.hash = 0;
+    });
 
-    if (data.is_some() || end) && from_cache(req) {
+    if (data.is_some() || end || rotate) && from_cache(req) {
         ngx_log_error!(
             NGX_LOG_WARN,
             req.log(),
@@ -494,22 +602,43 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
         );
         data = None;
         end = false;
+        rotate = false;
     }
 
-    // Destroying first and then storing gives a fresh id: the way to renew the
-    // id on login.
+    // An empty value ends the session: empty data would look to the upstream
+    // exactly like no session.
+    let data = match data.as_ref().map(|v| upstream_write(v.as_bytes())) {
+        Some(UpstreamWrite::Store(bytes)) => Some(bytes),
+        Some(UpstreamWrite::End) => {
+            end = true;
+            None
+        }
+        None => None,
+    };
+    // Destroying first and then storing gives a fresh id whatever `rotate` says.
     if end {
         destroy(req, conf, st);
     }
-    match data {
-        Some(value) => {
-            let bytes = value.as_bytes();
-            if let Err(e) = store(req, conf, st, bytes) {
-                log_store_error(req, conf, bytes.len(), &e);
-            }
+    let written = match data {
+        Some(bytes) => Some((bytes.to_vec(), rotate || conf.spec.rotate)),
+        // `-Rotate` alone moves the session, data and all, to a new id.
+        None if rotate && !end => {
+            resolve(req, conf, st);
+            st.live.as_ref().map(|l| (l.data.clone(), true))
         }
         // Every request that uses a session renews it.
-        None => resolve(req, conf, st),
+        None => {
+            resolve(req, conf, st);
+            None
+        }
+    };
+    if let Some((bytes, rotate)) = written {
+        if let Err(e) = store(req, conf, st, &bytes, rotate) {
+            log_store_error(req, conf, bytes.len(), &e);
+        }
+    }
+    if emit_cookie(req, conf, st).is_none() {
+        return Status::NGX_ERROR.into();
     }
     // SAFETY: the next filter of nginx's chain, with the request nginx passed.
     unsafe { next(r) }
@@ -536,8 +665,16 @@ unsafe extern "C" fn api_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         );
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
+    let access = Module::location_conf(req)
+        .and_then(|l| l.session_api)
+        .unwrap_or(ApiAccess::ReadOnly);
     let method = req.as_ref().method as u32;
-    if method == NGX_HTTP_PUT {
+    let allowed = match method {
+        NGX_HTTP_GET | NGX_HTTP_HEAD => true,
+        NGX_HTTP_PUT | NGX_HTTP_DELETE => access == ApiAccess::Write,
+        _ => false,
+    };
+    if allowed && method == NGX_HTTP_PUT {
         // SAFETY: the body is read (possibly later) and then `api_put` runs.
         let rc = unsafe { ngx_http_read_client_request_body(r, Some(api_put)) };
         if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
@@ -549,37 +686,33 @@ unsafe extern "C" fn api_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     if unsafe { ngx_http_discard_request_body(r) } != ngx_int_t::from(Status::NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     }
+    if !allowed {
+        if push_header(req, "Allow", access.allow().as_bytes()).is_none() {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        }
+        return send(req, 405, b"method not allowed\n");
+    }
     let Some(ctx) = request_ctx(req) else {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
     let st = &mut ctx.session;
-    match method {
-        NGX_HTTP_GET | NGX_HTTP_HEAD => {
-            resolve(req, conf, st);
-            if add_header(req, None, "Cache-Control", b"no-store").is_none() {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-            }
-            match &st.live {
-                Some(live) => {
-                    let data = live.data.clone();
-                    send(req, 200, &data)
-                }
-                None => send(req, 404, b"no session\n"),
-            }
+    if method == NGX_HTTP_DELETE {
+        return if destroy(req, conf, st) {
+            send(req, 204, b"")
+        } else {
+            send(req, 404, b"no session\n")
+        };
+    }
+    resolve(req, conf, st);
+    if push_header(req, "Cache-Control", b"no-store").is_none() {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    }
+    match &st.live {
+        Some(live) => {
+            let data = live.data.clone();
+            send(req, 200, &data)
         }
-        NGX_HTTP_DELETE => {
-            if destroy(req, conf, st) {
-                send(req, 204, b"")
-            } else {
-                send(req, 404, b"no session\n")
-            }
-        }
-        _ => {
-            if add_header(req, None, "Allow", b"GET, HEAD, PUT, DELETE").is_none() {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
-            }
-            send(req, 405, b"method not allowed\n")
-        }
+        None => send(req, 404, b"no session\n"),
     }
 }
 
@@ -600,8 +733,12 @@ fn api_put_rc(r: &mut Request) -> ngx_int_t {
         ngx_log_error!(NGX_LOG_ERR, r.log(), "shared map: could not read the request body");
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
-    // Session data goes upstream in a header (`proxy_set_header`): refusing
-    // CR, LF and NUL here keeps `$shared_map_session` safe to put in a header.
+    // An empty session would look to the upstream exactly like none: DELETE ends one.
+    if data.is_empty() {
+        return send(r, 400, b"session data must not be empty\n");
+    }
+    // Session data goes upstream in a header (`proxy_set_header`); the
+    // variables escape it anyway, and the API refuses what would need escaping.
     if !session_spec::is_header_safe(&data) {
         return send(r, 400, b"session data must not contain CR, LF or NUL\n");
     }
@@ -609,7 +746,8 @@ fn api_put_rc(r: &mut Request) -> ngx_int_t {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
     let st = &mut ctx.session;
-    match store(r, conf, st, &data) {
+    // A trusted caller's write keeps the id (`write` is never for clients).
+    match store(r, conf, st, &data, false) {
         Ok(Stored::Created) => send(r, 201, b""),
         Ok(Stored::Replaced) => send(r, 204, b""),
         Err(e) => {

@@ -24,7 +24,7 @@ _EOC_
     shared_map_session sessions;
 
     location = /session {
-        shared_map_session_api;
+        shared_map_session_api write;
     }
     location /app/ {
         proxy_set_header X-Session $shared_map_session;
@@ -99,7 +99,7 @@ Set-Cookie: SMSESSION=[0-9a-f]{32}; Path=/; HttpOnly; SameSite=Lax
 --- config
     shared_map_session sessions cookie=sid timeout=1h secure samesite=strict path=/shop domain=example.com;
     location = /session {
-        shared_map_session_api;
+        shared_map_session_api write;
     }
 --- request
 PUT /session
@@ -114,7 +114,7 @@ Set-Cookie: sid=[0-9a-f]{32}; Path=/shop; Domain=example\.com; HttpOnly; Secure;
 --- config
     shared_map_session sessions samesite=none secure;
     location = /session {
-        shared_map_session_api;
+        shared_map_session_api write;
     }
 --- request
 PUT /session

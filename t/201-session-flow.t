@@ -39,7 +39,7 @@ _EOC_
     shared_map_session sessions;
 
     location = /session {
-        shared_map_session_api;
+        shared_map_session_api write;
     }
     location /app/ {
         proxy_set_header X-Session $shared_map_session;
@@ -109,8 +109,10 @@ is $p->{status}, 204, 'PUT on a live session replaces: 204';
 is set_cookie($p), '', 'and sets no new cookie';
 is call(GET => '/app/page', $sid)->{content}, "got: user=bob\n", 'the upstream gets the new data';
 my $l = call(GET => '/app/login?user=carol', $sid);
-is set_cookie($l), '', 'the upstream writing a live session keeps its id';
-is call(GET => '/session', $sid)->{content}, 'user=carol', 'the API reads what the upstream wrote';
+my $new = new_sid($l);
+ok $new && $new ne $sid, 'the upstream writing a live session gives it a new id';
+is call(GET => '/session', $sid)->{status}, 404, 'the old id is dead';
+is call(GET => '/session', $new)->{content}, 'user=carol', 'the API reads what the upstream wrote';
 --- request
 GET /whoami
 --- response_body_like: ^ $
@@ -186,7 +188,7 @@ a client request body is buffered to a temporary file
 --- config
     shared_map_session small;
     location = /session {
-        shared_map_session_api;
+        shared_map_session_api write;
     }
 --- init
 my $sid = new_sid(call(PUT => '/session', undef, 'small')) or die 'no session';

@@ -14,7 +14,7 @@ share_with_init(qw(call new_sid is ok));
 use_default_config(http_config => '    shared_map sessions hashmap?space=64k&entries=2;', config => <<'_EOC_');
     shared_map_session sessions timeout=2s;
     location = /session {
-        shared_map_session_api;
+        shared_map_session_api write;
     }
     location = /static {
         return 200 "ok\n";

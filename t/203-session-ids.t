@@ -56,7 +56,7 @@ __DATA__
 --- config
     shared_map_session sessions;
     location = /session {
-        shared_map_session_api;
+        shared_map_session_api write;
     }
 --- init
 my @ids = make_ids(10_000);

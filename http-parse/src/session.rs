@@ -35,7 +35,7 @@ impl SameSite {
 }
 
 /// `shared_map_session name [cookie=name] [timeout=time] [secure]
-/// [samesite=strict|lax|none] [path=path] [domain=domain]`
+/// [samesite=strict|lax|none] [path=path] [domain=domain] [rotate=on|off]`
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionSpec {
     /// The map the sessions live in.
@@ -47,6 +47,9 @@ pub struct SessionSpec {
     pub samesite: SameSite,
     pub path: String,
     pub domain: Option<String>,
+    /// Every upstream write gives the session a new id (`rotate=on`, the
+    /// default), so an id known before a login never carries it.
+    pub rotate: bool,
 }
 
 /// Why the directive was refused; `Display` gives nginx's wording.
@@ -96,6 +99,7 @@ pub fn parse(args: &[&str]) -> Result<SessionSpec, SessionSpecError> {
     let mut samesite = None;
     let mut path = None;
     let mut domain = None;
+    let mut rotate = None;
     let invalid = |p: &str| SessionSpecError::InvalidParameter(p.to_string());
 
     for &p in params {
@@ -126,6 +130,8 @@ pub fn parse(args: &[&str]) -> Result<SessionSpec, SessionSpecError> {
             }
             ("path", Some(v)) if is_attribute_value(v) && v.starts_with('/') => path.replace(v.to_string()).is_some(),
             ("domain", Some(v)) if is_attribute_value(v) => domain.replace(v.to_string()).is_some(),
+            ("rotate", Some("on")) => rotate.replace(true).is_some(),
+            ("rotate", Some("off")) => rotate.replace(false).is_some(),
             _ => return Err(invalid(p)),
         };
         if duplicate {
@@ -145,7 +151,61 @@ pub fn parse(args: &[&str]) -> Result<SessionSpec, SessionSpecError> {
         samesite,
         path: path.unwrap_or_else(|| "/".to_string()),
         domain,
+        rotate: rotate.unwrap_or(true),
     })
+}
+
+/// `shared_map_session_api [write]`: what the API lets a caller do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiAccess {
+    /// `GET` and `HEAD` only: any client may read its own session.
+    ReadOnly,
+    /// Also `PUT` and `DELETE`: for trusted callers only.
+    Write,
+}
+
+impl ApiAccess {
+    /// The `Allow` header of a 405 answer.
+    pub fn allow(self) -> &'static str {
+        match self {
+            ApiAccess::ReadOnly => "GET, HEAD",
+            ApiAccess::Write => "GET, HEAD, PUT, DELETE",
+        }
+    }
+}
+
+/// Parses the arguments of `shared_map_session_api` after its name.
+pub fn parse_api(args: &[&str]) -> Result<ApiAccess, SessionSpecError> {
+    match args {
+        [] => Ok(ApiAccess::ReadOnly),
+        ["write"] => Ok(ApiAccess::Write),
+        ["write", p, ..] | [p, ..] => Err(SessionSpecError::InvalidParameter(p.to_string())),
+    }
+}
+
+/// What an upstream's `X-Shared-Map-Session` header asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamWrite<'a> {
+    /// Store the data (never empty).
+    Store(&'a [u8]),
+    /// An empty value: the session ends, as with `X-Shared-Map-Session-Destroy: 1`.
+    /// An empty session would look to the upstream exactly like no session.
+    End,
+}
+
+/// Classifies the value of an upstream's `X-Shared-Map-Session` header.
+pub fn upstream_write(value: &[u8]) -> UpstreamWrite<'_> {
+    if value.is_empty() {
+        UpstreamWrite::End
+    } else {
+        UpstreamWrite::Store(value)
+    }
+}
+
+/// Whether a flag header (`X-Shared-Map-Session-Destroy`, `-Rotate`) is set:
+/// any value but empty or `0`.
+pub fn flag_is_set(value: &[u8]) -> bool {
+    !matches!(value, b"" | b"0")
 }
 
 impl SessionSpec {

@@ -1,7 +1,8 @@
 //! The session directive's parameters, session ids and cookies.
 
 use shared_map_http_parse::session::{
-    cookie_values, encode_id, is_header_safe, is_valid_id, parse, SameSite, SessionSpec, SessionSpecError,
+    cookie_values, encode_id, flag_is_set, is_header_safe, is_valid_id, parse, parse_api, upstream_write, ApiAccess,
+    SameSite, SessionSpec, SessionSpecError, UpstreamWrite,
 };
 
 fn spec(args: &[&str]) -> Result<SessionSpec, String> {
@@ -21,6 +22,7 @@ fn session_defaults() {
             samesite: SameSite::Lax,
             path: "/".into(),
             domain: None,
+            rotate: true,
         }
     );
 }
@@ -35,8 +37,10 @@ fn session_every_parameter() {
         "samesite=none",
         "path=/app",
         "domain=example.com",
+        "rotate=off",
     ])
     .unwrap();
+    assert!(!s.rotate);
     assert_eq!(s.cookie, "sid");
     assert_eq!(s.timeout, 3600);
     assert!(s.secure);
@@ -64,6 +68,10 @@ fn session_refuses_bad_parameters_in_nginx_wording() {
         (&["m", "domain="], "invalid parameter \"domain=\""),
         (&["m", "secure", "secure"], "duplicate parameter \"secure\""),
         (&["m", "timeout=1m", "timeout=2m"], "duplicate parameter \"timeout\""),
+        (&["m", "rotate"], "invalid parameter \"rotate\""),
+        (&["m", "rotate=yes"], "invalid parameter \"rotate=yes\""),
+        (&["m", "rotate=ON"], "invalid parameter \"rotate=ON\""),
+        (&["m", "rotate=on", "rotate=off"], "duplicate parameter \"rotate\""),
     ];
     for (args, want) in cases {
         assert_eq!(spec(args).unwrap_err(), *want, "{args:?}");
@@ -131,4 +139,40 @@ fn header_safe_data_has_no_cr_lf_or_nul() {
     assert!(!is_header_safe(b"a\r\nX-Evil: 1"));
     assert!(!is_header_safe(b"a\nb"));
     assert!(!is_header_safe(b"a\0b"));
+}
+
+#[test]
+fn rotation_is_on_unless_turned_off() {
+    assert!(spec(&["m"]).unwrap().rotate);
+    assert!(spec(&["m", "rotate=on"]).unwrap().rotate);
+    assert!(!spec(&["m", "rotate=off"]).unwrap().rotate);
+}
+
+#[test]
+fn the_session_api_is_read_only_unless_given_write() {
+    assert_eq!(parse_api(&[]), Ok(ApiAccess::ReadOnly));
+    assert_eq!(parse_api(&["write"]), Ok(ApiAccess::Write));
+    assert_eq!(ApiAccess::ReadOnly.allow(), "GET, HEAD");
+    assert_eq!(ApiAccess::Write.allow(), "GET, HEAD, PUT, DELETE");
+    let err = |args: &[&str]| parse_api(args).unwrap_err().to_string();
+    assert_eq!(err(&["readonly"]), "invalid parameter \"readonly\"");
+    assert_eq!(err(&["WRITE"]), "invalid parameter \"WRITE\"");
+    assert_eq!(err(&["write=1"]), "invalid parameter \"write=1\"");
+    assert_eq!(err(&["write", "write"]), "invalid parameter \"write\"");
+    assert_eq!(err(&["write", "x"]), "invalid parameter \"x\"");
+}
+
+#[test]
+fn an_empty_upstream_write_ends_the_session() {
+    assert_eq!(upstream_write(b""), UpstreamWrite::End);
+    assert_eq!(upstream_write(b"user=alice"), UpstreamWrite::Store(b"user=alice"));
+    assert_eq!(upstream_write(b" "), UpstreamWrite::Store(b" "));
+}
+
+#[test]
+fn flags_are_set_by_any_value_but_empty_or_zero() {
+    assert!(flag_is_set(b"1"));
+    assert!(flag_is_set(b"yes"));
+    assert!(!flag_is_set(b""));
+    assert!(!flag_is_set(b"0"));
 }
