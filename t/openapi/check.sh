@@ -43,6 +43,8 @@ CONF
 trap '"$nginx" -p "$prefix/" -c "$prefix/nginx.conf" -s stop' EXIT
 
 # HEAD and the dashboard's HTML are checked by t/ and the browser test.
+# schemathesis keeps a cache in its working directory: build/openapi.
+cd "$prefix"
 schemathesis run "$root/docs/openapi.yaml" --url "http://127.0.0.1:$port" \
     --max-examples "$examples" --seed 1 --workers 1 --request-timeout 5 \
     --generation-database none --no-color \
