@@ -710,7 +710,24 @@ unsafe fn send(r: *mut ngx_http_request_t, reply: Reply) -> ngx_int_t {
             if req.add_header_out(name, value).is_none() {
                 return Status::NGX_ERROR.into();
             }
+            if name == "ETag" {
+                // nginx's not-modified filter answers a read's own If-None-Match
+                // (304) and If-Match (412) against `headers_out.etag`: the line
+                // just pushed, the last of the list's last part.
+                // SAFETY: the list's last part holds at least the line just pushed.
+                unsafe {
+                    let out = &mut (*r).headers_out;
+                    let part = &*out.headers.last;
+                    out.etag = (part.elts as *mut ngx::ffi::ngx_table_elt_t).add(part.nelts - 1);
+                }
+            }
         }
+    }
+    if reply.etag.is_none() {
+        // The API evaluated a write's preconditions itself, under the map's lock;
+        // nginx's filter must not judge the reply again against no ETag.
+        // SAFETY: a live request whose header has not been sent.
+        unsafe { (*r).set_disable_not_modified(1) };
     }
     // SAFETY: per the contract.
     unsafe { http::send(r, reply.status, reply.content_type, &reply.body) }
