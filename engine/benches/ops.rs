@@ -111,7 +111,19 @@ fn match_lookups(c: &mut Criterion) {
         }
         assert_eq!(m.match_probes(b"10.1.2.3"), 4);
     }
+    // Addresses outside every /16, /24 and /32: found at /8 after four probes.
+    let far: Vec<Vec<u8>> = (0..KEYS as u32)
+        .map(|i| format!("10.{}.{}.{}", 64 + i % 190, (i / 64) % 256, i % 251).into_bytes())
+        .collect();
     let mut i = 0usize;
+    c.bench_function("match/ip lookup, four probes", |b| {
+        b.iter(|| {
+            // SAFETY: as above.
+            let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
+            i = (i + 7919) & (KEYS as usize - 1);
+            black_box(m.get_match(&far[i], 0).is_some())
+        })
+    });
     c.bench_function("match/ip lookup, /8 /16 /24 /32 held", |b| {
         b.iter(|| {
             // SAFETY: as above.
