@@ -210,15 +210,12 @@ pub unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) 
 
 /// The declaration a variable's `data` points to, its map and its key for
 /// this request.
-fn resolve<'a>(r: &Request, data: usize) -> Option<(&'a NamedVar, &'a SharedMap, Vec<u8>)> {
+fn resolve<'a>(r: &'a Request, data: usize) -> Option<(&'a NamedVar, &'a SharedMap, &'a [u8])> {
     // SAFETY: `declare` set `data` to a NamedVar of the running configuration.
     let named = unsafe { &*(data as *const NamedVar) };
     let map = named.mk.map()?;
-    // SAFETY: compiled into the configuration pool.
-    let key = r
-        .get_complex_value(unsafe { named.mk.key.as_ref() })?
-        .as_bytes()
-        .to_vec();
+    // SAFETY: compiled into the configuration pool; the key is in the request's pool.
+    let key = r.get_complex_value(unsafe { named.mk.key.as_ref() })?.as_bytes();
     Some((named, map, key))
 }
 
@@ -231,7 +228,7 @@ unsafe extern "C" fn var_named(r: *mut ngx_http_request_t, v: *mut ngx_variable_
         return Status::NGX_ERROR.into();
     };
     let mut buf = itoa::Buffer::new();
-    let value = map.with(|m| match m.get_match(&key, now()) {
+    let value = map.with(|m| match m.get_match(key, now()) {
         Some((_, Value::Int(i))) => buf.format(i).as_bytes().to_vec(),
         Some((_, Value::Long(l))) => buf.format(l).as_bytes().to_vec(),
         Some((_, Value::Str(s))) => header_safe(s).into_owned(),
@@ -260,7 +257,7 @@ unsafe extern "C" fn set_named(r: *mut ngx_http_request_t, v: *mut ngx_variable_
     };
     let now = now();
     let result = map.with(|m| {
-        let written = match m.write_key(&key) {
+        let written = match m.write_key(key) {
             Err(e) => Err(e),
             Ok(k) if value.is_empty() => {
                 m.remove(&k, now);
@@ -272,7 +269,7 @@ unsafe extern "C" fn set_named(r: *mut ngx_http_request_t, v: *mut ngx_variable_
     });
     match result {
         Ok(Ok(())) => {}
-        Ok(Err((e, why))) => log_refusal(r.log(), &named.map_name, &key, e, why),
+        Ok(Err((e, why))) => log_refusal(r.log(), &named.map_name, key, e, why),
         Err(_) => {
             ngx_log_error!(NGX_LOG_ALERT, r.log(), "shared map \"{}\" is not initialised", map.name);
         }
@@ -293,7 +290,7 @@ unsafe extern "C" fn var_named_incr(
     let Some(incr) = named.incr else {
         return Status::NGX_ERROR.into();
     };
-    let add = || count::count_by(r, map, &key, incr.by, incr.init, incr.ttl);
+    let add = || count::count_by(r, map, key, incr.by, incr.init, incr.ttl);
     let result = if cached_by_nginx(r, v) {
         // nginx keeps this value for the rest of the request, its internal
         // redirects and subrequests included, and never asks again.

@@ -135,7 +135,9 @@ fn match_lookups(c: &mut Criterion) {
 
     let mut heap = Heap::new(64 << 20);
     let root = Map::create_matching(&mut heap, &config, MatchMode::Prefix).unwrap();
-    let uris: Vec<Vec<u8>> = (0..KEYS).map(|i| format!("/api/v{}/items/{i:08}", i % 4).into_bytes()).collect();
+    let uris: Vec<Vec<u8>> = (0..KEYS)
+        .map(|i| format!("/api/v{}/items/{i:08}", i % 4).into_bytes())
+        .collect();
     {
         // SAFETY: as above.
         let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
