@@ -201,7 +201,14 @@ struct Reply {
     allow: Option<&'static str>,
     /// Further headers, such as the dashboard's.
     extra: &'static [(&'static str, &'static str)],
-    etag: Option<String>,
+    /// A read of a key: its ETag and the stored key it found (boxed: replies
+    /// travel in `Result`s and stay small).
+    found: Option<Box<Found>>,
+}
+
+/// What a read of a key adds to its reply's headers.
+struct Found {
+    etag: String,
     /// The stored key a prefix or ip lookup found.
     matched: Option<String>,
 }
@@ -221,8 +228,7 @@ impl Reply {
             value_type: None,
             allow: None,
             extra: &[],
-            etag: None,
-            matched: None,
+            found: None,
         }
     }
 
@@ -523,8 +529,7 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
                 };
                 Reply {
                     value_type: Some(t),
-                    etag: Some(etag),
-                    matched,
+                    found: Some(Box::new(Found { etag, matched })),
                     ..Reply::new(NGX_HTTP_OK, TEXT, body)
                 }
             }
@@ -701,8 +706,11 @@ unsafe fn send(r: *mut ngx_http_request_t, reply: Reply) -> ngx_int_t {
     let headers = [
         ("X-Shared-Map-Type", reply.value_type),
         ("Allow", reply.allow),
-        ("ETag", reply.etag.as_deref()),
-        ("X-Shared-Map-Key", reply.matched.as_deref()),
+        ("ETag", reply.found.as_ref().map(|f| f.etag.as_str())),
+        (
+            "X-Shared-Map-Key",
+            reply.found.as_ref().and_then(|f| f.matched.as_deref()),
+        ),
     ];
     let extra = reply.extra.iter().map(|&(name, value)| (name, Some(value)));
     for (name, value) in headers.into_iter().chain(extra) {
@@ -723,7 +731,7 @@ unsafe fn send(r: *mut ngx_http_request_t, reply: Reply) -> ngx_int_t {
             }
         }
     }
-    if reply.etag.is_none() {
+    if reply.found.is_none() {
         // The API evaluated a write's preconditions itself, under the map's lock;
         // nginx's filter must not judge the reply again against no ETag.
         // SAFETY: a live request whose header has not been sent.

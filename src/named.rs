@@ -210,7 +210,7 @@ pub unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) 
 
 /// The declaration a variable's `data` points to, its map and its key for
 /// this request.
-fn resolve<'a>(r: &'a Request, data: usize) -> Option<(&'a NamedVar, &'a SharedMap, &'a [u8])> {
+fn resolve(r: &Request, data: usize) -> Option<(&NamedVar, &SharedMap, &[u8])> {
     // SAFETY: `declare` set `data` to a NamedVar of the running configuration.
     let named = unsafe { &*(data as *const NamedVar) };
     let map = named.mk.map()?;
