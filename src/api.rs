@@ -26,6 +26,7 @@ use crate::http;
 use crate::log::{log_refusal, printable};
 use crate::module::Module;
 use crate::render::{self, Dump, Entry};
+use crate::value::header_safe;
 use crate::zone::{self, now, SharedMap, SlabArena};
 
 /// The default `limit` of a JSON listing.
@@ -515,7 +516,8 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
         Op::Get { map, key } => match map.with(|m| {
             let matching = m.match_mode() != MatchMode::Exact;
             m.get_match(&key, now).map(|(k, v)| {
-                let matched = matching.then(|| String::from_utf8_lossy(k).into_owned());
+                // Escaped as variables are: a stored key may hold CR or LF.
+                let matched = matching.then(|| String::from_utf8_lossy(&header_safe(k)).into_owned());
                 (v.to_owned(), value_etag(&v), matched)
             })
         }) {

@@ -154,3 +154,13 @@ shared map "nets": "bad": not an IP address or range
 --- must_die
 --- error_log
 invalid parameter "match=regex"
+
+
+
+=== TEST 12: a found key holding CR and LF is escaped in X-Shared-Map-Key
+--- request eval
+["PUT /api/routes?key=/r/x%0D%0AX-Evil:%201/\nv", "GET /api/routes?key=/r/x%0D%0AX-Evil:%201/more"]
+--- error_code eval
+[201, 200]
+--- response_headers eval
+["", "X-Shared-Map-Key: /r/x%0D%0AX-Evil: 1/\n!X-Evil"]
