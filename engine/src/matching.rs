@@ -68,9 +68,51 @@ pub fn has(bits: &LengthBits, slot: usize) -> bool {
     bits[slot / 64] & (1 << (slot % 64)) != 0
 }
 
-/// The set slots from `top` down to `bottom`, longest first.
-pub fn slots_down(bits: LengthBits, top: usize, bottom: usize) -> impl Iterator<Item = usize> {
-    (bottom..=top).rev().filter(move |&s| has(&bits, s))
+/// The set slots from `top` down to `bottom`, longest first. Finds each by
+/// the highest set bit of a masked word, so an empty map costs one word.
+pub fn slots_down(bits: LengthBits, top: usize, bottom: usize) -> SlotsDown {
+    SlotsDown {
+        bits,
+        top: Some(top),
+        bottom,
+    }
+}
+
+pub struct SlotsDown {
+    bits: LengthBits,
+    /// The highest slot still to look at.
+    top: Option<usize>,
+    bottom: usize,
+}
+
+impl Iterator for SlotsDown {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        let mut top = self.top?;
+        loop {
+            if top < self.bottom {
+                self.top = None;
+                return None;
+            }
+            let (w, b) = (top / 64, top % 64);
+            let word = self.bits[w] & (u64::MAX >> (63 - b));
+            if word != 0 {
+                let slot = w * 64 + 63 - word.leading_zeros() as usize;
+                if slot < self.bottom {
+                    self.top = None;
+                    return None;
+                }
+                self.top = slot.checked_sub(1);
+                return Some(slot);
+            }
+            if w == 0 {
+                self.top = None;
+                return None;
+            }
+            top = w * 64 - 1;
+        }
+    }
 }
 
 /// An IPv4 or IPv6 range, host bits cleared. An IPv4-mapped IPv6 range of
@@ -274,5 +316,14 @@ mod tests {
             bits[s / 64] |= 1 << (s % 64);
         }
         assert_eq!(slots_down(bits, 32, 0).collect::<Vec<_>>(), vec![32, 24, 16, 8]);
+        assert_eq!(slots_down(bits, 40, 9).collect::<Vec<_>>(), vec![40, 32, 24, 16]);
+        assert_eq!(slots_down(bits, 7, 0).count(), 0);
+        let mut all: LengthBits = [u64::MAX; 4];
+        assert_eq!(slots_down(all, 255, 0).count(), 256);
+        all[1] = 0;
+        assert_eq!(
+            slots_down(all, 130, 60).collect::<Vec<_>>(),
+            vec![130, 129, 128, 63, 62, 61, 60]
+        );
     }
 }
