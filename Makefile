@@ -69,6 +69,9 @@ test-conf: build
 	$(NGINX) -t -q -p $(CURDIR)/build/run/ -c $(CURDIR)/nginx-conf/nginx.conf
 	$(NGINX) -t -q -p $(CURDIR)/build/session/ -c $(CURDIR)/nginx-conf/session-example.conf \
 	  -g 'load_module $(CURDIR)/$(MODULE);'
+	@for c in ip-blocklist api-quota prefix-routing; do mkdir -p build/$$c/logs; \
+	  $(NGINX) -t -q -p $(CURDIR)/build/$$c/ -c $(CURDIR)/nginx-conf/$$c.conf \
+	    -g 'load_module $(CURDIR)/$(MODULE);' || exit 1; done
 	@echo "example configurations: ok"
 
 # docs/openapi.yaml is valid OpenAPI 3 and describes what a running nginx

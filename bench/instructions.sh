@@ -7,6 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LUA_LOCATION=""
+# Named variables: declared in the http lines of the report that measures them.
+NAMED_LOCATIONS='location = /var { return 200 $named_value; }
+    location = /nincr { return 200 $named_hits; }
+    location = /ip { return 200 $named_range; }'
 PORT=${PORT:-8098}
 N1=${N1:-1000}
 N2=${N2:-3000}
@@ -28,6 +32,7 @@ http { access_log off;
     location = /bare { return 200 "ok"; }
     location = /incr { shared_map_key counters \$uri; return 200 \$shared_map_incr; }
     location = /count { shared_map_count counters \$uri; return 200 "ok"; }
+    $NAMED_LOCATIONS
     $LUA_LOCATION
   } }
 CONF
@@ -73,10 +78,14 @@ echo "# Instructions per request (callgrind, $N1 and $N2 keepalive requests, $(d
 echo
 report "objs/nginx $("$PWD/objs/nginx" -v 2>&1 | sed 's/.*\///')" "$PWD/objs/nginx" \
     "load_module $PWD/objs/ngx_http_shared_map_module.so;" \
-    "shared_map counters tinymap?space=1m&entries=8096;" \
-    "bare return 200" /bare '$shared_map_incr' /incr 'shared_map_count' /count
+    "shared_map counters tinymap?space=1m&entries=8096;
+     shared_map_var /incr \$named_value map=counters; shared_map_incr \$uri \$named_hits map=counters;
+     shared_map ranges hashmap?space=1m&match=ip; shared_map_var \$remote_addr \$named_range map=ranges;" \
+    "bare return 200" /bare '$shared_map_incr' /incr 'shared_map_count' /count \
+    'shared_map_var (absent key)' /var 'shared_map_incr' /nincr 'shared_map_var, match=ip (empty map)' /ip
 
 LUA=/usr/lib/nginx/modules/ngx_http_lua_module.so
+NAMED_LOCATIONS=""
 LUA_LOCATION='location = /lua { content_by_lua_block { local v = ngx.shared.lcounters:incr(ngx.var.uri, 1, 0) ngx.print(v) } }'
 if [ -x /usr/sbin/nginx ] && [ -f "$LUA" ] && [ -f objs/debian/ngx_http_shared_map_module.so ]; then
     report "Debian /usr/sbin/nginx $(/usr/sbin/nginx -v 2>&1 | sed 's/.*\///') with libnginx-mod-http-lua" /usr/sbin/nginx \

@@ -11,12 +11,13 @@ use ngx::ffi::{
     ngx_http_read_client_request_body, ngx_http_request_t, ngx_int_t, ngx_str_t, NGX_HTTP_BAD_REQUEST,
     NGX_HTTP_CONFLICT, NGX_HTTP_CREATED, NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INSUFFICIENT_STORAGE,
     NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND, NGX_HTTP_NO_CONTENT, NGX_HTTP_OK,
-    NGX_HTTP_POST, NGX_HTTP_PUT, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ALERT,
-    NGX_LOG_EMERG,
+    NGX_HTTP_POST, NGX_HTTP_PRECONDITION_FAILED, NGX_HTTP_PUT, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
+    NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ALERT, NGX_LOG_EMERG,
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_conf_log_error, ngx_log_error};
-use shared_map_engine::{spec, Error, OwnedValue, Ttl, Value};
+use shared_map_engine::{spec, Error, Map, MatchMode, OwnedValue, Ttl, Value};
+use shared_map_http_parse::conditional;
 use shared_map_http_parse::query::{self, Arg, QueryError};
 
 use crate::conf::{self, ApiConf, LocConf};
@@ -25,7 +26,8 @@ use crate::http;
 use crate::log::{log_refusal, printable};
 use crate::module::Module;
 use crate::render::{self, Dump, Entry};
-use crate::zone::{self, now, SharedMap};
+use crate::value::header_safe;
+use crate::zone::{self, now, SharedMap, SlabArena};
 
 /// The default `limit` of a JSON listing.
 const DEFAULT_LIMIT: u64 = 1000;
@@ -106,6 +108,7 @@ enum Op {
         ttl: Ttl,
         vtype: PutType,
         nx: bool,
+        cond: Cond,
     },
     Incr {
         map: &'static SharedMap,
@@ -113,10 +116,12 @@ enum Op {
         delta: i64,
         init: i64,
         ttl: Ttl,
+        cond: Cond,
     },
     Delete {
         map: &'static SharedMap,
         key: Vec<u8>,
+        cond: Cond,
     },
     List {
         map: &'static SharedMap,
@@ -129,6 +134,65 @@ enum Op {
     },
 }
 
+/// A write's preconditions: the request's `If-Match` and `If-None-Match`.
+#[derive(Default)]
+struct Cond {
+    if_match: Option<Vec<u8>>,
+    if_none_match: Option<Vec<u8>>,
+}
+
+impl Cond {
+    fn of(r: &Request) -> Cond {
+        let h = &r.as_ref().headers_in;
+        // SAFETY: nginx's pointers to the request's own header lines, or null.
+        let value = |e: *mut ngx::ffi::ngx_table_elt_t| unsafe { e.as_ref() }.map(|e| e.value.as_bytes().to_vec());
+        Cond {
+            if_match: value(h.if_match),
+            if_none_match: value(h.if_none_match),
+        }
+    }
+
+    /// Checks the preconditions on the key's current value. Called inside the
+    /// same hold of the map's lock as the write it guards: compare-and-set.
+    fn check(&self, m: &mut Map<'_, SlabArena>, key: &[u8], now: u32) -> Result<(), Refused> {
+        if self.if_match.is_none() && self.if_none_match.is_none() {
+            return Ok(());
+        }
+        let current = m.peek(key, now).map(|v| value_etag(&v));
+        if conditional::write_allowed(
+            self.if_match.as_deref(),
+            self.if_none_match.as_deref(),
+            current.as_deref(),
+        ) {
+            Ok(())
+        } else {
+            Err(Refused::Precondition)
+        }
+    }
+}
+
+/// The ETag of a value: of its type and its bytes, numbers in decimal.
+fn value_etag(v: &Value<'_>) -> String {
+    match *v {
+        Value::Int(i) => conditional::etag("int", itoa::Buffer::new().format(i).as_bytes()),
+        Value::Long(l) => conditional::etag("long", itoa::Buffer::new().format(l).as_bytes()),
+        Value::Str(s) => conditional::etag("string", s),
+    }
+}
+
+/// Why a write of a key was refused.
+enum Refused {
+    Engine(Error),
+    /// `If-Match` or `If-None-Match` did not hold: 412, nothing changed.
+    Precondition,
+}
+
+impl From<Error> for Refused {
+    fn from(e: Error) -> Self {
+        Refused::Engine(e)
+    }
+}
+
 /// A response: status, body and the headers that go with it.
 struct Reply {
     status: u32,
@@ -138,6 +202,16 @@ struct Reply {
     allow: Option<&'static str>,
     /// Further headers, such as the dashboard's.
     extra: &'static [(&'static str, &'static str)],
+    /// A read of a key: its ETag and the stored key it found (boxed: replies
+    /// travel in `Result`s and stay small).
+    found: Option<Box<Found>>,
+}
+
+/// What a read of a key adds to its reply's headers.
+struct Found {
+    etag: String,
+    /// The stored key a prefix or ip lookup found.
+    matched: Option<String>,
 }
 
 const TEXT: &str = "text/plain";
@@ -155,6 +229,7 @@ impl Reply {
             value_type: None,
             allow: None,
             extra: &[],
+            found: None,
         }
     }
 
@@ -197,6 +272,18 @@ fn refused(r: &Request, map: &SharedMap, key: &[u8], err: Error) -> Reply {
         Error::KeyTooLarge => Reply::error(NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "key too large"),
         Error::ValueTooLarge => Reply::error(NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "value too large"),
         Error::NotFound => Reply::error(NGX_HTTP_NOT_FOUND, "key not found"),
+        Error::InvalidKey => Reply::error(
+            NGX_HTTP_BAD_REQUEST,
+            format!("invalid key \"{}\": not an IP address or range", printable(key)),
+        ),
+    }
+}
+
+/// The reply to a refused write of a key, a failed precondition included.
+fn refused_write(r: &Request, map: &SharedMap, key: &[u8], why: Refused) -> Reply {
+    match why {
+        Refused::Engine(e) => refused(r, map, key, e),
+        Refused::Precondition => Reply::error(NGX_HTTP_PRECONDITION_FAILED, "precondition failed"),
     }
 }
 
@@ -391,6 +478,7 @@ fn plan(r: &Request, api: &ApiConf) -> Result<Op, Reply> {
                 ttl: args.ttl()?,
                 vtype,
                 nx: args.flag("nx")?,
+                cond: Cond::of(r),
             })
         }
         (NGX_HTTP_POST, key) => {
@@ -403,11 +491,16 @@ fn plan(r: &Request, api: &ApiConf) -> Result<Op, Reply> {
                 delta: args.number("incr")?.unwrap_or(0),
                 init: args.number("init")?.unwrap_or(0),
                 ttl: args.ttl()?,
+                cond: Cond::of(r),
             })
         }
         (_, Some(key)) => {
             args.only(&["key"])?;
-            Ok(Op::Delete { map, key })
+            Ok(Op::Delete {
+                map,
+                key,
+                cond: Cond::of(r),
+            })
         }
         (_, None) => {
             args.only(&[])?;
@@ -420,10 +513,17 @@ fn plan(r: &Request, api: &ApiConf) -> Result<Op, Reply> {
 fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
     let now = now();
     match op {
-        Op::Get { map, key } => match map.with(|m| m.get(&key, now).map(|v| v.to_owned())) {
+        Op::Get { map, key } => match map.with(|m| {
+            let matching = m.match_mode() != MatchMode::Exact;
+            m.get_match(&key, now).map(|(k, v)| {
+                // Escaped as variables are: a stored key may hold CR or LF.
+                let matched = matching.then(|| String::from_utf8_lossy(&header_safe(k)).into_owned());
+                (v.to_owned(), value_etag(&v), matched)
+            })
+        }) {
             Err(_) => unavailable(r, map),
             Ok(None) => Reply::error(NGX_HTTP_NOT_FOUND, "key not found"),
-            Ok(Some(v)) => {
+            Ok(Some((v, etag, matched))) => {
                 let (t, body) = match v {
                     OwnedValue::Int(i) => ("int", i.to_string().into_bytes()),
                     OwnedValue::Long(l) => ("long", l.to_string().into_bytes()),
@@ -431,6 +531,7 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
                 };
                 Reply {
                     value_type: Some(t),
+                    found: Some(Box::new(Found { etag, matched })),
                     ..Reply::new(NGX_HTTP_OK, TEXT, body)
                 }
             }
@@ -441,6 +542,7 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
             ttl,
             vtype,
             nx,
+            cond,
         } => {
             let value = match vtype {
                 PutType::Str => Value::Str(body),
@@ -457,18 +559,20 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
             if key.len() >= map.spec.space {
                 return refused(r, map, &key, Error::KeyTooLarge);
             }
-            let result = map.with(|m| {
-                if nx {
-                    m.put_if_absent(&key, value, ttl, now).map(|()| None)
+            let result = map.with(|m| -> Result<_, Refused> {
+                let key = m.write_key(&key)?;
+                cond.check(m, &key, now)?;
+                Ok(if nx {
+                    m.put_if_absent(&key, value, ttl, now).map(|()| None)?
                 } else {
-                    m.put(&key, value, ttl, now)
-                }
+                    m.put(&key, value, ttl, now)?
+                })
             });
             match result {
                 Err(_) => unavailable(r, map),
                 Ok(Ok(None)) => Reply::empty(NGX_HTTP_CREATED),
                 Ok(Ok(Some(_))) => Reply::empty(NGX_HTTP_NO_CONTENT),
-                Ok(Err(e)) => refused(r, map, &key, e),
+                Ok(Err(e)) => refused_write(r, map, &key, e),
             }
         }
         Op::Incr {
@@ -477,20 +581,30 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
             delta,
             init,
             ttl,
+            cond,
         } => {
             if key.len() >= map.spec.space {
                 return refused(r, map, &key, Error::KeyTooLarge);
             }
-            match map.with(|m| m.add(&key, delta, init, ttl, now)) {
+            match map.with(|m| -> Result<_, Refused> {
+                let key = m.write_key(&key)?;
+                cond.check(m, &key, now)?;
+                Ok(m.add(&key, delta, init, ttl, now)?)
+            }) {
                 Err(_) => unavailable(r, map),
                 Ok(Ok(v)) => Reply::new(NGX_HTTP_OK, TEXT, v.to_string().into_bytes()),
-                Ok(Err(e)) => refused(r, map, &key, e),
+                Ok(Err(e)) => refused_write(r, map, &key, e),
             }
         }
-        Op::Delete { map, key } => match map.with(|m| m.remove(&key, now).is_some()) {
+        Op::Delete { map, key, cond } => match map.with(|m| -> Result<_, Refused> {
+            let key = m.write_key(&key)?;
+            cond.check(m, &key, now)?;
+            Ok(m.remove(&key, now).is_some())
+        }) {
             Err(_) => unavailable(r, map),
-            Ok(true) => Reply::empty(NGX_HTTP_NO_CONTENT),
-            Ok(false) => Reply::error(NGX_HTTP_NOT_FOUND, "key not found"),
+            Ok(Ok(true)) => Reply::empty(NGX_HTTP_NO_CONTENT),
+            Ok(Ok(false)) => Reply::error(NGX_HTTP_NOT_FOUND, "key not found"),
+            Ok(Err(e)) => refused_write(r, map, &key, e),
         },
         Op::Clear { map } => match map.with(|m| m.clear()) {
             Err(_) => unavailable(r, map),
@@ -591,14 +705,39 @@ fn dump<'a>(map: &'a SharedMap, prefix: &[u8], limit: Option<u64>, numeric: bool
 unsafe fn send(r: *mut ngx_http_request_t, reply: Reply) -> ngx_int_t {
     // SAFETY: per the contract.
     let req = unsafe { Request::from_ngx_http_request(r) };
-    let headers = [("X-Shared-Map-Type", reply.value_type), ("Allow", reply.allow)];
+    let headers = [
+        ("X-Shared-Map-Type", reply.value_type),
+        ("Allow", reply.allow),
+        ("ETag", reply.found.as_ref().map(|f| f.etag.as_str())),
+        (
+            "X-Shared-Map-Key",
+            reply.found.as_ref().and_then(|f| f.matched.as_deref()),
+        ),
+    ];
     let extra = reply.extra.iter().map(|&(name, value)| (name, Some(value)));
     for (name, value) in headers.into_iter().chain(extra) {
         if let Some(value) = value {
             if req.add_header_out(name, value).is_none() {
                 return Status::NGX_ERROR.into();
             }
+            if name == "ETag" {
+                // nginx's not-modified filter answers a read's own If-None-Match
+                // (304) and If-Match (412) against `headers_out.etag`: the line
+                // just pushed, the last of the list's last part.
+                // SAFETY: the list's last part holds at least the line just pushed.
+                unsafe {
+                    let out = &mut (*r).headers_out;
+                    let part = &*out.headers.last;
+                    out.etag = (part.elts as *mut ngx::ffi::ngx_table_elt_t).add(part.nelts - 1);
+                }
+            }
         }
+    }
+    if reply.found.is_none() {
+        // The API evaluated a write's preconditions itself, under the map's lock;
+        // nginx's filter must not judge the reply again against no ETag.
+        // SAFETY: a live request whose header has not been sent.
+        unsafe { (*r).set_disable_not_modified(1) };
     }
     // SAFETY: per the contract.
     unsafe { http::send(r, reply.status, reply.content_type, &reply.body) }

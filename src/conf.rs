@@ -24,6 +24,30 @@ pub struct MainConf {
     /// Boxed: each zone's `data` points at its SharedMap, which must not move.
     #[allow(clippy::vec_box)]
     pub maps: Vec<Box<SharedMap>>,
+    /// Every `shared_map_var` and `shared_map_incr`; boxed, since each
+    /// variable's `data` points at its NamedVar.
+    #[allow(clippy::vec_box)]
+    pub named: Vec<Box<NamedVar>>,
+}
+
+/// One `shared_map_var` or `shared_map_incr` directive.
+pub struct NamedVar {
+    /// The variable's name, without `$`, lowercase as nginx keeps it.
+    pub name: String,
+    pub map_name: String,
+    pub mk: MapKey,
+    /// `shared_map_incr`: what to add; `None` for `shared_map_var`.
+    pub incr: Option<NamedIncr>,
+    /// The counter's number among the request's counts.
+    pub slot: usize,
+}
+
+/// The parameters of a `shared_map_incr`.
+#[derive(Clone, Copy)]
+pub struct NamedIncr {
+    pub by: i64,
+    pub init: i64,
+    pub ttl: shared_map_engine::Ttl,
 }
 
 /// A map and a key to use in it: `shared_map_key` and `shared_map_count`.
@@ -153,9 +177,19 @@ pub unsafe extern "C" fn cmd_set_shared_map(
 /// # Safety
 /// `cf` is the configuration being parsed and `args` its arguments.
 unsafe fn map_key(cf: *mut ngx_conf_t, args: &mut [ngx_str_t]) -> Option<MapKey> {
+    // SAFETY: per the contract.
+    unsafe { map_key_of(cf, args[1], args[2]) }
+}
+
+/// Resolves a map's name and a key to a zone reference and a compiled complex
+/// value.
+///
+/// # Safety
+/// `cf` is the configuration being parsed; both strings live in its pool.
+pub(crate) unsafe fn map_key_of(cf: *mut ngx_conf_t, mut name: ngx_str_t, mut key: ngx_str_t) -> Option<MapKey> {
     // A reference: the map may be defined later.
     // SAFETY: cf is being parsed; the name lives in the configuration pool.
-    let zone = unsafe { zone::add_zone(cf, &mut args[1], 0) }?;
+    let zone = unsafe { zone::add_zone(cf, &mut name, 0) }?;
 
     // SAFETY: the configuration pool outlives the cycle's requests.
     let pool = unsafe { Pool::from_ngx_pool((*cf).pool) };
@@ -163,9 +197,10 @@ unsafe fn map_key(cf: *mut ngx_conf_t, args: &mut [ngx_str_t]) -> Option<MapKey>
     // SAFETY: zeroed is the documented initial state of this struct.
     let mut ccv: ngx_http_compile_complex_value_t = unsafe { core::mem::zeroed() };
     ccv.cf = cf;
-    ccv.value = &mut args[2];
+    ccv.value = &mut key;
     ccv.complex_value = cv.as_ptr();
-    // SAFETY: ccv is filled as ngx_http_compile_complex_value expects.
+    // SAFETY: ccv is filled as ngx_http_compile_complex_value expects; it
+    // copies the key's ngx_str_t, whose bytes stay in the configuration pool.
     if unsafe { ngx_http_compile_complex_value(&mut ccv) } != NGX_OK as isize {
         return None;
     }

@@ -10,14 +10,19 @@ use shared_map_engine::Ttl;
 use crate::conf::MapKey;
 use crate::log::log_refusal;
 use crate::module::Module;
-use crate::zone::now;
+use crate::zone::{now, SharedMap};
 
 /// Adds 1 to the key `mk` names for this request; `None` (logged) if refused.
 pub fn count(r: &Request, mk: &MapKey) -> Option<i64> {
     // SAFETY: the complex value was compiled into the configuration pool.
     let key = r.get_complex_value(unsafe { mk.key.as_ref() })?.as_bytes();
-    let map = mk.map()?;
-    match map.with(|m| m.add(key, 1, 0, Ttl::Default, now()).map_err(|e| (e, m.refusal()))) {
+    count_by(r, mk.map()?, key, 1, 0, Ttl::Default)
+}
+
+/// Adds `by` to `key` in `map` (an absent key starts at `init` with `ttl`);
+/// `None` (logged) if refused.
+pub fn count_by(r: &Request, map: &SharedMap, key: &[u8], by: i64, init: i64, ttl: Ttl) -> Option<i64> {
+    match map.with(|m| m.add(key, by, init, ttl, now()).map_err(|e| (e, m.refusal()))) {
         Ok(Ok(v)) => Some(v),
         Ok(Err((e, why))) => {
             log_refusal(r.log(), &map.name, key, e, why);

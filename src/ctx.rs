@@ -1,5 +1,5 @@
 //! The per-request context: what a main request remembers between the module's
-//! handlers, so that `$shared_map_incr` counts once and the session is looked up
+//! handlers, so that `$shared_map_incr` and the named counters count once and the session is looked up
 //! once, across internal redirects too.
 
 use core::ffi::c_void;
@@ -12,11 +12,13 @@ use shared_map_http_parse::session::ID_LEN;
 
 use crate::module::Module;
 
-/// Per main request: the result of `$shared_map_incr`, so it counts at most once,
-/// and the session the request uses.
+/// Per main request: the results of `$shared_map_incr` and of the
+/// `shared_map_incr` variables (by their number), so that each counts at most
+/// once (`None` not yet, `Some(None)` refused), and the session the request uses.
 #[derive(Default)]
 pub struct RequestCtx {
     pub incr: Option<Option<i64>>,
+    pub named: Vec<Option<Option<i64>>>,
     pub session: SessionState,
 }
 

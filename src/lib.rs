@@ -7,7 +7,7 @@
 //! features down to the leaves:
 //!
 //! ```text
-//! lib ─→ variables ─→ count, api (→ render), session, timer ─→ conf ─→ persist ─→ zone ─→ module, log, ctx, value, http
+//! lib ─→ named, variables ─→ count, api (→ render), session, timer ─→ conf ─→ persist ─→ zone ─→ module, log, ctx, value, http
 //! ```
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -19,6 +19,7 @@ mod dashboard;
 mod http;
 mod log;
 mod module;
+mod named;
 mod persist;
 mod render;
 mod session;
@@ -34,8 +35,9 @@ use ngx::core::Status;
 use ngx::ffi::{
     ngx_array_push, ngx_command_t, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
     ngx_http_phases_NGX_HTTP_LOG_PHASE as NGX_HTTP_LOG_PHASE, ngx_int_t, ngx_module_t, ngx_str_t, ngx_uint_t,
-    NGX_CONF_1MORE, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE2, NGX_HTTP_LOC_CONF,
-    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
+    NGX_CONF_1MORE, NGX_CONF_2MORE, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE2,
+    NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE,
+    NGX_HTTP_SRV_CONF,
 };
 use ngx::http::{HttpModule, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_string;
@@ -72,7 +74,7 @@ static NGX_HTTP_SHARED_MAP_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(preconfiguration),
     postconfiguration: Some(postconfiguration),
     create_main_conf: Some(Module::create_main_conf),
-    init_main_conf: None,
+    init_main_conf: Some(named::init_main_conf),
     create_srv_conf: None,
     merge_srv_conf: None,
     create_loc_conf: Some(Module::create_loc_conf),
@@ -97,11 +99,23 @@ const fn command(name: ngx_str_t, type_: u32, set: CmdHandler, conf: usize) -> n
     }
 }
 
-static mut COMMANDS: [ngx_command_t; 7] = [
+static mut COMMANDS: [ngx_command_t; 9] = [
     command(
         ngx_string!("shared_map"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2,
         conf::cmd_set_shared_map,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("shared_map_var"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_2MORE,
+        named::cmd_shared_map_var,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("shared_map_incr"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_2MORE,
+        named::cmd_shared_map_incr,
         NGX_HTTP_MAIN_CONF_OFFSET,
     ),
     command(

@@ -3,7 +3,7 @@
 
 use ngx::core::Status;
 use ngx::ffi::{__BindgenBitfieldUnit, ngx_int_t, ngx_variable_value_t};
-use ngx::http::Request;
+use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule, Request};
 
 /// Sets `v` to a copy of `bytes` in the request pool (empty: a valid empty value).
 pub fn set_value(r: &Request, v: *mut ngx_variable_value_t, bytes: &[u8]) -> ngx_int_t {
@@ -76,4 +76,19 @@ pub fn header_safe(value: &[u8]) -> std::borrow::Cow<'_, [u8]> {
         }
     }
     out.into()
+}
+
+/// Whether `v` is the request's own slot in `r->variables`, nginx's per-request
+/// cache of indexed variables: nginx then keeps the value (`no_cacheable` is 0)
+/// for the rest of the request, its subrequests and internal redirects included,
+/// so the getter is not called again. Other readers (`ngx_http_get_variable` on
+/// a variable no configuration indexed: SSI, perl, njs) pass a fresh slot each
+/// time and need the request context to count once.
+pub fn cached_by_nginx(r: &Request, v: *mut ngx_variable_value_t) -> bool {
+    let Some(cmcf) = NgxHttpCoreModule::main_conf(r) else {
+        return false;
+    };
+    let start = r.as_ref().variables;
+    let end = start.wrapping_add(cmcf.variables.nelts);
+    start <= v && v < end
 }

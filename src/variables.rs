@@ -6,7 +6,7 @@ use ngx::ffi::{
     ngx_conf_t, ngx_http_add_variable, ngx_http_request_t, ngx_http_variable_t, ngx_int_t, ngx_str_t, ngx_uint_t,
     ngx_variable_value_t, NGX_HTTP_VAR_NOCACHEABLE,
 };
-use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
+use ngx::http::{HttpModuleLocationConf, Request};
 use ngx::ngx_string;
 use shared_map_engine::Value;
 
@@ -14,7 +14,7 @@ use crate::count;
 use crate::ctx::request_ctx;
 use crate::module::Module;
 use crate::session;
-use crate::value::{header_safe, not_found, set_value};
+use crate::value::{cached_by_nginx, header_safe, not_found, set_value};
 use crate::zone::now;
 
 type Getter = unsafe extern "C" fn(*mut ngx_http_request_t, *mut ngx_variable_value_t, usize) -> ngx_int_t;
@@ -55,21 +55,6 @@ pub unsafe fn add_variables(cf: *mut ngx_conf_t) -> ngx_int_t {
     Status::NGX_OK.into()
 }
 
-/// Whether `v` is the request's own slot in `r->variables`, nginx's per-request
-/// cache of indexed variables: nginx then keeps the value (`no_cacheable` is 0)
-/// for the rest of the request, its subrequests and internal redirects included,
-/// so the getter is not called again. Other readers (`ngx_http_get_variable` on
-/// a variable no configuration indexed: SSI, perl, njs) pass a fresh slot each
-/// time and need the request context to count once.
-fn cached_by_nginx(r: &Request, v: *mut ngx_variable_value_t) -> bool {
-    let Some(cmcf) = NgxHttpCoreModule::main_conf(r) else {
-        return false;
-    };
-    let start = r.as_ref().variables;
-    let end = start.wrapping_add(cmcf.variables.nelts);
-    start <= v && v < end
-}
-
 unsafe extern "C" fn var_incr(r: *mut ngx_http_request_t, v: *mut ngx_variable_value_t, _: usize) -> ngx_int_t {
     // SAFETY: nginx passes a live request.
     let r = unsafe { Request::from_ngx_http_request(r) };
@@ -105,10 +90,10 @@ unsafe extern "C" fn var_value(r: *mut ngx_http_request_t, v: *mut ngx_variable_
     let Some(map) = mk.map() else {
         return not_found(v);
     };
-    let value = map.with(|m| match m.get(key.as_bytes(), now()) {
-        Some(Value::Int(i)) => i.to_string().into_bytes(),
-        Some(Value::Long(l)) => l.to_string().into_bytes(),
-        Some(Value::Str(s)) => s.to_vec(),
+    let value = map.with(|m| match m.get_match(key.as_bytes(), now()) {
+        Some((_, Value::Int(i))) => i.to_string().into_bytes(),
+        Some((_, Value::Long(l))) => l.to_string().into_bytes(),
+        Some((_, Value::Str(s))) => s.to_vec(),
         None => Vec::new(),
     });
     set_value(r, v, &header_safe(&value.unwrap_or_default()))

@@ -172,6 +172,18 @@ pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<In
             );
             return Err(());
         }
+        if prev.spec.matching != map.spec.matching {
+            ngx_log_error!(
+                NGX_LOG_EMERG,
+                log,
+                "shared_map \"{}\" uses \"match={}\" while previously it used \"match={}\"; \
+                 change its name or restart nginx",
+                map.name,
+                map.spec.matching.name(),
+                prev.spec.matching.name()
+            );
+            return Err(());
+        }
         map.root = prev.root;
         let (timeout, evict) = (map.spec.timeout, map.spec.evict);
         return map
@@ -212,7 +224,7 @@ pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<In
             pool: unsafe { NonNull::new_unchecked(shpool) },
             size: zone.shm.size,
         };
-        Map::create(&mut arena, &config)
+        Map::create_matching(&mut arena, &config, map.spec.matching)
     };
     match created {
         Ok(root) => {

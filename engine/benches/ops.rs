@@ -2,7 +2,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use shared_map_engine::heap::Heap;
-use shared_map_engine::{Map, MapConfig, MapKind, Ttl};
+use shared_map_engine::{Map, MapConfig, MapKind, MatchMode, Ttl, Value};
 
 /// A power of two, so that the benchmark steps through keys with a mask.
 const KEYS: u64 = 8192;
@@ -64,7 +64,7 @@ fn ops(c: &mut Criterion) {
 }
 
 criterion_group!(benches, ops);
-criterion_main!(benches, hashing);
+criterion_main!(benches, hashing, matching);
 
 fn hash(c: &mut Criterion) {
     let key = b"/uri/00000004242";
@@ -80,3 +80,79 @@ fn hash(c: &mut Criterion) {
 }
 
 criterion_group!(hashing, hash);
+
+/// Lookups in an ip map holding /8, /16, /24 and /32 ranges (1 + 64 + 512 +
+/// 2048 of them, nested in 10.0.0.0/8), and in a prefix map of URI prefixes.
+fn match_lookups(c: &mut Criterion) {
+    let config = MapConfig {
+        kind: MapKind::Hash,
+        entries: KEYS,
+        timeout: 0,
+        evict: false,
+    };
+    let mut heap = Heap::new(64 << 20);
+    let root = Map::create_matching(&mut heap, &config, MatchMode::Ip).unwrap();
+    let addrs: Vec<Vec<u8>> = (0..KEYS as u32)
+        .map(|i| format!("10.{}.{}.{}", i % 64, (i / 64) % 8, i % 251).into_bytes())
+        .collect();
+    {
+        // SAFETY: single-threaded benchmark; the root came from create.
+        let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
+        let mut put = |k: String| m.put(k.as_bytes(), Value::Long(1), Ttl::Default, 0).unwrap();
+        put("10.0.0.0/8".into());
+        for a in 0..64 {
+            put(format!("10.{a}.0.0/16"));
+            for b in 0..8 {
+                put(format!("10.{a}.{b}.0/24"));
+                for h in 0..4 {
+                    put(format!("10.{a}.{b}.{}", h * 60));
+                }
+            }
+        }
+        assert_eq!(m.match_probes(b"10.1.2.3"), 4);
+    }
+    // Addresses outside every /16, /24 and /32: found at /8 after four probes.
+    let far: Vec<Vec<u8>> = (0..KEYS as u32)
+        .map(|i| format!("10.{}.{}.{}", 64 + i % 190, (i / 64) % 256, i % 251).into_bytes())
+        .collect();
+    let mut i = 0usize;
+    c.bench_function("match/ip lookup, four probes", |b| {
+        b.iter(|| {
+            // SAFETY: as above.
+            let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
+            i = (i + 7919) & (KEYS as usize - 1);
+            black_box(m.get_match(&far[i], 0).is_some())
+        })
+    });
+    c.bench_function("match/ip lookup, /8 /16 /24 /32 held", |b| {
+        b.iter(|| {
+            // SAFETY: as above.
+            let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
+            i = (i + 7919) & (KEYS as usize - 1);
+            black_box(m.get_match(&addrs[i], 0).is_some())
+        })
+    });
+
+    let mut heap = Heap::new(64 << 20);
+    let root = Map::create_matching(&mut heap, &config, MatchMode::Prefix).unwrap();
+    let uris: Vec<Vec<u8>> = (0..KEYS)
+        .map(|i| format!("/api/v{}/items/{i:08}", i % 4).into_bytes())
+        .collect();
+    {
+        // SAFETY: as above.
+        let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
+        for k in ["/", "/api/", "/api/v1/", "/api/v2/", "/api/v3/items/", "/static/"] {
+            m.put(k.as_bytes(), Value::Str(b"backend"), Ttl::Default, 0).unwrap();
+        }
+    }
+    c.bench_function("match/prefix lookup, 6 prefixes of 4 lengths", |b| {
+        b.iter(|| {
+            // SAFETY: as above.
+            let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
+            i = (i + 7919) & (KEYS as usize - 1);
+            black_box(m.get_match(&uris[i], 0).is_some())
+        })
+    });
+}
+
+criterion_group!(matching, match_lookups);

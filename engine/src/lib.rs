@@ -12,11 +12,13 @@ mod arena;
 #[cfg(feature = "test-heap")]
 pub mod heap;
 mod map;
+pub mod matching;
 mod raw;
 pub mod spec;
 pub mod state;
 
 pub use arena::Arena;
 pub use map::{hash_key, Error, Map, MapConfig, OwnedValue, Refusal, Stats, Ttl, Value, MAX_EVICTIONS};
+pub use matching::MatchMode;
 pub use raw::ValueType;
 pub use spec::{MapKind, Spec, SpecError};

@@ -11,7 +11,10 @@ use core::sync::atomic::{
     Ordering::{Relaxed, Release},
 };
 
+use std::borrow::Cow;
+
 use crate::arena::Arena;
+use crate::matching::{self, IpRange, MatchMode};
 use crate::raw::{Hash, Layout, NewEntry, Tiny, ValueType};
 use crate::spec::{self, MapKind};
 
@@ -101,6 +104,8 @@ pub enum Error {
     Exists,
     /// `replace` found the key absent.
     NotFound,
+    /// The key of a write to an ip map is no IP address or range.
+    InvalidKey,
 }
 
 impl fmt::Display for Error {
@@ -113,6 +118,7 @@ impl fmt::Display for Error {
             Error::ValueTooLarge => "value too large",
             Error::Exists => "key exists",
             Error::NotFound => "key not found",
+            Error::InvalidKey => "not an IP address or range",
         })
     }
 }
@@ -186,6 +192,14 @@ struct Header {
     /// process killed between the two leaves it set, and the next lock holder
     /// counts the chains again (`attach`), so `len` never drifts with crashes.
     len_pending: AtomicU32,
+    /// How lookups match (`matching::MatchMode`), fixed at creation.
+    match_mode: u32,
+    match_pad: u32,
+    /// Offset of a prefix or ip map's key count per length slot (`u32` ×
+    /// `matching::SLOTS`); 0 for an exact map.
+    length_counts: u64,
+    /// The slots whose count is nonzero: the lengths a lookup probes.
+    length_bits: [AtomicU64; matching::SLOTS / 64],
 }
 
 /// Why the last write of a handle found no room: what it needed and what it
@@ -283,6 +297,10 @@ impl<'a, A: Arena> Map<'a, A> {
                 saved: AtomicU64::new(0),
                 expiring: AtomicU32::new(0),
                 len_pending: AtomicU32::new(0),
+                match_mode: MatchMode::Exact as u32,
+                match_pad: 0,
+                length_counts: 0,
+                length_bits: Default::default(),
             })
         };
         Ok(hdr.as_ptr() as u64 - base)
@@ -424,27 +442,37 @@ impl<'a, A: Arena> Map<'a, A> {
 
     /// Stores `value`, returning the previous value.
     pub fn put(&mut self, key: &[u8], value: Value<'_>, ttl: Ttl, now: u32) -> Result<Option<OwnedValue>, Error> {
+        let key = self.write_key(key)?;
+        let key = &*key;
         dispatch!(self.put_in(key, value, ttl, now, PutMode::Always))
     }
 
     /// Stores `value` only if the key is absent; `Error::Exists` otherwise.
     pub fn put_if_absent(&mut self, key: &[u8], value: Value<'_>, ttl: Ttl, now: u32) -> Result<(), Error> {
+        let key = self.write_key(key)?;
+        let key = &*key;
         dispatch!(self.put_in(key, value, ttl, now, PutMode::IfAbsent)).map(|_| ())
     }
 
     /// Stores `value` only if the key is present; `Error::NotFound` otherwise.
     pub fn replace(&mut self, key: &[u8], value: Value<'_>, ttl: Ttl, now: u32) -> Result<OwnedValue, Error> {
+        let key = self.write_key(key)?;
+        let key = &*key;
         dispatch!(self.put_in(key, value, ttl, now, PutMode::IfPresent)).map(|prev| prev.unwrap_or(OwnedValue::Int(0)))
     }
 
     /// Removes the key, returning its value.
     pub fn remove(&mut self, key: &[u8], now: u32) -> Option<OwnedValue> {
+        let key = self.write_key(key).ok()?;
+        let key = &*key;
         dispatch!(self.remove_in(key, now))
     }
 
     /// Adds `delta` to an int or long value; an absent key starts at `init` and
     /// is stored as a long with time to live `ttl`. Returns the new value.
     pub fn add(&mut self, key: &[u8], delta: i64, init: i64, ttl: Ttl, now: u32) -> Result<i64, Error> {
+        let key = self.write_key(key)?;
+        let key = &*key;
         dispatch!(self.add_in(key, delta, init, ttl, now))
     }
 
@@ -634,6 +662,7 @@ impl<A: Arena> Map<'_, A> {
         unsafe {
             self.set_link::<L>(link, L::next(base, e));
             sub_locked(&self.header().len, 1);
+            self.count_length(L::key(base, e), false);
             self.header().len_pending.store(0, Release);
             if L::vtype(base, e) == ValueType::String {
                 L::free_string(self.arena, L::word(base, e).load(Relaxed));
@@ -858,6 +887,8 @@ impl<A: Arena> Map<'_, A> {
             L::set_bucket(self.base(), h.table, idx, entry);
         }
         add_locked(&h.len, 1);
+        // SAFETY: `entry` was just linked, complete, under the lock.
+        self.count_length(unsafe { L::key(self.base(), entry) }, true);
         h.len_pending.store(0, Release);
         self.wrote();
     }
@@ -1076,6 +1107,7 @@ impl<A: Arena> Map<'_, A> {
                 }
             }
         }
+        self.reset_lengths();
         self.header().len_pending.store(0, Release);
         self.wrote();
     }
@@ -1086,11 +1118,14 @@ impl<A: Arena> Map<'_, A> {
         let (table, buckets) = (self.header().table, self.header().buckets);
         let base = self.base();
         let mut n = 0;
+        self.reset_lengths();
         for idx in 0..buckets {
             // SAFETY: the lock is held; chains hold only whole entries.
             let mut e = unsafe { L::bucket(base, table, idx) };
             while e != 0 {
                 n += 1;
+                // SAFETY: as above.
+                self.count_length(unsafe { L::key(base, e) }, true);
                 // SAFETY: as above.
                 e = unsafe { L::next(base, e) };
             }
@@ -1157,6 +1192,159 @@ impl<A: Arena> Map<'_, A> {
                     e = L::next(base, e);
                 }
             }
+        }
+    }
+}
+
+// Matching: prefix and IP-range lookups over the set of key lengths the map
+// holds (see `matching`).
+impl<'a, A: Arena> Map<'a, A> {
+    /// Creates an empty map that matches lookups by `mode`; see [`Map::create`].
+    pub fn create_matching(arena: &'a mut A, config: &MapConfig, mode: MatchMode) -> Result<u64, Error> {
+        let root = Map::create(arena, config)?;
+        if mode == MatchMode::Exact {
+            return Ok(root);
+        }
+        let bytes = matching::SLOTS * core::mem::size_of::<u32>();
+        let Some(counts) = arena.alloc(bytes) else {
+            return Err(Error::NoRoom);
+        };
+        // SAFETY: a fresh allocation of `bytes`; zero counts mean no keys.
+        unsafe { counts.as_ptr().write_bytes(0, bytes) };
+        let base = arena.base();
+        // SAFETY: `root` is the header just written by `create`; nothing else
+        // knows the map yet.
+        unsafe {
+            let h = &mut *(base.add(root as usize) as *mut Header);
+            h.match_mode = mode as u32;
+            h.length_counts = counts.as_ptr() as u64 - base as u64;
+        }
+        Ok(root)
+    }
+
+    /// How the map's lookups match.
+    pub fn match_mode(&self) -> MatchMode {
+        MatchMode::from_u32(self.header().match_mode).unwrap_or_default()
+    }
+
+    /// The key a write stores or a delete removes: an ip map's keys in normal
+    /// form (`Error::InvalidKey` for one that is no address or range), a prefix
+    /// map's at most `MAX_PREFIX_KEY` bytes long.
+    pub fn write_key<'k>(&self, key: &'k [u8]) -> Result<Cow<'k, [u8]>, Error> {
+        match self.match_mode() {
+            MatchMode::Exact => Ok(Cow::Borrowed(key)),
+            MatchMode::Prefix if key.len() > matching::MAX_PREFIX_KEY => Err(Error::KeyTooLarge),
+            MatchMode::Prefix => Ok(Cow::Borrowed(key)),
+            MatchMode::Ip => {
+                let range = IpRange::parse(key).ok_or(Error::InvalidKey)?;
+                let norm = range.key();
+                if norm.as_bytes() == key {
+                    Ok(Cow::Borrowed(key))
+                } else {
+                    Ok(Cow::Owned(norm.as_bytes().to_vec()))
+                }
+            }
+        }
+    }
+
+    /// The entry a lookup of `key` finds with the map's match mode, and the
+    /// stored key it found; counted as a hit or a miss and marked as used.
+    /// Exact maps: [`Map::get`]. Prefix maps: the longest stored key that is a
+    /// prefix of `key`. Ip maps: the most specific stored range holding the
+    /// address (or range) `key`; a key that is no address finds nothing.
+    pub fn get_match(&mut self, key: &[u8], now: u32) -> Option<(&[u8], Value<'_>)> {
+        dispatch!(self.get_match_in(key, now))
+    }
+
+    /// How many probes a lookup of `key` makes at most: one per length the map
+    /// holds that could match it.
+    pub fn match_probes(&self, key: &[u8]) -> usize {
+        let bits = self.length_bits();
+        match self.match_mode() {
+            MatchMode::Exact => 1,
+            MatchMode::Prefix => matching::slots_down(bits, key.len().min(matching::MAX_PREFIX_KEY), 0).count(),
+            MatchMode::Ip => match IpRange::parse(key) {
+                Some(r) => matching::slots_down(bits, r.slot(), r.slot() - r.len as usize).count(),
+                None => 0,
+            },
+        }
+    }
+
+    fn length_bits(&self) -> matching::LengthBits {
+        let h = self.header();
+        core::array::from_fn(|i| h.length_bits[i].load(Relaxed))
+    }
+
+    fn get_match_in<L: Layout>(&mut self, key: &[u8], now: u32) -> Option<(&[u8], Value<'_>)> {
+        let found = match self.match_mode() {
+            MatchMode::Exact => self.lookup::<L>(hash_key(key), key, now),
+            MatchMode::Prefix => {
+                let bits = self.length_bits();
+                let top = key.len().min(matching::MAX_PREFIX_KEY);
+                matching::slots_down(bits, top, 0).find_map(|s| {
+                    let candidate = &key[..s];
+                    self.lookup::<L>(hash_key(candidate), candidate, now)
+                })
+            }
+            MatchMode::Ip => IpRange::parse(key).and_then(|range| {
+                let bits = self.length_bits();
+                let bottom = range.slot() - range.len as usize;
+                matching::slots_down(bits, range.slot(), bottom).find_map(|s| {
+                    let candidate = range.network((s - bottom) as u8).key();
+                    let candidate = candidate.as_bytes();
+                    self.lookup::<L>(hash_key(candidate), candidate, now)
+                })
+            }),
+        };
+        let Some((_, e)) = found else {
+            add_locked(&self.header().misses, 1);
+            return None;
+        };
+        add_locked(&self.header().hits, 1);
+        self.touch::<L>(e);
+        // SAFETY: `e` is live until the next write, which needs `&mut self`.
+        unsafe { Some((L::key(self.base(), e), self.read::<L>(e))) }
+    }
+
+    /// Counts a key linked (`added`) or unlinked in its length slot, keeping
+    /// the slot's bit set exactly while the count is nonzero. Runs under the
+    /// lock, inside the `len_pending` window, so a crash is repaired by the
+    /// recount in `attach`.
+    fn count_length(&self, key: &[u8], added: bool) {
+        let h = self.header();
+        if h.length_counts == 0 {
+            return;
+        }
+        let Some(slot) = matching::stored_slot(self.match_mode(), key) else {
+            return;
+        };
+        // SAFETY: `length_counts` is the offset of SLOTS u32 counts allocated by
+        // `create_matching` in this arena, aligned by the allocator; the lock
+        // is held.
+        let count = unsafe { &mut *(self.base().add(h.length_counts as usize) as *mut u32).add(slot) };
+        *count = if added {
+            count.saturating_add(1)
+        } else {
+            count.saturating_sub(1)
+        };
+        let bit = 1u64 << (slot % 64);
+        let word = &h.length_bits[slot / 64];
+        let bits = word.load(Relaxed);
+        word.store(if *count > 0 { bits | bit } else { bits & !bit }, Relaxed);
+    }
+
+    /// Empties the length set (a clear, or before a recount).
+    fn reset_lengths(&self) {
+        let h = self.header();
+        if h.length_counts == 0 {
+            return;
+        }
+        // SAFETY: as in `count_length`.
+        unsafe {
+            (self.base().add(h.length_counts as usize) as *mut u32).write_bytes(0, matching::SLOTS);
+        }
+        for word in &h.length_bits {
+            word.store(0, Relaxed);
         }
     }
 }

@@ -4,6 +4,8 @@
 
 use core::fmt;
 
+use crate::matching::MatchMode;
+
 /// The smallest zone nginx's slab allocator can usefully manage: 8 pages.
 pub const MIN_SPACE: usize = 8 * 4096;
 
@@ -66,6 +68,8 @@ pub struct Spec {
     pub evict: bool,
     /// The file the map is saved to and loaded from.
     pub state: Option<String>,
+    /// How lookups match: `match=exact|prefix|ip`.
+    pub matching: MatchMode,
 }
 
 impl Spec {
@@ -139,6 +143,7 @@ pub fn parse(name: &str, spec: &str) -> Result<Spec, SpecError> {
     let mut timeout = None;
     let mut evict = false;
     let mut state = None;
+    let mut matching = None;
 
     for param in params.into_iter().flat_map(|p| p.split('&')) {
         let (key, value) = match param.split_once('=') {
@@ -181,6 +186,12 @@ pub fn parse(name: &str, spec: &str) -> Result<Spec, SpecError> {
                     return Err(duplicate());
                 }
             }
+            ("match", Some(v)) => {
+                let mode = MatchMode::from_name(v).ok_or_else(invalid)?;
+                if matching.replace(mode).is_some() {
+                    return Err(duplicate());
+                }
+            }
             _ => return Err(invalid()),
         }
     }
@@ -213,6 +224,7 @@ pub fn parse(name: &str, spec: &str) -> Result<Spec, SpecError> {
         timeout: timeout.unwrap_or(0),
         evict,
         state,
+        matching: matching.unwrap_or_default(),
     })
 }
 
@@ -358,6 +370,25 @@ mod tests {
             "zone \"m\" is too small for 100000 entries"
         );
         assert!(parse("m", "hashmap?space=5g").is_ok());
+        assert_eq!(err("hashmap?space=1m&match=regex"), "invalid parameter \"match=regex\"");
+        assert_eq!(
+            err("hashmap?space=1m&match=ip&match=ip"),
+            "duplicate parameter \"match\""
+        );
+    }
+
+    #[test]
+    fn parses_match_modes() {
+        assert_eq!(parse("m", "hashmap?space=1m").unwrap().matching, MatchMode::Exact);
+        assert_eq!(
+            parse("m", "hashmap?space=1m&match=exact").unwrap().matching,
+            MatchMode::Exact
+        );
+        assert_eq!(
+            parse("m", "tinymap?space=1m&match=prefix").unwrap().matching,
+            MatchMode::Prefix
+        );
+        assert_eq!(parse("m", "hashmap?match=ip&space=1m").unwrap().matching, MatchMode::Ip);
     }
 
     #[test]

@@ -7,8 +7,9 @@ use strict;
 use warnings;
 use Exporter 'import';
 use HTTP::Tiny;
+use FindBin;
 
-our @EXPORT = qw(use_default_config share_with_init call set_cookie new_sid);
+our @EXPORT = qw(use_default_config share_with_init call set_cookie new_sid example_config);
 
 sub use_default_config {
     my (%default) = @_;
@@ -53,5 +54,31 @@ sub set_cookie {
 
 # The session id a response gives the client, or undef.
 sub new_sid { set_cookie(shift) =~ /^SMSESSION=([0-9a-f]{32});/ ? $1 : undef }
+
+# The http-level directives and the first server's body of an example in
+# nginx-conf/, as a test's http_config and config: the example itself runs,
+# minus its `listen` and log lines (the test's own server listens). Each
+# pair in @subst is a regex and its replacement, applied to the file first.
+sub example_config {
+    my ($file, @subst) = @_;
+    my $path = "$FindBin::Bin/../nginx-conf/$file";
+    open my $fh, '<', $path or die "$path: $!";
+    my $text = do { local $/; <$fh> };
+    while (my ($re, $to) = splice @subst, 0, 2) {
+        $text =~ s/$re/$to/g or die "$file: no match for $re";
+    }
+    my ($http) = $text =~ /^http \{\n(.*)^\}/ms or die "$file: no http block";
+    my ($before, $after) = split /^    server \{\n/m, $http, 2;
+    defined $after or die "$file: no server block";
+    my ($depth, $body) = (1, '');
+    for my $line (split /^/, $after) {
+        $depth += () = $line =~ /\{/g;
+        $depth -= () = $line =~ /\}/g;
+        last if $depth == 0;
+        $body .= $line;
+    }
+    $_ = join '', grep { !/^\s*(listen|access_log|error_log|default_type)\b/ } split /^/ for $before, $body;
+    return ($before, $body);
+}
 
 1;
