@@ -4,24 +4,9 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use SharedMapTest;
 
-workers(2);
-master_on();
-no_shuffle();
-no_long_string();
-
-our $HttpConfig = <<'_EOC_';
-    shared_map m tinymap?space=1m&entries=1000;
-    shared_map h hashmap?space=1m;
-_EOC_
-
-our $Config = <<'_EOC_';
-    location /api/ { shared_map_api; }
-    location = /m { shared_map_api m; }
-_EOC_
-
-# Every block gets these unless it has its own; a block whose name starts with
-# "..." continues the previous one in the same running nginx.
-use_default_config(http_config => $HttpConfig, config => $Config);
+# Every block gets the API suites' maps and locations unless it brings its own
+# (t/lib/SharedMapTest.pm); a block named "..." continues the previous one.
+use_api_config();
 
 run_tests();
 

@@ -5,26 +5,12 @@ use lib "$FindBin::Bin/lib";
 use SharedMapTest;
 use JSON::PP ();
 
-workers(2);
-master_on();
-no_shuffle();
-no_long_string();
-
-our $HttpConfig = <<'_EOC_';
-    shared_map m tinymap?space=1m&entries=1000;
-    shared_map h hashmap?space=1m&entries=100;
-_EOC_
-
-our $Config = <<'_EOC_';
-    location /api/ { shared_map_api; }
-    location = /m { shared_map_api m; }
+# Every block gets the API suites' maps and locations unless it brings its own
+# (t/lib/SharedMapTest.pm); a block named "..." continues the previous one.
+use_api_config(h_entries => 100, more_config => <<'_EOC_');
     location /maps { shared_map_api; }
     location ~ ^/re/ { shared_map_api; }
 _EOC_
-
-# Every block gets these unless it has its own; a block whose name starts with
-# "..." continues the previous one in the same running nginx.
-use_default_config(http_config => $HttpConfig, config => $Config);
 
 # A listing in a comparable form: entries sorted by key, free_space (which
 # depends on the slab's bookkeeping) checked for being within space, and

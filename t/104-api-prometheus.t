@@ -6,22 +6,9 @@ use lib "$FindBin::Bin/lib";
 use SharedMapTest;
 use File::Temp ();
 
-workers(2);
-master_on();
-no_shuffle();
-no_long_string();
-
-our $HttpConfig = <<'_EOC_';
-    shared_map m tinymap?space=1m&entries=1000;
-    shared_map h hashmap?space=1m&entries=100;
-_EOC_
-
-our $Config = <<'_EOC_';
-    location /api/ { shared_map_api; }
-    location = /m { shared_map_api m; }
-_EOC_
-
-use_default_config(http_config => $HttpConfig, config => $Config);
+# Every block gets the API suites' maps and locations unless it brings its own
+# (t/lib/SharedMapTest.pm); a block named "..." continues the previous one.
+use_api_config(h_entries => 100);
 
 # The body as the reference parser understands it, samples sorted within each
 # family; only families matching $only (and their samples) are kept when given. Bodies not in the format (empty

@@ -3,28 +3,20 @@
 # does not fit loads what fits.
 
 use Test::Nginx::Socket 'no_plan';
-use File::Temp qw(tempdir);
 use File::Copy qw(copy);
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use SharedMapState qw(state_file describe);
+use SharedMapState qw(state_file use_state_config put_state_file);
 
-my $dir = $ENV{TEST_NGINX_STATE_DIR} = tempdir(CLEANUP => 1);
+# Blocks with `--- state_map` start nginx anew; see t/lib/SharedMapState.pm.
+my $dir = use_state_config();
 
-sub put_file {
-    my ($name, $data) = @_;
-    open my $f, '>', "$dir/$name" or die "$dir/$name: $!";
-    binmode $f;
-    print $f $data;
-    close $f;
-}
-
-put_file('garbage.state', "this is not a state file\n");
+put_state_file('garbage.state', "this is not a state file\n");
 {
     my $valid = state_file(2, ['a', 1, 1, 0], ['b', 1, 2, 0]);
-    put_file('truncated.state', substr($valid, 0, length($valid) - 7));
+    put_state_file('truncated.state', substr($valid, 0, length($valid) - 7));
 }
-put_file('small.state', state_file(1, map { ["k$_", 1, $_, 0] } 0 .. 9));
+put_state_file('small.state', state_file(1, map { ["k$_", 1, $_, 0] } 0 .. 9));
 
 # Clients writing while the map is saved: 4 processes, 250 counts each over
 # five keys, about 2.5 s in all; a copy of the state file is taken midway.
@@ -59,14 +51,7 @@ run_tests();
 __DATA__
 
 === TEST 1: counts are written to a map with a state file (none exists yet)
---- main_config
-load_module $TEST_NGINX_MODULE;
---- http_config
-shared_map counts tinymap?space=64k&entries=100&state=$TEST_NGINX_STATE_DIR/counts.state;
---- config
-location /incr { shared_map_key counts $arg_k; return 200 "[$shared_map_incr]\n"; }
-location /value { shared_map_key counts $arg_k; return 200 "[$shared_map_value]\n"; }
-location /state/ { alias $TEST_NGINX_STATE_DIR/; autoindex on; }
+--- state_map: counts tinymap?space=64k&entries=100 counts.state
 --- request eval
 ["GET /incr?k=a", "GET /incr?k=a", "GET /incr?k=a", "GET /incr?k=b"]
 --- response_body eval
@@ -80,10 +65,7 @@ location /state/ { alias $TEST_NGINX_STATE_DIR/; autoindex on; }
 === TEST 2: while nginx runs, the changed map is saved within about a second
 --- init
 sleep 2;
---- request
-GET /state/counts.state
---- response_body_filters eval
-\&SharedMapState::describe
+--- state_file: counts.state
 --- response_body
 ok tinymap 2
 a long 3 never
@@ -92,14 +74,7 @@ b long 1 never
 
 
 === TEST 3: after a stop and a start, the counts are back
---- main_config
-load_module $TEST_NGINX_MODULE;
---- http_config
-shared_map counts tinymap?space=64k&entries=100&state=$TEST_NGINX_STATE_DIR/counts.state;
---- config
-# started again
-location /incr { shared_map_key counts $arg_k; return 200 "[$shared_map_incr]\n"; }
-location /value { shared_map_key counts $arg_k; return 200 "[$shared_map_value]\n"; }
+--- state_map: counts tinymap?space=64k&entries=100 counts.state
 --- request
 GET /value?k=a
 --- response_body
@@ -120,13 +95,7 @@ shared map "counts": loaded 2 entries from
 
 
 === TEST 5: writes made just before a stop are saved at the stop
---- main_config
-load_module $TEST_NGINX_MODULE;
---- http_config
-shared_map counts tinymap?space=64k&entries=100&state=$TEST_NGINX_STATE_DIR/counts.state;
---- config
-# started a third time
-location /value { shared_map_key counts $arg_k; return 200 "[$shared_map_value]\n"; }
+--- state_map: counts tinymap?space=64k&entries=100 counts.state
 --- request eval
 ["GET /value?k=a", "GET /value?k=b", "GET /value?k=c"]
 --- response_body eval
@@ -137,13 +106,7 @@ location /value { shared_map_key counts $arg_k; return 200 "[$shared_map_value]\
 
 
 === TEST 6: a corrupt state file is logged and renamed aside, and the map starts empty
---- main_config
-load_module $TEST_NGINX_MODULE;
---- http_config
-shared_map g tinymap?space=64k&state=$TEST_NGINX_STATE_DIR/garbage.state;
---- config
-location /value { shared_map_key g $arg_k; return 200 "[$shared_map_value]\n"; }
-location /state/ { alias $TEST_NGINX_STATE_DIR/; autoindex on; }
+--- state_map: g tinymap?space=64k garbage.state
 --- request
 GET /value?k=a
 --- response_body
@@ -162,12 +125,7 @@ qr/garbage\.state\.corrupt-\d+/
 
 
 === TEST 8: a truncated state file fails its checksum
---- main_config
-load_module $TEST_NGINX_MODULE;
---- http_config
-shared_map t tinymap?space=64k&state=$TEST_NGINX_STATE_DIR/truncated.state;
---- config
-location /value { shared_map_key t $arg_k; return 200 "[$shared_map_value]\n"; }
+--- state_map: t tinymap?space=64k truncated.state
 --- request
 GET /value?k=a
 --- response_body
@@ -178,12 +136,7 @@ qr/\[error\] .*invalid state file ".*truncated\.state": checksum mismatch, renam
 
 
 === TEST 9: a file saved by a bigger tinymap loads what fits into a small hashmap
---- main_config
-load_module $TEST_NGINX_MODULE;
---- http_config
-shared_map s hashmap?space=64k&entries=4&evict&state=$TEST_NGINX_STATE_DIR/small.state;
---- config
-location /value { shared_map_key s $arg_k; return 200 "[$shared_map_value]\n"; }
+--- state_map: s hashmap?space=64k&entries=4&evict small.state
 --- request
 GET /value?k=none
 --- response_body
@@ -200,14 +153,7 @@ shared map "s": loaded 4 entries from
 
 
 === TEST 10: a state file is saved while clients keep writing
---- main_config
-load_module $TEST_NGINX_MODULE;
---- http_config
-shared_map busy hashmap?space=256k&state=$TEST_NGINX_STATE_DIR/busy.state;
---- config
-location /incr { shared_map_key busy $arg_k; return 200 "[$shared_map_incr]\n"; }
-location /value { shared_map_key busy $arg_k; return 200 "[$shared_map_value]\n"; }
-location /state/ { alias $TEST_NGINX_STATE_DIR/; }
+--- state_map: busy hashmap?space=256k busy.state
 --- init
 main::busy_clients();
 --- request eval
@@ -220,22 +166,14 @@ main::busy_clients();
 
 
 === TEST 11: the copy taken while clients wrote is a whole, consistent file
---- request
-GET /state/snapshot.state
---- response_body_filters eval
-\&SharedMapState::describe
+--- state_file: snapshot.state
 --- response_body_like eval
 qr/^ok hashmap 5\n(?:k\d long \d+ never\n){5}\z/
 
 
 
 === TEST 12: nginx starts from that snapshot
---- main_config
-load_module $TEST_NGINX_MODULE;
---- http_config
-shared_map busy hashmap?space=256k&state=$TEST_NGINX_STATE_DIR/snapshot.state;
---- config
-location /value { shared_map_key busy $arg_k; return 200 "[$shared_map_value]\n"; }
+--- state_map: busy hashmap?space=256k snapshot.state
 --- request
 GET /value?k=k2
 --- response_body_like eval
@@ -248,13 +186,7 @@ shared map "busy": loaded 5 entries from
 
 
 === TEST 13: and the file saved when the writing nginx stopped holds every count
---- main_config
-load_module $TEST_NGINX_MODULE;
---- http_config
-shared_map busy hashmap?space=256k&state=$TEST_NGINX_STATE_DIR/busy.state;
---- config
-# the live state again
-location /value { shared_map_key busy $arg_k; return 200 "[$shared_map_value]\n"; }
+--- state_map: busy hashmap?space=256k busy.state
 --- request eval
 ["GET /value?k=k0", "GET /value?k=k1", "GET /value?k=k2", "GET /value?k=k3", "GET /value?k=k4"]
 --- response_body eval

@@ -2,12 +2,12 @@
 # after the reload never replace the file with an older snapshot.
 
 use Test::Nginx::Socket 'no_plan';
-use File::Temp qw(tempdir);
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use SharedMapState qw(describe);
+use SharedMapState qw(use_state_config);
 
-$ENV{TEST_NGINX_STATE_DIR} = tempdir(CLEANUP => 1);
+# Blocks with `--- state_map` reload nginx (use_hup); see t/lib/SharedMapState.pm.
+use_state_config();
 
 use_hup();
 master_on();
@@ -18,13 +18,7 @@ run_tests();
 __DATA__
 
 === TEST 1: counts before a reload
---- main_config
-load_module $TEST_NGINX_MODULE;
---- http_config
-shared_map r tinymap?space=64k&state=$TEST_NGINX_STATE_DIR/r.state;
---- config
-location /incr { shared_map_key r $arg_k; return 200 "[$shared_map_incr]\n"; }
-location /state/ { alias $TEST_NGINX_STATE_DIR/; }
+--- state_map: r tinymap?space=64k r.state
 --- request eval
 ["GET /incr?k=a", "GET /incr?k=a"]
 --- response_body eval
@@ -35,14 +29,7 @@ location /state/ { alias $TEST_NGINX_STATE_DIR/; }
 
 
 === TEST 2: after a reload the zone keeps its data and is not reloaded from the file
---- main_config
-load_module $TEST_NGINX_MODULE;
---- http_config
-shared_map r tinymap?space=64k&state=$TEST_NGINX_STATE_DIR/r.state;
---- config
-# reloaded
-location /incr { shared_map_key r $arg_k; return 200 "[$shared_map_incr]\n"; }
-location /state/ { alias $TEST_NGINX_STATE_DIR/; }
+--- state_map: r tinymap?space=64k r.state
 --- request eval
 ["GET /incr?k=a", "GET /incr?k=b"]
 --- response_body eval
@@ -56,10 +43,7 @@ loaded
 === TEST 3: the file holds the newest counts once the old workers are gone
 --- init
 sleep 2;
---- request
-GET /state/r.state
---- response_body_filters eval
-\&SharedMapState::describe
+--- state_file: r.state
 --- response_body
 ok tinymap 2
 a long 3 never

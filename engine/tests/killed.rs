@@ -3,8 +3,10 @@
 //! unlinked before they are freed. The heap's lock is force-unlocked after each
 //! kill, as nginx's master does for a dead worker.
 
-use shared_map_engine::heap::Heap;
-use shared_map_engine::{Map, MapConfig, MapKind, Ttl, Value};
+mod common;
+
+use common::SharedHeap;
+use shared_map_engine::{MapKind, Ttl, Value};
 
 fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 13;
@@ -14,17 +16,14 @@ fn xorshift(state: &mut u64) -> u64 {
 }
 
 /// Writes forever: strings of every size, longs, adds and removes, with eviction.
-fn write_forever(base: *mut u8, seed: u64) -> ! {
-    // SAFETY: formatted by the parent before the fork.
-    let mut heap = unsafe { Heap::open(base) }.unwrap();
+fn write_forever(shared: &SharedHeap, seed: u64) -> ! {
+    let mut heap = shared.open_in_child();
     let mut rng = seed | 1;
     loop {
         let r = xorshift(&mut rng);
         let key = format!("key-{}", r % 600);
         let _guard = heap.lock();
-        let root = heap.root();
-        // SAFETY: the lock is held for this iteration.
-        let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
+        let mut m = common::map(&mut heap);
         let _ = match (r >> 32) % 5 {
             0 => m
                 .put(
@@ -48,49 +47,21 @@ fn write_forever(base: *mut u8, seed: u64) -> ! {
 }
 
 fn run(kind: MapKind) {
-    let size = 256 << 10;
-    // SAFETY: an anonymous shared mapping, unmapped at the end.
-    let base = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            size,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-            -1,
-            0,
-        )
-    } as *mut u8;
-    assert_ne!(base as *mut libc::c_void, libc::MAP_FAILED);
-    // SAFETY: fresh and page-aligned.
-    let mut heap = unsafe { Heap::init(base, size) };
-    let config = MapConfig {
-        kind,
-        entries: 400,
-        timeout: 0,
-        evict: true,
-    };
-    let root = Map::create(&mut heap, &config).unwrap();
-    heap.set_root(root);
-
+    let mut shared = SharedHeap::new(kind, 256 << 10, 400, true);
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     for round in 0..60u64 {
-        // SAFETY: the child only writes to the shared mapping until it is killed.
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            write_forever(base, round.wrapping_mul(0x2545_f491_4f6c_dd1d) + 1);
-        }
+        let pid = common::fork_child(|| write_forever(&shared, round.wrapping_mul(0x2545_f491_4f6c_dd1d) + 1));
         std::thread::sleep(std::time::Duration::from_micros(200 + xorshift(&mut rng) % 3000));
         // SAFETY: our own child.
         unsafe {
             libc::kill(pid, libc::SIGKILL);
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
-        heap.force_unlock();
+        shared.heap.force_unlock();
 
-        let _guard = heap.lock();
-        // SAFETY: the lock is held; the writer is dead.
-        let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
+        let _guard = shared.heap.lock();
+        // The lock is held and the writer is dead.
+        let mut m = common::map(&mut shared.heap);
         let reachable = m.verify().unwrap_or_else(|e| panic!("{kind:?} round {round}: {e}"));
         // A writer killed between linking (or unlinking) an entry and counting
         // it left `len` behind; attaching after the kill counted the chains again.
@@ -99,8 +70,6 @@ fn run(kind: MapKind) {
         m.put(b"after", Value::Str(b"kill"), Ttl::Default, 0).unwrap();
         assert_eq!(m.get(b"after", 0), Some(Value::Str(b"kill")));
     }
-    // SAFETY: mapped above; no handle is used past this point.
-    unsafe { libc::munmap(base as *mut libc::c_void, size) };
 }
 
 #[test]

@@ -1,14 +1,16 @@
 package SharedMapState;
 
 # State files for the tests, in the format of docs/persistence.md: build one,
-# and check and describe one as text.
+# and check and describe one as text; and the blocks of the state suites, which
+# start nginx with a map kept in a state file and read that file back.
 
 use strict;
 use warnings;
 use Compress::Zlib ();
 use Exporter 'import';
+use File::Temp ();
 
-our @EXPORT_OK = qw(state_file describe);
+our @EXPORT_OK = qw(state_file describe use_state_config put_state_file);
 
 my @TYPES = qw(int long string);
 my @KINDS = ('unknown', 'tinymap', 'hashmap');
@@ -53,6 +55,59 @@ sub describe {
     }
     return "trailing bytes\n" if $pos != length($data) - 4;
     return join '', "ok $KINDS[$kind] $count\n", map { "$_\n" } sort @out;
+}
+
+# A fresh directory for the file's state files, in $TEST_NGINX_STATE_DIR, and a
+# block preprocessor for two sections of our own:
+#
+#   --- state_map: NAME TYPE?PARAMS FILE
+#       nginx starts (with use_hup: reloads) for this block with the module
+#       loaded, map NAME kept in $TEST_NGINX_STATE_DIR/FILE, and /incr?k=,
+#       /value?k= and /state/FILE locations. A block without it has no config
+#       and goes on with the running nginx.
+#   --- state_file: FILE
+#       the request reads FILE from the state directory, described as text (see
+#       describe) for response_body to compare.
+#
+# Sections a block sets itself are kept. Returns the directory.
+sub use_state_config {
+    my $dir = $ENV{TEST_NGINX_STATE_DIR} = File::Temp::tempdir(CLEANUP => 1);
+    my $preprocessor = main->can('add_block_preprocessor')
+        or die "use Test::Nginx::Socket before SharedMapState";
+    $preprocessor->(sub {
+        my $block = shift;
+        if (defined(my $spec = $block->state_map)) {
+            my ($name, $params, $file) = split ' ', $spec;
+            die "state_map wants NAME TYPE?PARAMS FILE, not \"$spec\"\n" if !defined $file;
+            my %default = (
+                main_config => 'load_module $TEST_NGINX_MODULE;',
+                http_config => "shared_map $name $params&state=\$TEST_NGINX_STATE_DIR/$file;",
+                config      => <<"_EOC_",
+location /incr { shared_map_key $name \$arg_k; return 200 "[\$shared_map_incr]\\n"; }
+location /value { shared_map_key $name \$arg_k; return 200 "[\$shared_map_value]\\n"; }
+location /state/ { alias \$TEST_NGINX_STATE_DIR/; autoindex on; }
+_EOC_
+            );
+            for my $section (keys %default) {
+                $block->set_value($section => $default{$section}) if !defined $block->$section;
+            }
+        }
+        if (defined(my $file = $block->state_file)) {
+            $block->set_value(request => "GET /state/$file");
+            $block->set_value(response_body_filters => \&describe);
+        }
+    });
+    return $dir;
+}
+
+# Writes DATA to the state directory as NAME.
+sub put_state_file {
+    my ($name, $data) = @_;
+    my $path = "$ENV{TEST_NGINX_STATE_DIR}/$name";
+    open my $f, '>', $path or die "$path: $!";
+    binmode $f;
+    print $f $data;
+    close $f or die "$path: $!";
 }
 
 1;

@@ -9,7 +9,7 @@ use Exporter 'import';
 use HTTP::Tiny;
 use FindBin;
 
-our @EXPORT = qw(use_default_config share_with_init call set_cookie new_sid example_config);
+our @EXPORT = qw(use_default_config use_api_config share_with_init call set_cookie new_sid example_config);
 
 sub use_default_config {
     my (%default) = @_;
@@ -25,6 +25,26 @@ sub use_default_config {
                 if defined $default{$section} && !defined $block->$section;
         }
     });
+}
+
+# The API suites (t/1xx): two workers under a master (so a request may reach
+# either), blocks in file order (later blocks read what earlier ones wrote), and
+# by default maps "m" (a tinymap) and "h" (a hashmap) served at /api/NAME and "m"
+# alone at /m. Options: h_entries (entries of "h"), config (replaces the
+# locations), more_config (added to them).
+sub use_api_config {
+    my (%opt) = @_;
+    main->can($_)->() for qw(master_on no_shuffle no_long_string);
+    main->can('workers')->(2);
+    my $h = 'hashmap?space=1m' . ($opt{h_entries} ? "&entries=$opt{h_entries}" : '');
+    my $config = $opt{config} // <<'_EOC_';
+    location /api/ { shared_map_api; }
+    location = /m { shared_map_api m; }
+_EOC_
+    use_default_config(
+        http_config => "    shared_map m tinymap?space=1m&entries=1000;\n    shared_map h $h;\n",
+        config      => $config . ($opt{more_config} // ''),
+    );
 }
 
 # `--- init` code runs in Test::Nginx::Socket's package: make the named subs of

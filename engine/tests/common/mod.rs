@@ -27,3 +27,68 @@ pub fn map(heap: &mut Heap) -> Map<'_, Heap> {
     // or hold the heap's lock.
     unsafe { Map::attach(heap, root) }.expect("attach map")
 }
+
+/// An anonymous `MAP_SHARED` region holding a heap with one empty map at its root,
+/// for tests that fork writers into it: the children see the parent's mapping at
+/// the same address. Unmapped when dropped.
+pub struct SharedHeap {
+    base: *mut u8,
+    size: usize,
+    pub heap: Heap,
+}
+
+impl SharedHeap {
+    pub fn new(kind: MapKind, size: usize, entries: u64, evict: bool) -> SharedHeap {
+        // SAFETY: a fresh anonymous mapping; nothing else refers to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(base, libc::MAP_FAILED, "mmap: {}", std::io::Error::last_os_error());
+        let base = base as *mut u8;
+        // SAFETY: the mapping is fresh, page-aligned and stays mapped until `drop`.
+        let mut heap = unsafe { Heap::init(base, size) };
+        let config = MapConfig {
+            kind,
+            entries,
+            timeout: 0,
+            evict,
+        };
+        let root = Map::create(&mut heap, &config).expect("create map");
+        heap.set_root(root);
+        SharedHeap { base, size, heap }
+    }
+
+    /// The heap as a forked child opens it (through the region's header only).
+    pub fn open_in_child(&self) -> Heap {
+        // SAFETY: formatted in `new`; the child inherited the mapping at this address.
+        unsafe { Heap::open(self.base) }.expect("open shared heap")
+    }
+}
+
+impl Drop for SharedHeap {
+    fn drop(&mut self) {
+        // SAFETY: mapped in `new`; `heap` does not own the region and is not used after.
+        unsafe { libc::munmap(self.base as *mut libc::c_void, self.size) };
+    }
+}
+
+/// Forks a child that runs `child` and leaves with `_exit`: status 0, or 1 if it
+/// panicked, so it never returns into its copy of the test harness. Returns its pid.
+pub fn fork_child(child: impl FnOnce()) -> libc::pid_t {
+    // SAFETY: the child only runs `child`, which touches the shared region, and exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", std::io::Error::last_os_error());
+    if pid == 0 {
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(child)).is_ok();
+        // SAFETY: leave without running the destructors of the parent's copy.
+        unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+    }
+    pid
+}
