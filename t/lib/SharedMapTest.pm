@@ -47,13 +47,14 @@ _EOC_
     );
 }
 
-# `--- init` code runs in Test::Nginx::Socket's package: make the named subs of
-# the test file (and these helpers) callable there.
+# The runner evaluates `--- init` code in package Test::Nginx::Util (the real
+# Test::Nginx does, and so does the fallback): make the named subs of the test
+# file (and these helpers) callable there.
 sub share_with_init {
     my @names = @_;
     for my $f (@names) {
         no strict 'refs';
-        *{"Test::Nginx::Socket::$f"} = \&{"main::$f"};
+        *{"Test::Nginx::Util::$f"} = \&{"main::$f"};
     }
 }
 

@@ -1096,8 +1096,8 @@ sub run_test ($) {
     }
 
     if ($block->init) {
-        eval $block->init;
-        bail_out("$name - init failed: $@") if $@;
+        my $err = Test::Nginx::Util::_eval_init($block->init);
+        bail_out("$name - init failed: $err") if $err;
     }
 
     $ErrLogFilePos = 0;
@@ -2012,5 +2012,22 @@ sub check_access_log {
         }
     }
 }
+
+
+# The real module evaluates `--- init` code in package Test::Nginx::Util, under
+# its `use strict; use warnings;`: code there sees that package's subs, not
+# Test::Nginx::Socket's. Evaluated the same way here, so a .t file that works
+# with this runner works with the real one.
+package Test::Nginx::Util;
+
+use strict;
+use warnings;
+
+sub _eval_init {
+    eval $_[0];
+    return $@;
+}
+
+package Test::Nginx::Socket;
 
 1;
