@@ -30,10 +30,10 @@ location = /t {
 --- main_config
 load_module $TEST_NGINX_MODULE;
 --- http_config
-shared_map c hashmap?space=1m&entries=100;
+shared_map c2 hashmap?space=1m&entries=100;
 --- config
-location = /incr { shared_map_key c $arg_k; return 200 "$shared_map_incr"; }
-location = /value { shared_map_key c $arg_k; return 200 "[$shared_map_value][$shared_map_value]"; }
+location = /incr { shared_map_key c2 $arg_k; return 200 "$shared_map_incr"; }
+location = /value { shared_map_key c2 $arg_k; return 200 "[$shared_map_value][$shared_map_value]"; }
 --- request eval
 ["GET /value?k=a", "GET /incr?k=a", "GET /incr?k=a", "GET /value?k=a", "GET /value?k=b"]
 --- response_body eval
@@ -171,9 +171,9 @@ GET /t?k=a
 --- main_config
 load_module $TEST_NGINX_MODULE;
 --- http_config
-shared_map tiny tinymap?space=32k&entries=1;
+shared_map tiny1 tinymap?space=32k&entries=1;
 --- config
-shared_map_count tiny $uri;
+shared_map_count tiny1 $uri;
 location /x { return 200 "served"; }
 --- request
 GET /x/first
@@ -187,7 +187,7 @@ GET /x/second
 --- response_body: served
 --- wait: 0.2
 --- error_log
-shared map "tiny" is full, could not add "/x/second"
+shared map "tiny1" is full, could not add "/x/second"
 
 
 
@@ -195,9 +195,9 @@ shared map "tiny" is full, could not add "/x/second"
 --- main_config
 load_module $TEST_NGINX_MODULE;
 --- http_config
-shared_map c tinymap?space=32k;
+shared_map c13 tinymap?space=32k;
 --- config
-location = /t { shared_map_key c $arg_k; return 200 "[$shared_map_incr]"; }
+location = /t { shared_map_key c13 $arg_k; return 200 "[$shared_map_incr]"; }
 --- request eval
 ["GET /t?k=n", "GET /t?k=n"]
 --- response_body eval
@@ -209,9 +209,9 @@ location = /t { shared_map_key c $arg_k; return 200 "[$shared_map_incr]"; }
 --- main_config
 load_module $TEST_NGINX_MODULE;
 --- http_config
-shared_map c tinymap?space=32k;
+shared_map c14 tinymap?space=32k;
 --- config
-shared_map_key c counted;
+shared_map_key c14 counted;
 location = /t { set $first $shared_map_incr; error_page 418 = /next; return 418; }
 location = /next { return 200 "$first $shared_map_incr"; }
 --- request eval
@@ -225,10 +225,10 @@ location = /next { return 200 "$first $shared_map_incr"; }
 --- main_config
 load_module $TEST_NGINX_MODULE;
 --- http_config
-shared_map c tinymap?space=32k;
+shared_map c15 tinymap?space=32k;
 --- config
 location = /t {
-    shared_map_key c counted;
+    shared_map_key c15 counted;
     ssi on;
     default_type text/html;
     return 200 '<!--# echo var="shared_map_incr" --> <!--# echo var="shared_map_incr" -->';

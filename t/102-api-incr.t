@@ -26,7 +26,7 @@ __DATA__
 
 === TEST 2: init is where an absent key starts; it is ignored once the key exists
 --- request eval
-["POST /api/m?key=c&incr=2&init=10", "POST /api/m?key=c&incr=2&init=100", "POST /api/m?key=d&incr=0&init=-7"]
+["POST /api/m?key=start&incr=2&init=10", "POST /api/m?key=start&incr=2&init=100", "POST /api/m?key=below&incr=0&init=-7"]
 --- error_code eval
 [200, 200, 200]
 --- response_body eval
@@ -115,9 +115,10 @@ __DATA__
 
 === TEST 10: an absent key takes ttl, or the map's timeout without one
 --- http_config
-    shared_map m tinymap?space=1m&timeout=1h;
+    shared_map m tinymap?space=1m&entries=1000;
+    shared_map ttl tinymap?space=1m&timeout=1h;
 --- request eval
-["POST /api/m?key=t&incr=1&ttl=10m", "POST /api/m?key=d&incr=1", "POST /api/m?key=never&incr=1&ttl=0"]
+["POST /api/ttl?key=t&incr=1&ttl=10m", "POST /api/ttl?key=d&incr=1", "POST /api/ttl?key=never&incr=1&ttl=0"]
 --- error_code eval
 [200, 200, 200]
 --- response_body eval
@@ -127,7 +128,7 @@ __DATA__
 
 === TEST 11: ... as the listing shows (entries sorted here; ttl=0 never expires)
 --- request
-GET /api/m
+GET /api/ttl
 --- response_body_filters eval
 sub { my @e = ($_[0] =~ /(\{"key":[^{}]*\})/g); CORE::join("\n", sort @e) . "\n" }
 --- response_body_like eval

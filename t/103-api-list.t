@@ -80,9 +80,13 @@ sub { my $c = main::canon($_[0]); $c =~ /"entries":(\[[^\]]*\])/ ? "$1\n" : $c }
 
 
 === TEST 4: limit caps the entries; "more" says that some were left out
+--- http_config
+    shared_map m tinymap?space=1m&entries=1000;
+    shared_map h hashmap?space=1m&entries=100;
+    shared_map lim tinymap?space=1m&entries=1000;
 --- request eval
-["PUT /api/m?key=a\n1", "PUT /api/m?key=b\n2", "PUT /api/m?key=c\n3",
- "GET /api/m?limit=2", "GET /api/m?limit=3", "GET /api/m?limit=0"]
+["PUT /api/lim?key=a\n1", "PUT /api/lim?key=b\n2", "PUT /api/lim?key=c\n3",
+ "GET /api/lim?limit=2", "GET /api/lim?limit=3", "GET /api/lim?limit=0"]
 --- error_code eval
 [201, 201, 201, 200, 200, 200]
 --- response_body_filters eval
@@ -126,8 +130,13 @@ sub { my $c = main::canon($_[0]); $c =~ /("hits":\d+).*("misses":\d+)/ ? "$1 $2\
 
 
 === TEST 7: GET LOCATION/ lists every map with its statistics
+--- http_config
+    shared_map m7 tinymap?space=1m&entries=1000;
+    shared_map h7 hashmap?space=1m&entries=100;
+--- config
+    location /api/ { shared_map_api; }
 --- request eval
-["PUT /api/h?key=x\ny", "GET /api/"]
+["PUT /api/h7?key=x\ny", "GET /api/"]
 --- error_code eval
 [201, 200]
 --- response_headers eval
@@ -136,7 +145,7 @@ sub { my $c = main::canon($_[0]); $c =~ /("hits":\d+).*("misses":\d+)/ ? "$1 $2\
 \&main::canon
 --- response_body eval
 ["",
-'{"maps":[{"name":"m","stats":{"entries":0,"evictions":0,"expirations":0,"free_space":"ok","hits":0,"max_entries":1000,"misses":0,"refused":0,"space":1048576,"type":"tinymap"}},{"name":"h","stats":{"entries":1,"evictions":0,"expirations":0,"free_space":"ok","hits":0,"max_entries":100,"misses":0,"refused":0,"space":1048576,"type":"hashmap"}}]}
+'{"maps":[{"name":"m7","stats":{"entries":0,"evictions":0,"expirations":0,"free_space":"ok","hits":0,"max_entries":1000,"misses":0,"refused":0,"space":1048576,"type":"tinymap"}},{"name":"h7","stats":{"entries":1,"evictions":0,"expirations":0,"free_space":"ok","hits":0,"max_entries":100,"misses":0,"refused":0,"space":1048576,"type":"hashmap"}}]}
 ']
 
 
@@ -154,9 +163,14 @@ sub { $_[0] =~ /^\{"maps":\[\{"name":"m".*"name":"h"/ ? "list\n" : $_[0] }
 
 
 === TEST 9: DELETE of the map clears it (204); other maps keep their entries
+--- http_config
+    shared_map m9 tinymap?space=1m&entries=1000;
+    shared_map h9 hashmap?space=1m&entries=100;
+--- config
+    location /api/ { shared_map_api; }
 --- request eval
-["PUT /api/m?key=a\n1", "PUT /api/m?key=b\n2", "PUT /api/h?key=c\n3", "DELETE /api/m", "GET /api/m?key=a",
- "GET /api/m", "GET /api/h?key=c"]
+["PUT /api/m9?key=a\n1", "PUT /api/m9?key=b\n2", "PUT /api/h9?key=c\n3", "DELETE /api/m9", "GET /api/m9?key=a",
+ "GET /api/m9", "GET /api/h9?key=c"]
 --- error_code eval
 [201, 201, 201, 204, 404, 200, 200]
 --- response_body_filters eval

@@ -92,37 +92,45 @@ shared_map_value gauge Numeric entries of the map.
 
 
 === TEST 3: label values escape backslash, double quote and newline; UTF-8 keys stay
+--- http_config
+    shared_map m tinymap?space=1m&entries=1000;
+    shared_map h hashmap?space=1m&entries=100;
+    shared_map esc tinymap?space=1m&entries=1000;
 --- request eval
-["POST /api/m?key=back%5Cslash&incr=1", "POST /api/m?key=a%22quote%22&incr=2", "POST /api/m?key=new%0Aline&incr=3",
- "POST /api/m?key=%C3%A9t%C3%A9&incr=4", "GET /api/m?format=prometheus"]
+["POST /api/esc?key=back%5Cslash&incr=1", "POST /api/esc?key=a%22quote%22&incr=2", "POST /api/esc?key=new%0Aline&incr=3",
+ "POST /api/esc?key=%C3%A9t%C3%A9&incr=4", "GET /api/esc?format=prometheus"]
 --- response_body_filters eval
 sub { main::parsed($_[0], qr/^shared_map_value /) }
 --- response_body eval
 ["1", "2", "3", "4", 'shared_map_value gauge Numeric entries of the map.
-  shared_map_value{key="\u00e9t\u00e9",map="m"} 4
-  shared_map_value{key="a\"quote\"",map="m"} 2
-  shared_map_value{key="back\\\\slash",map="m"} 1
-  shared_map_value{key="new\nline",map="m"} 3
+  shared_map_value{key="\u00e9t\u00e9",map="esc"} 4
+  shared_map_value{key="a\"quote\"",map="esc"} 2
+  shared_map_value{key="back\\\\slash",map="esc"} 1
+  shared_map_value{key="new\nline",map="esc"} 3
 ']
 
 
 
 === TEST 4: ... and the raw text escapes them as the format requires
 --- request
-GET /api/m?format=prometheus&prefix=new
+GET /api/esc?format=prometheus&prefix=new
 --- response_body_like eval
-qr/^shared_map_value\{map="m",key="new\\nline"\} 3$/m
+qr/^shared_map_value\{map="esc",key="new\\nline"\} 3$/m
 
 
 
 === TEST 5: a key that is not UTF-8 is labelled key_base64
+--- http_config
+    shared_map m tinymap?space=1m&entries=1000;
+    shared_map h hashmap?space=1m&entries=100;
+    shared_map b64 tinymap?space=1m&entries=1000;
 --- request eval
-["POST /api/m?key=%FF%00%01&incr=7", "GET /api/m?format=prometheus"]
+["POST /api/b64?key=%FF%00%01&incr=7", "GET /api/b64?format=prometheus"]
 --- response_body_filters eval
 sub { main::parsed($_[0], qr/^shared_map_value /) }
 --- response_body eval
 ["7", 'shared_map_value gauge Numeric entries of the map.
-  shared_map_value{key_base64="/wAB",map="m"} 7
+  shared_map_value{key_base64="/wAB",map="b64"} 7
 ']
 
 
@@ -195,15 +203,20 @@ sub { my $p = main::parsed($_[0], qr/^shared_map_value /); $p =~ s/key="x\d"/key
 
 
 === TEST 9: GET LOCATION/?format=prometheus: every map in one exposition, one family each
+--- http_config
+    shared_map m9 tinymap?space=1m&entries=1000;
+    shared_map h9 hashmap?space=1m&entries=100;
+--- config
+    location /api/ { shared_map_api; }
 --- request eval
-["POST /api/m?key=a&incr=1", "POST /api/h?key=b&incr=2", "GET /api/?format=prometheus"]
+["POST /api/m9?key=a&incr=1", "POST /api/h9?key=b&incr=2", "GET /api/?format=prometheus"]
 --- response_body_filters eval
 sub { main::parsed($_[0], qr/^shared_map_(info|value) /) }
 --- response_body eval
 ["1", "2", 'shared_map_info gauge The map and its type.
-  shared_map_info{map="h",type="hashmap"} 1
-  shared_map_info{map="m",type="tinymap"} 1
+  shared_map_info{map="h9",type="hashmap"} 1
+  shared_map_info{map="m9",type="tinymap"} 1
 shared_map_value gauge Numeric entries of the map.
-  shared_map_value{key="a",map="m"} 1
-  shared_map_value{key="b",map="h"} 2
+  shared_map_value{key="a",map="m9"} 1
+  shared_map_value{key="b",map="h9"} 2
 ']

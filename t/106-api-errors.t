@@ -106,12 +106,12 @@ __DATA__
 
 === TEST 8: 413: a key larger than the map's space
 --- http_config
-    shared_map small tinymap?space=32k;
+    shared_map small8 tinymap?space=32k;
     large_client_header_buffers 4 128k;
 --- config
     location /api/ { shared_map_api; }
 --- request eval
-["PUT /api/small?key=" . ("k" x 40000) . "\nv", "POST /api/small?incr=1&key=" . ("k" x 40000), "GET /api/small"]
+["PUT /api/small8?key=" . ("k" x 40000) . "\nv", "POST /api/small8?incr=1&key=" . ("k" x 40000), "GET /api/small8"]
 --- error_code eval
 [413, 413, 200]
 --- response_body_like eval

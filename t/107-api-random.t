@@ -52,6 +52,7 @@ sub pct {
 sub rand_bytes { my $n = shift; CORE::join '', map { chr int rand 256 } 1 .. $n }
 
 sub round_trip {
+    my ($map) = @_;    # each block its own map: a reload (HUP mode) keeps a zone
     srand $Seed;
     my %model;    # key => [type, value]
     my @keys;
@@ -72,7 +73,7 @@ sub round_trip {
         my ($type, $v) = $r < 0.6 ? ('string', rand_bytes(int rand 600))
                        : $r < 0.8 ? ('int', int(rand(2**32)) - 2**31)
                        :            ('long', (int(rand(2**31)) - 2**30) * 2**32 + int rand 2**32);
-        my ($s) = http('PUT', "/api/r?key=" . pct($k) . "&type=$type", "$v");
+        my ($s) = http('PUT', "/api/$map?key=" . pct($k) . "&type=$type", "$v");
         $check->($s == ($model{$k} ? 204 : 201), "PUT " . unpack('H*', $k) . " status $s");
         $model{$k} = [$type, "$v"];
     };
@@ -80,12 +81,12 @@ sub round_trip {
     for (1 .. 150) {
         my $k = $keys[rand @keys];
         if (rand() < 0.3) {
-            my ($s) = http('DELETE', "/api/r?key=" . pct($k));
+            my ($s) = http('DELETE', "/api/$map?key=" . pct($k));
             $check->($s == ($model{$k} ? 204 : 404), "DELETE " . unpack('H*', $k) . " status $s");
             delete $model{$k};
         } elsif (rand() < 0.5 && $model{$k} && $model{$k}[0] ne 'string') {
             my $d = int(rand 2000) - 1000;
-            my ($s, $h, $b) = http('POST', "/api/r?key=" . pct($k) . "&incr=$d");
+            my ($s, $h, $b) = http('POST', "/api/$map?key=" . pct($k) . "&incr=$d");
             my $new = $model{$k}[1] + $d;
             my $fits = $model{$k}[0] eq 'long' || ($new >= -2**31 && $new < 2**31);
             $check->($s == ($fits ? 200 : 409), "POST " . unpack('H*', $k) . " status $s");
@@ -95,7 +96,7 @@ sub round_trip {
         }
     }
     for my $k (@keys) {
-        my ($s, $h, $b) = http('GET', "/api/r?key=" . pct($k));
+        my ($s, $h, $b) = http('GET', "/api/$map?key=" . pct($k));
         my $name = "GET " . unpack('H*', $k);
         if (!$model{$k}) {
             $check->($s == 404, "$name: absent, got $s");
@@ -105,7 +106,7 @@ sub round_trip {
                  "$name: expected $model{$k}[0] " . unpack('H*', $model{$k}[1]) . ", got $s "
                  . ($h->{'x-shared-map-type'} // '') . " " . unpack('H*', $b));
     }
-    my ($s, $h, $b) = http('GET', "/api/r?limit=100000");
+    my ($s, $h, $b) = http('GET', "/api/$map?limit=100000");
     my $doc = JSON::PP::decode_json($b);
     my %listed;
     for my $e (@{ $doc->{entries} }) {
@@ -131,15 +132,15 @@ __DATA__
 --- main_config
     load_module $TEST_NGINX_MODULE;
 --- http_config
-    shared_map r hashmap?space=4m&entries=1000;
+    shared_map rh hashmap?space=4m&entries=1000;
 --- config
     location /api/ { shared_map_api; }
 --- init
-main::round_trip();
+main::round_trip("rh");
 --- request
-GET /api/r?limit=0
+GET /api/rh?limit=0
 --- response_body_like eval
-qr/^\{"name":"r","stats":\{"type":"hashmap",.*"entries":\[\],"more":true\}\z/
+qr/^\{"name":"rh","stats":\{"type":"hashmap",.*"entries":\[\],"more":true\}\z/
 
 
 
@@ -147,12 +148,12 @@ qr/^\{"name":"r","stats":\{"type":"hashmap",.*"entries":\[\],"more":true\}\z/
 --- main_config
     load_module $TEST_NGINX_MODULE;
 --- http_config
-    shared_map r tinymap?space=4m&entries=1000;
+    shared_map rt tinymap?space=4m&entries=1000;
 --- config
     location /api/ { shared_map_api; }
 --- init
-main::round_trip();
+main::round_trip("rt");
 --- request
-GET /api/r?limit=0
+GET /api/rt?limit=0
 --- response_body_like eval
-qr/^\{"name":"r","stats":\{"type":"tinymap",.*"entries":\[\],"more":true\}\z/
+qr/^\{"name":"rt","stats":\{"type":"tinymap",.*"entries":\[\],"more":true\}\z/

@@ -59,10 +59,10 @@ GET /value?k=k1
 --- main_config
 load_module $TEST_NGINX_MODULE;
 --- http_config
-shared_map lru hashmap?space=64k&entries=8&evict;
+shared_map lruh hashmap?space=64k&entries=8&evict;
 --- config
-location /incr { shared_map_key lru $arg_k; return 200 "[$shared_map_incr]\n"; }
-location /value { shared_map_key lru $arg_k; return 200 "[$shared_map_value]\n"; }
+location /incr { shared_map_key lruh $arg_k; return 200 "[$shared_map_incr]\n"; }
+location /value { shared_map_key lruh $arg_k; return 200 "[$shared_map_value]\n"; }
 --- request eval
 [map { ("GET /incr?k=new$_", "GET /value?k=new1") } 1 .. 30]
 --- response_body eval
