@@ -24,7 +24,7 @@ DEB_PACKAGES := libclang-dev libpcre2-dev zlib1g-dev libssl-dev pkg-config \
 ifeq ($(NGINX_BUILD_DIR),)
 CARGO_FEATURES :=
 else
-CARGO_FEATURES := --no-default-features
+CARGO_FEATURES := --no-default-features --features export-modules
 endif
 
 .PHONY: all build deps run test lint test-engine test-conf test-nginx test-browser test-openapi bench clean
@@ -63,7 +63,7 @@ run: deps build
 
 test: lint test-engine test-conf test-nginx test-openapi test-browser test-debian
 
-# The example configurations pass `nginx -t` with the module built here.
+# The example configurations (and docker/'s) pass `nginx -t` with the module built here.
 test-conf: build
 	@mkdir -p build/run/logs build/session/logs
 	$(NGINX) -t -q -p $(CURDIR)/build/run/ -c $(CURDIR)/nginx-conf/nginx.conf
@@ -72,6 +72,10 @@ test-conf: build
 	@for c in ip-blocklist api-quota prefix-routing; do mkdir -p build/$$c/logs; \
 	  $(NGINX) -t -q -p $(CURDIR)/build/$$c/ -c $(CURDIR)/nginx-conf/$$c.conf \
 	    -g 'load_module $(CURDIR)/$(MODULE);' || exit 1; done
+	@mkdir -p build/docker/logs
+	@printf 'load_module $(CURDIR)/$(MODULE);\nevents {}\nhttp { include $(CURDIR)/docker/shared-map.conf; }\n' \
+	  > build/docker/nginx.conf
+	$(NGINX) -t -q -p $(CURDIR)/build/docker/ -c $(CURDIR)/build/docker/nginx.conf
 	@echo "example configurations: ok"
 
 # docs/openapi.yaml is valid OpenAPI 3 and describes what a running nginx
@@ -116,28 +120,70 @@ clean:
 	rm -rf $(OBJS) build t/servroot
 
 # The same module built against Debian's nginx 1.22 (packages nginx-core nginx-dev),
-# so that it loads into /usr/sbin/nginx next to libnginx-mod-http-lua.
-DEBIAN_SRC := build/debian/nginx
+# so that it loads into /usr/sbin/nginx next to libnginx-mod-http-lua. It is built
+# the way nginx users build modules: nginx's own ./configure --add-dynamic-module
+# with the repository's `config` and `make modules`, over Debian's nginx source
+# (/usr/share/nginx/src) configured with `nginx -V`'s arguments, by the script that
+# docker/Dockerfile runs for the official image.
+DEBIAN_MODULE := $(OBJS)/debian/ngx_http_shared_map_module.so
+HAVE_DEBIAN_NGINX = [ -d /usr/share/nginx/src ] && [ -x /usr/sbin/nginx ]
+SKIP_DEBIAN = echo "$@: skipped: Debian's nginx-dev is not installed (apt-get install nginx-core nginx-dev)"
 
-.PHONY: build-debian test-debian
-# The t/ suite again, against Debian's nginx 1.22 with the module built for it;
-# skipped (with a note) where nginx-dev is not installed.
+.PHONY: build-debian test-debian smoke-debian deb test-deb test-real-testnginx
+# Against Debian's nginx 1.22, with the module built for it by nginx's build: a
+# counting smoke test, the t/ suite, then the .deb installed, used and removed.
+# Skipped (with a note) where nginx-dev is not installed.
 test-debian:
-	@if [ -d /usr/share/nginx/src ] && [ -x /usr/sbin/nginx ]; then \
-	  $(MAKE) --no-print-directory build-debian && \
-	  TEST_NGINX_BINARY=/usr/sbin/nginx TEST_NGINX_MODULE=$(CURDIR)/$(OBJS)/debian/ngx_http_shared_map_module.so \
+	@if $(HAVE_DEBIAN_NGINX); then \
+	  $(MAKE) --no-print-directory smoke-debian && \
+	  TEST_NGINX_BINARY=/usr/sbin/nginx TEST_NGINX_MODULE=$(CURDIR)/$(DEBIAN_MODULE) \
 	  TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_SERVROOT=$(CURDIR)/t/servroot-debian \
 	    sh -c 'if perl -MTest::Nginx::Socket -e1 2>/dev/null; then prove -r t/; \
-	           else prove -I t/lib/fallback -r t/; fi'; \
-	else echo "test-debian: skipped (apt-get install nginx-core nginx-dev to run it)"; fi
+	           else prove -I t/lib/fallback -r t/; fi' && \
+	  $(MAKE) --no-print-directory test-deb; \
+	else $(SKIP_DEBIAN); fi
 
 build-debian:
-	@test -d /usr/share/nginx/src || { echo "install nginx-dev first: apt-get install nginx-core nginx-dev"; exit 1; }
-	@if [ ! -f $(DEBIAN_SRC)/objs/ngx_auto_config.h ]; then \
-	  rm -rf $(DEBIAN_SRC) && mkdir -p build/debian && cp -r /usr/share/nginx/src $(DEBIAN_SRC) && \
-	  cd $(DEBIAN_SRC) && bash -c '. ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}"' >/dev/null; fi
-	NGINX_SOURCE_DIR=$(CURDIR)/$(DEBIAN_SRC) NGINX_BUILD_DIR=$(CURDIR)/$(DEBIAN_SRC)/objs \
-	  $(CARGO) build --release -p ngx_http_shared_map --no-default-features --target-dir target/debian
-	@mkdir -p $(OBJS)/debian
-	cp target/debian/release/libngx_http_shared_map_module.so $(OBJS)/debian/ngx_http_shared_map_module.so
-	@echo "built $(OBJS)/debian/ngx_http_shared_map_module.so for /usr/sbin/nginx"
+	@$(HAVE_DEBIAN_NGINX) || { echo "install Debian's nginx first: apt-get install nginx-core nginx-dev"; exit 1; }
+	timeout 900 docker/build-module.sh --nginx /usr/sbin/nginx --source /usr/share/nginx/src \
+	  --out $(OBJS)/debian --work build/debian
+
+# The module from nginx's build loads into /usr/sbin/nginx and counts.
+smoke-debian: build-debian
+	timeout 60 packaging/smoke-test.sh /usr/sbin/nginx $(CURDIR)/$(DEBIAN_MODULE) $(TEST_PORT)
+
+# libnginx-mod-http-shared-map for the installed Debian nginx, in objs/deb/.
+deb: build-debian
+	packaging/deb/build-deb.sh $(DEBIAN_MODULE) $(OBJS)/deb
+
+# Installs the .deb (as root), checks that Debian's nginx configuration loads it
+# (`nginx -t` with /etc/nginx/nginx.conf), counts with it in a separate nginx,
+# then removes and purges it, checking that nginx no longer loads it.
+test-deb: deb
+	@[ "$$(id -u)" = 0 ] || { echo "$@: skipped: dpkg -i needs root"; exit 0; }; \
+	set -e; deb=$$(ls -t $(OBJS)/deb/libnginx-mod-http-shared-map_*.deb | head -1); \
+	trap 'dpkg -P libnginx-mod-http-shared-map >/dev/null 2>&1 || true' EXIT; \
+	timeout 120 dpkg -i $$deb; \
+	test "$$(readlink /etc/nginx/modules-enabled/50-mod-http-shared-map.conf)" = \
+	     /usr/share/nginx/modules-available/mod-http-shared-map.conf; \
+	/usr/sbin/nginx -t; \
+	/usr/sbin/nginx -T 2>/dev/null | grep -qx 'load_module modules/ngx_http_shared_map_module.so;'; \
+	timeout 60 packaging/smoke-test.sh /usr/sbin/nginx /usr/lib/nginx/modules/ngx_http_shared_map_module.so $(TEST_PORT); \
+	timeout 120 dpkg -r libnginx-mod-http-shared-map; \
+	test ! -e /usr/lib/nginx/modules/ngx_http_shared_map_module.so; \
+	test ! -e /etc/nginx/modules-enabled/50-mod-http-shared-map.conf; \
+	/usr/sbin/nginx -t; \
+	timeout 120 dpkg -P libnginx-mod-http-shared-map; \
+	test ! -L /etc/nginx/modules-enabled/50-mod-http-shared-map.conf.removed; \
+	echo "test-deb: $$deb installed, enabled, loaded by nginx -t, counted, removed and purged"
+
+# The t/ suite under OpenResty's real Test::Nginx instead of t/lib/fallback, with
+# its lib/ given (a checkout of openresty/test-nginx, or an unpacked CPAN Test-Nginx;
+# it needs Debian's libtest-longstring-perl and liblist-moreutils-perl). Set
+# TEST_NGINX_USE_HUP=1 for its reload mode. Not part of `make test`: CI has no
+# copy of it (it is not packaged by Debian), and t/lib/fallback runs there.
+test-real-testnginx: build
+	@test -f "$(TEST_NGINX_LIB)/Test/Nginx/Socket.pm" || \
+	  { echo "set TEST_NGINX_LIB to the lib/ directory of openresty/test-nginx"; exit 1; }
+	TEST_NGINX_BINARY=$(CURDIR)/$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) \
+	TEST_NGINX_SERVER_PORT=$(TEST_PORT) prove -I $(TEST_NGINX_LIB) -r t/

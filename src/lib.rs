@@ -151,6 +151,9 @@ static mut COMMANDS: [ngx_command_t; 9] = [
     ngx_command_t::empty(),
 ];
 
+// The module table a loadable .so needs. Built inside nginx's own build (the
+// repository's `config`), nginx generates it instead, so the feature is off there.
+#[cfg(feature = "export-modules")]
 ngx::ngx_modules!(ngx_http_shared_map_module);
 
 /// The module, as nginx loads it; `module.rs` declares it for the other files.
