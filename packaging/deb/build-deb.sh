@@ -34,7 +34,10 @@ glibc=$(objdump -T "$so" | sed -n 's/.*GLIBC_\([0-9][0-9.]*\).*/\1/p' | sort -V 
 
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
+chmod 755 "$stage"    # the package's root directory; mktemp makes it 0700
 install -D -m 644 "$so" "$stage/usr/lib/nginx/modules/ngx_http_shared_map_module.so"
+# Without debug information, as Debian's own module packages ship it.
+strip --strip-debug "$stage/usr/lib/nginx/modules/ngx_http_shared_map_module.so"
 install -D -m 644 "$here/mod-http-shared-map.conf" \
     "$stage/usr/share/nginx/modules-available/mod-http-shared-map.conf"
 install -D -m 644 "$repo/README.md" "$stage/usr/share/doc/libnginx-mod-http-shared-map/README.md"
