@@ -111,8 +111,9 @@ our $ConfDir    = File::Spec->catfile($ServRoot, 'conf');
 our $ConfFile   = File::Spec->catfile($ConfDir, 'nginx.conf');
 our $PidFile    = File::Spec->catfile($LogDir, 'nginx.pid');
 our $CacheDir   = File::Spec->catfile($ServRoot, 'cache');
-# where the nginx command's stderr is captured (extension)
-our $StderrFile = File::Spec->catfile($ServRoot, 'nginx.stderr');
+# where the nginx command's stderr is captured (extension); under logs/, which
+# the real module removes whole, so the two runners can share a servroot
+our $StderrFile = File::Spec->catfile($LogDir, 'nginx.stderr');
 
 # Read-only aliases for code written against Test::Nginx::Util globals.
 {
