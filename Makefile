@@ -4,6 +4,7 @@
 #   make run     build, then nginx in the foreground on 127.0.0.1:8080
 #   make test    everything CI runs: cargo test, then the t/ suite in real nginx
 #   make bench   engine micro-benchmarks and the nginx load comparison
+#   make deb     libnginx-mod-http-shared-map for the installed Debian nginx (objs/deb/)
 #
 # NGINX_SOURCE_DIR / NGINX_BUILD_DIR build against an existing configured nginx
 # tree instead of the vendored one (the ngx crate's own variables).
