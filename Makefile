@@ -105,6 +105,7 @@ test-engine:
 	$(CARGO) test --release -p shared-map-engine -p shared-map-http-parse
 
 test-nginx: build
+	rm -rf t/servroot
 	TEST_NGINX_BINARY=$(CURDIR)/$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) \
 	TEST_NGINX_SERVER_PORT=$(TEST_PORT) \
 	  sh -c 'if perl -MTest::Nginx::Socket -e1 2>/dev/null; then prove -r t/; \
