@@ -276,6 +276,13 @@ fn refused(r: &Request, map: &SharedMap, key: &[u8], err: Error) -> Reply {
             NGX_HTTP_BAD_REQUEST,
             format!("invalid key \"{}\": not an IP address or range", printable(key)),
         ),
+        Error::ChainFull => {
+            log_refusal(r.log(), &map.name, key, err, None);
+            Reply::error(
+                NGX_HTTP_INSUFFICIENT_STORAGE,
+                format!("shared map \"{}\": too many keys collide in one bucket", map.name),
+            )
+        }
     }
 }
 

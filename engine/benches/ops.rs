@@ -63,19 +63,72 @@ fn ops(c: &mut Criterion) {
     group.finish();
 }
 
+/// Keys whose unkeyed MurmurHash3 (seed 0, nginx-clojure's hash) falls into
+/// bucket 0 of a 16384-bucket table: what an attacker computes offline.
+fn murmur_flood(n: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::with_capacity(n);
+    let mut i = 0u64;
+    while out.len() < n {
+        let k = format!("/f/{i:x}").into_bytes();
+        if mur3::murmurhash3_x86_32(&k, 0) & 16383 == 0 {
+            out.push(k);
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The flood of the issue: 11,000 keys crafted to collide under MurmurHash3 in
+/// a tinymap of `entries=12000` (16384 buckets), against 11,000 ordinary keys
+/// in a map of the same size, added to in turn in the same run.
+fn flood(c: &mut Criterion) {
+    const N: usize = 11_000;
+    let flooded = murmur_flood(N);
+    let ordinary: Vec<Vec<u8>> = (0..N as u64)
+        .map(|i| format!("/o/{:x}", i * 16411 + (1 << 27)).into_bytes())
+        .collect();
+    let mut group = c.benchmark_group("flood");
+    for (name, keys) in [("ordinary", &ordinary), ("murmur3-colliding", &flooded)] {
+        let mut heap = Heap::new(8 << 20);
+        let config = MapConfig {
+            kind: MapKind::Tiny,
+            entries: 12_000,
+            timeout: 0,
+            evict: false,
+        };
+        let root = Map::create(&mut heap, &config).unwrap();
+        heap.set_root(root);
+        {
+            // SAFETY: single-threaded benchmark; the root came from create.
+            let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
+            for k in keys.iter() {
+                m.add(k, 1, 0, Ttl::Default, 0).unwrap();
+            }
+        }
+        let mut i = 0usize;
+        group.bench_function(BenchmarkId::new("add", name), |b| {
+            b.iter(|| {
+                // SAFETY: as above.
+                let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
+                i = (i + 7919) % N;
+                black_box(m.add(&keys[i], 1, 0, Ttl::Default, 0).unwrap())
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(benches, ops);
-criterion_main!(benches, hashing, matching);
+criterion_main!(benches, hashing, matching, flooding);
 
 fn hash(c: &mut Criterion) {
     let key = b"/uri/00000004242";
-    c.bench_function("hash/mur3 16 bytes", |b| {
-        b.iter(|| shared_map_engine::hash_key(black_box(key)))
+    let secret = [0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210];
+    c.bench_function("hash/siphash13 16 bytes", |b| {
+        b.iter(|| shared_map_engine::hash_key(secret, black_box(key)))
     });
-    c.bench_function("hash/murmur3 crate 16 bytes", |b| {
-        b.iter(|| {
-            let mut src: &[u8] = black_box(key);
-            murmur3::murmur3_32(&mut src, 0).unwrap()
-        })
+    c.bench_function("hash/mur3 16 bytes", |b| {
+        b.iter(|| mur3::murmurhash3_x86_32(black_box(key), 0))
     });
 }
 
@@ -156,3 +209,4 @@ fn match_lookups(c: &mut Criterion) {
 }
 
 criterion_group!(matching, match_lookups);
+criterion_group!(flooding, flood);

@@ -43,6 +43,8 @@ struct HeapHeader {
     /// The root a user keeps here (nginx keeps it in `shpool->data`).
     root: u64,
     lock: AtomicU32,
+    /// Allocations not yet freed: tests measure leaks with it.
+    live: u64,
 }
 
 /// A heap inside a memory region.
@@ -93,6 +95,7 @@ impl Heap {
                 runs: 0,
                 root: 0,
                 lock: AtomicU32::new(0),
+                live: 0,
             });
             base.add(core::mem::size_of::<HeapHeader>()).write_bytes(FREE, pages);
         }
@@ -138,6 +141,11 @@ impl Heap {
         // SAFETY: the run table follows the class table, one u32 per page
         // (unaligned: accessed with read/write_unaligned).
         unsafe { self.base.add(core::mem::size_of::<HeapHeader>() + pages + page * 4) as *mut u32 }
+    }
+
+    /// How many allocations are not freed yet.
+    pub fn live_allocations(&self) -> u64 {
+        self.hdr().live
     }
 
     /// The root offset kept in the heap header.
@@ -260,6 +268,7 @@ unsafe impl Arena for Heap {
                 *self.page_class(page) = RUN;
                 self.run_len(page).write_unaligned(n as u32);
             }
+            self.hdr_mut().live += 1;
             // SAFETY: in the region and non-zero.
             return Some(unsafe { NonNull::new_unchecked(self.base.add(off as usize)) });
         }
@@ -286,6 +295,7 @@ unsafe impl Arena for Heap {
         let off = self.hdr().small[class];
         // SAFETY: a free chunk holds the offset of the next free chunk.
         self.hdr_mut().small[class] = unsafe { *(self.base.add(off as usize) as *const u64) };
+        self.hdr_mut().live += 1;
         // SAFETY: in the region and non-zero.
         Some(unsafe { NonNull::new_unchecked(self.base.add(off as usize)) })
     }
@@ -295,6 +305,7 @@ unsafe impl Arena for Heap {
         let page = off as usize / PAGE;
         // SAFETY: `ptr` came from `alloc`, so its page has a class.
         let class = unsafe { *self.page_class(page) };
+        self.hdr_mut().live -= 1;
         if class == RUN {
             // SAFETY: the run's first page records its length; it becomes a free run.
             unsafe {

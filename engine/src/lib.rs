@@ -18,7 +18,7 @@ pub mod spec;
 pub mod state;
 
 pub use arena::Arena;
-pub use map::{hash_key, Error, Map, MapConfig, OwnedValue, Refusal, Stats, Ttl, Value, MAX_EVICTIONS};
+pub use map::{hash_key, Error, Map, MapConfig, OwnedValue, Refusal, Stats, Ttl, Value, MAX_CHAIN, MAX_EVICTIONS};
 pub use matching::MatchMode;
 pub use raw::ValueType;
 pub use spec::{MapKind, Spec, SpecError};

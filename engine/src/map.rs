@@ -13,12 +13,14 @@ use core::sync::atomic::{
 
 use std::borrow::Cow;
 
+use siphasher::sip::SipHasher13;
+
 use crate::arena::Arena;
 use crate::matching::{self, IpRange, MatchMode};
 use crate::raw::{Hash, Layout, NewEntry, Tiny, ValueType};
 use crate::spec::{self, MapKind};
 
-const MAGIC: u64 = u64::from_le_bytes(*b"SHMAP\0\0\x02");
+const MAGIC: u64 = u64::from_le_bytes(*b"SHMAP\0\0\x03");
 
 /// How many buckets one eviction or reclamation step looks at, at most.
 const SCAN_BUCKETS: u64 = 256;
@@ -31,6 +33,13 @@ const EVICT_SAMPLE: usize = 8;
 /// for the entries limit; space may need many when freed chunks are scattered
 /// over slab pages that stay partly used (fragmentation).
 pub const MAX_EVICTIONS: usize = 512;
+/// The most entries one bucket's chain holds. With a keyed hash and a load
+/// factor of at most 0.75, a chain this long happens by chance with probability
+/// about 1e-16 per bucket; it is a second line of defence against keys crafted to
+/// collide (should the hash key ever leak), so that no lookup walks more than
+/// this many entries. A new key for a full chain evicts that chain's least
+/// recently used entry (with `evict`) or is refused ([`Error::ChainFull`]).
+pub const MAX_CHAIN: usize = 16;
 
 /// A value as stored: `int` and `long` inside the entry, `string` in the arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +115,9 @@ pub enum Error {
     NotFound,
     /// The key of a write to an ip map is no IP address or range.
     InvalidKey,
+    /// The key's bucket already holds [`MAX_CHAIN`] entries and the map does
+    /// not evict.
+    ChainFull,
 }
 
 impl fmt::Display for Error {
@@ -119,6 +131,7 @@ impl fmt::Display for Error {
             Error::Exists => "key exists",
             Error::NotFound => "key not found",
             Error::InvalidKey => "not an IP address or range",
+            Error::ChainFull => "too many keys collide in one bucket",
         })
     }
 }
@@ -158,6 +171,12 @@ pub struct Stats {
     pub evictions: u64,
     pub expirations: u64,
     pub refused: u64,
+    /// Lock acquisitions that found the lock taken and had to wait.
+    pub lock_waits: u64,
+    /// The time they waited in all, in the caller's clock units (see [`Map::note_wait`]).
+    pub lock_wait: u64,
+    /// The longest hold of the lock since the map was created, in the same units.
+    pub lock_hold_max: u64,
 }
 
 /// The root of a map in the arena.
@@ -200,6 +219,13 @@ struct Header {
     length_counts: u64,
     /// The slots whose count is nonzero: the lengths a lookup probes.
     length_bits: [AtomicU64; matching::SLOTS / 64],
+    /// The SipHash-1-3 key, drawn from the OS random source when the map is
+    /// created and kept with the map (a reload that keeps the zone keeps it).
+    hash_key: [u64; 2],
+    /// Lock statistics, written by the lock's holder: see [`Map::note_wait`].
+    lock_waits: AtomicU64,
+    lock_wait: AtomicU64,
+    lock_hold_max: AtomicU64,
 }
 
 /// Why the last write of a handle found no room: what it needed and what it
@@ -247,19 +273,37 @@ macro_rules! dispatch {
     };
 }
 
-/// The key's hash: MurmurHash3 x86 32-bit, seed 0.
+/// The key's hash: SipHash-1-3 under the map's secret 128-bit key, its low 32
+/// bits kept in the entry (the bucket is their low bits).
 ///
-/// `mur3` hashes a slice directly: about 5 ns for a 16-byte key where the
-/// `murmur3` crate's `Read`-based interface takes about 29 ns, more than half of
-/// an operation's budget. `tests/hash.rs` checks both give the same hash.
-pub fn hash_key(key: &[u8]) -> u32 {
-    mur3::murmurhash3_x86_32(key, 0)
+/// nginx-clojure hashes with MurmurHash3 x86 32-bit, seed 0: anyone can compute
+/// offline keys that all land in one bucket, and MurmurHash3 has seed-independent
+/// multicollisions, so a random seed alone would not help. SipHash is a keyed
+/// pseudo-random function: without the key, colliding keys cannot be chosen.
+pub fn hash_key(secret: [u64; 2], key: &[u8]) -> u32 {
+    SipHasher13::new_with_keys(secret[0], secret[1]).hash(key) as u32
+}
+
+/// A fresh hash key from the operating system's random source.
+fn random_hash_key() -> Result<[u64; 2], Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).map_err(|_| Error::NoRoom)?;
+    let (a, b) = bytes.split_at(8);
+    Ok([
+        u64::from_le_bytes(a.try_into().unwrap_or_default()),
+        u64::from_le_bytes(b.try_into().unwrap_or_default()),
+    ])
 }
 
 impl<'a, A: Arena> Map<'a, A> {
     /// Creates an empty map in `arena` and returns its header's offset, to be
     /// passed to [`Map::attach`] later (and in other processes).
     pub fn create(arena: &'a mut A, config: &MapConfig) -> Result<u64, Error> {
+        Self::create_keyed(arena, config, random_hash_key()?)
+    }
+
+    /// [`Map::create`] with a given hash key: for tests that need to know it.
+    pub fn create_keyed(arena: &'a mut A, config: &MapConfig, hash_key: [u64; 2]) -> Result<u64, Error> {
         if config.kind == MapKind::Tiny && arena.size() > spec::TINYMAP_MAX_SPACE {
             return Err(Error::NoRoom);
         }
@@ -301,6 +345,10 @@ impl<'a, A: Arena> Map<'a, A> {
                 match_pad: 0,
                 length_counts: 0,
                 length_bits: Default::default(),
+                hash_key,
+                lock_waits: AtomicU64::new(0),
+                lock_wait: AtomicU64::new(0),
+                lock_hold_max: AtomicU64::new(0),
             })
         };
         Ok(hdr.as_ptr() as u64 - base)
@@ -414,6 +462,38 @@ impl<'a, A: Arena> Map<'a, A> {
             evictions: h.evictions.load(Relaxed),
             expirations: h.expirations.load(Relaxed),
             refused: h.refused.load(Relaxed),
+            lock_waits: h.lock_waits.load(Relaxed),
+            lock_wait: h.lock_wait.load(Relaxed),
+            lock_hold_max: h.lock_hold_max.load(Relaxed),
+        }
+    }
+
+    /// The hash of `key` in this map.
+    pub fn hash(&self, key: &[u8]) -> u32 {
+        hash_key(self.header().hash_key, key)
+    }
+
+    /// Records that taking the lock for this handle had to wait `waited` (in the
+    /// caller's clock units). Called right after the lock was acquired.
+    pub fn note_wait(&mut self, waited: u64) {
+        let h = self.header();
+        add_locked(&h.lock_waits, 1);
+        add_locked(&h.lock_wait, waited);
+    }
+
+    /// Starts the lock statistics afresh (after a load that nobody waited for).
+    pub fn reset_lock_stats(&mut self) {
+        let h = self.header();
+        h.lock_waits.store(0, Relaxed);
+        h.lock_wait.store(0, Relaxed);
+        h.lock_hold_max.store(0, Relaxed);
+    }
+
+    /// Records that the lock was held for `held`, right before it is released.
+    pub fn note_hold(&mut self, held: u64) {
+        let h = self.header();
+        if held > h.lock_hold_max.load(Relaxed) {
+            h.lock_hold_max.store(held, Relaxed);
         }
     }
 
@@ -476,9 +556,38 @@ impl<'a, A: Arena> Map<'a, A> {
         dispatch!(self.add_in(key, delta, init, ttl, now))
     }
 
-    /// Removes every entry.
+    /// Removes every entry, in one hold of the lock. [`Map::clear_batch`]
+    /// bounds each hold.
     pub fn clear(&mut self) {
-        dispatch!(self.clear_in())
+        let mut cursor = 0;
+        while let Some(next) = self.clear_batch(cursor, u64::MAX) {
+            cursor = next;
+        }
+    }
+
+    /// Removes every entry of the buckets from `cursor` on, at most
+    /// `max_buckets` of them, one entry at a time (unlinked, then freed, so a
+    /// process killed here leaks at most the entry it was freeing). Returns the
+    /// cursor of the next batch, `None` when the last bucket was cleared.
+    pub fn clear_batch(&mut self, cursor: u64, max_buckets: u64) -> Option<u64> {
+        dispatch!(self.clear_in(cursor, max_buckets))
+    }
+
+    /// Calls `f` with each live entry whose key starts with `prefix`, with its
+    /// expiry time (0 = never), in the buckets from `cursor` on, at most
+    /// `max_buckets` of them. Returns the next batch's cursor, `None` when the
+    /// last bucket was walked.
+    ///
+    /// Buckets are never rehashed, so a walk of consecutive batches (the lock
+    /// released between them) yields every entry present for the whole walk
+    /// exactly once: its bucket is fixed by its key. An entry written or removed
+    /// meanwhile may or may not appear, and appears at most once; a value
+    /// changed meanwhile appears as it was when its bucket was walked.
+    pub fn walk<F>(&mut self, cursor: u64, max_buckets: u64, prefix: &[u8], now: u32, mut f: F) -> Option<u64>
+    where
+        F: FnMut(&[u8], Value<'_>, u32),
+    {
+        dispatch!(self.walk_in(cursor, max_buckets, prefix, now, &mut f))
     }
 
     /// Calls `f` with each live entry whose key starts with `prefix`, with its
@@ -673,7 +782,7 @@ impl<A: Arena> Map<'_, A> {
     }
 
     fn get_in<L: Layout>(&mut self, key: &[u8], now: u32, touch: bool) -> Option<Value<'_>> {
-        let hash = hash_key(key);
+        let hash = self.hash(key);
         match self.lookup::<L>(hash, key, now) {
             Some((_, e)) => {
                 if touch {
@@ -694,7 +803,7 @@ impl<A: Arena> Map<'_, A> {
 
     fn get_renew_in<L: Layout>(&mut self, key: &[u8], ttl: Ttl, now: u32) -> Option<Value<'_>> {
         let expire = self.expire_at(ttl, now);
-        let Some((_, e)) = self.lookup::<L>(hash_key(key), key, now) else {
+        let Some((_, e)) = self.lookup::<L>(self.hash(key), key, now) else {
             add_locked(&self.header().misses, 1);
             return None;
         };
@@ -709,7 +818,7 @@ impl<A: Arena> Map<'_, A> {
     }
 
     fn peek_expiry_in<L: Layout>(&mut self, key: &[u8], now: u32) -> Option<(Value<'_>, u32)> {
-        let (_, e) = self.lookup::<L>(hash_key(key), key, now)?;
+        let (_, e) = self.lookup::<L>(self.hash(key), key, now)?;
         // SAFETY: `e` is live.
         unsafe { Some((self.read::<L>(e), L::expire(self.base(), e).load(Relaxed))) }
     }
@@ -894,7 +1003,7 @@ impl<A: Arena> Map<'_, A> {
     }
 
     fn refuse<T>(&self, err: Error) -> Result<T, Error> {
-        if err == Error::NoRoom {
+        if err == Error::NoRoom || err == Error::ChainFull {
             add_locked(&self.header().refused, 1);
         }
         Err(err)
@@ -918,7 +1027,7 @@ impl<A: Arena> Map<'_, A> {
                 return Err(Error::ValueTooLarge);
             }
         }
-        let hash = hash_key(key);
+        let hash = self.hash(key);
         let vtype = value.value_type();
         let expire = self.expire_at(ttl, now);
         let base = self.base();
@@ -930,6 +1039,11 @@ impl<A: Arena> Map<'_, A> {
             (PutMode::IfAbsent, Some(_)) => return Err(Error::Exists),
             (PutMode::IfPresent, None) => return Err(Error::NotFound),
             _ => {}
+        }
+        if found.is_none() {
+            if let Err(err) = self.chain_room::<L>(hash, now) {
+                return self.refuse(err);
+            }
         }
         if let Some((_, e)) = found {
             // SAFETY: `e` was just found in its chain and the lock is held.
@@ -1025,7 +1139,7 @@ impl<A: Arena> Map<'_, A> {
     }
 
     fn remove_in<L: Layout>(&mut self, key: &[u8], now: u32) -> Option<OwnedValue> {
-        let (link, e) = self.lookup::<L>(hash_key(key), key, now)?;
+        let (link, e) = self.lookup::<L>(self.hash(key), key, now)?;
         // SAFETY: `e` is live.
         let prev = unsafe { self.read::<L>(e) }.to_owned();
         self.unlink_free::<L>(link, e);
@@ -1038,7 +1152,7 @@ impl<A: Arena> Map<'_, A> {
         if key.len() > L::MAX_KEY || key.len() >= self.arena.size() {
             return Err(Error::KeyTooLarge);
         }
-        let hash = hash_key(key);
+        let hash = self.hash(key);
         let base = self.base();
         self.refusal = None;
         if let Some((_, e)) = self.lookup::<L>(hash, key, now) {
@@ -1066,6 +1180,9 @@ impl<A: Arena> Map<'_, A> {
             return Ok(new);
         }
         let v = init.checked_add(delta).ok_or(Error::Overflow)?;
+        if let Err(err) = self.chain_room::<L>(hash, now) {
+            return self.refuse(err);
+        }
         let stamp = tick(&self.header().clock);
         let new = NewEntry {
             hash,
@@ -1084,32 +1201,101 @@ impl<A: Arena> Map<'_, A> {
         }
     }
 
-    fn clear_in<L: Layout>(&mut self) {
+    fn clear_in<L: Layout>(&mut self, cursor: u64, max_buckets: u64) -> Option<u64> {
         let (table, buckets) = (self.header().table, self.header().buckets);
-        self.header().len_pending.store(1, Relaxed);
+        let end = cursor.saturating_add(max_buckets).min(buckets);
+        for idx in cursor..end {
+            loop {
+                // SAFETY: the lock is held; the bucket holds a live chain.
+                let e = unsafe { L::bucket(self.base(), table, idx) };
+                if e == 0 {
+                    break;
+                }
+                self.unlink_free::<L>(Link::Bucket(idx), e);
+            }
+        }
+        (end < buckets).then_some(end)
+    }
+
+    fn walk_in<L: Layout>(
+        &mut self,
+        cursor: u64,
+        max_buckets: u64,
+        prefix: &[u8],
+        now: u32,
+        f: &mut dyn FnMut(&[u8], Value<'_>, u32),
+    ) -> Option<u64> {
+        let (table, buckets) = (self.header().table, self.header().buckets);
         let base = self.base();
-        for idx in 0..buckets {
-            // SAFETY: the chain is detached with one store, then freed.
+        let end = cursor.saturating_add(max_buckets).min(buckets);
+        for idx in cursor..end {
+            // SAFETY: chains hold live entries; `f` cannot write to the map.
             unsafe {
                 let mut e = L::bucket(base, table, idx);
-                if e == 0 {
-                    continue;
-                }
-                L::set_bucket(base, table, idx, 0);
                 while e != 0 {
-                    let next = L::next(base, e);
-                    if L::vtype(base, e) == ValueType::String {
-                        L::free_string(self.arena, L::word(base, e).load(Relaxed));
+                    let expire = L::expire(base, e).load(Relaxed);
+                    let key = L::key(base, e);
+                    if !expired(expire, now) && key.starts_with(prefix) {
+                        f(key, self.read::<L>(e), expire);
                     }
-                    L::free_entry(self.arena, e);
-                    sub_locked(&self.header().len, 1);
-                    e = next;
+                    e = L::next(base, e);
                 }
             }
         }
-        self.reset_lengths();
-        self.header().len_pending.store(0, Release);
-        self.wrote();
+        (end < buckets).then_some(end)
+    }
+
+    /// Makes room in the chain of `hash`'s bucket for one more entry when it
+    /// holds [`MAX_CHAIN`]: an expired entry of the chain goes first, then
+    /// (with `evict`) its least recently used one; without, the write is
+    /// refused. Bounds every walk of a chain, whatever keys a client chooses.
+    fn chain_room<L: Layout>(&mut self, hash: u32, now: u32) -> Result<(), Error> {
+        let h = self.header();
+        let base = self.base();
+        let idx = hash as u64 & (h.buckets - 1);
+        let clock = h.clock.load(Relaxed);
+        let mut link = Link::Bucket(idx);
+        let mut n = 0;
+        let mut dead = None;
+        let mut victim: Option<(Link, u64, u32)> = None;
+        // SAFETY: chains hold only live entries under the lock.
+        let mut e = unsafe { L::bucket(base, h.table, idx) };
+        while e != 0 {
+            // SAFETY: `e` is live.
+            let (expire, access, next) = unsafe {
+                (
+                    L::expire(base, e).load(Relaxed),
+                    L::access(base, e).load(Relaxed),
+                    L::next(base, e),
+                )
+            };
+            if dead.is_none() && expired(expire, now) {
+                dead = Some((link, e));
+            }
+            let age = clock.wrapping_sub(access);
+            if victim.is_none_or(|(_, _, best)| age > best) {
+                victim = Some((link, e, age));
+            }
+            n += 1;
+            link = Link::Entry(e);
+            e = next;
+        }
+        if n < MAX_CHAIN {
+            return Ok(());
+        }
+        if let Some((link, e)) = dead {
+            self.unlink_free::<L>(link, e);
+            add_locked(&self.header().expirations, 1);
+            return Ok(());
+        }
+        match victim {
+            Some((link, e, _)) if self.header().evict != 0 => {
+                self.unlink_free::<L>(link, e);
+                add_locked(&self.header().evictions, 1);
+                Ok(())
+            }
+            _ => Err(Error::ChainFull),
+        }
     }
 
     /// Counts the entries of every chain into `len`, after a process died
@@ -1161,7 +1347,7 @@ impl<A: Arena> Map<'_, A> {
                     ));
                 }
                 // SAFETY: as above; the key's offset and length are the entry's own.
-                if hash_key(unsafe { L::key(base, e) }) != hash {
+                if self.hash(unsafe { L::key(base, e) }) != hash {
                     return Err(format!(
                         "bucket {idx}: entry {e} is torn: its key does not match its hash"
                     ));
@@ -1277,13 +1463,13 @@ impl<'a, A: Arena> Map<'a, A> {
 
     fn get_match_in<L: Layout>(&mut self, key: &[u8], now: u32) -> Option<(&[u8], Value<'_>)> {
         let found = match self.match_mode() {
-            MatchMode::Exact => self.lookup::<L>(hash_key(key), key, now),
+            MatchMode::Exact => self.lookup::<L>(self.hash(key), key, now),
             MatchMode::Prefix => {
                 let bits = self.length_bits();
                 let top = key.len().min(matching::MAX_PREFIX_KEY);
                 matching::slots_down(bits, top, 0).find_map(|s| {
                     let candidate = &key[..s];
-                    self.lookup::<L>(hash_key(candidate), candidate, now)
+                    self.lookup::<L>(self.hash(candidate), candidate, now)
                 })
             }
             MatchMode::Ip => IpRange::parse(key).and_then(|range| {
@@ -1292,7 +1478,7 @@ impl<'a, A: Arena> Map<'a, A> {
                 matching::slots_down(bits, range.slot(), bottom).find_map(|s| {
                     let candidate = range.network((s - bottom) as u8).key();
                     let candidate = candidate.as_bytes();
-                    self.lookup::<L>(hash_key(candidate), candidate, now)
+                    self.lookup::<L>(self.hash(candidate), candidate, now)
                 })
             }),
         };
