@@ -25,7 +25,8 @@ use crate::dashboard;
 use crate::http;
 use crate::log::{log_refusal, printable};
 use crate::module::Module;
-use crate::render::{self, Dump, Entry};
+use crate::render::{self, Dump};
+use crate::stream::{self, Stream, Work};
 use crate::value::header_safe;
 use crate::zone::{self, now, SharedMap, SlabArena};
 
@@ -216,7 +217,6 @@ struct Found {
 
 const TEXT: &str = "text/plain";
 const JSON: &str = "application/json";
-const PROMETHEUS: &str = "text/plain; version=0.0.4";
 const ALLOW_ALL: &str = "GET, HEAD, PUT, POST, DELETE";
 const ALLOW_READ: &str = "GET, HEAD";
 
@@ -613,25 +613,6 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
             Ok(Ok(false)) => Reply::error(NGX_HTTP_NOT_FOUND, "key not found"),
             Ok(Err(e)) => refused_write(r, map, &key, e),
         },
-        Op::Clear { map } => match map.with(|m| m.clear()) {
-            Err(_) => unavailable(r, map),
-            Ok(()) => Reply::empty(NGX_HTTP_NO_CONTENT),
-        },
-        Op::List {
-            map,
-            format,
-            prefix,
-            limit,
-        } => {
-            let limit = limit.or((format == Format::Json).then_some(DEFAULT_LIMIT));
-            let Some(dump) = dump(map, &prefix, limit, format == Format::Prometheus, now) else {
-                return unavailable(r, map);
-            };
-            match format {
-                Format::Prometheus => Reply::new(NGX_HTTP_OK, PROMETHEUS, render::prometheus(&[dump])),
-                _ => Reply::new(NGX_HTTP_OK, JSON, render::map_json(&dump, now)),
-            }
-        }
         Op::ListMaps {
             format: Format::Html,
             readonly,
@@ -640,69 +621,67 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
             extra: &dashboard::HEADERS,
             ..Reply::new(NGX_HTTP_OK, dashboard::CONTENT_TYPE, dashboard::page(readonly).to_vec())
         },
-        Op::ListMaps {
-            format, prefix, limit, ..
-        } => {
+        Op::ListMaps { .. } => {
+            // Statistics only, O(1) per map: Prometheus (with entries) streams.
             let maps: &'static [Box<SharedMap>] = conf::maps(r.as_ref());
             let mut dumps = Vec::with_capacity(maps.len());
             for map in maps {
-                // JSON lists statistics only; Prometheus adds the numeric entries.
-                let limit = if format == Format::Json { Some(0) } else { limit };
-                match dump(map, &prefix, limit, true, now) {
-                    Some(d) => dumps.push(d),
-                    None => return unavailable(r, map),
+                match map.with(|m| m.stats()) {
+                    Ok(stats) => dumps.push(Dump {
+                        name: &map.name,
+                        kind: map.spec.kind.name(),
+                        stats,
+                    }),
+                    Err(_) => return unavailable(r, map),
                 }
             }
             // The same URI answers HTML to browsers: caches must keep both apart.
-            let extra = &[("Vary", "Accept")];
-            match format {
-                Format::Prometheus => Reply {
-                    extra,
-                    ..Reply::new(NGX_HTTP_OK, PROMETHEUS, render::prometheus(&dumps))
-                },
-                _ => Reply {
-                    extra,
-                    ..Reply::new(NGX_HTTP_OK, JSON, render::maps_json(&dumps))
-                },
+            Reply {
+                extra: &[("Vary", "Accept")],
+                ..Reply::new(NGX_HTTP_OK, JSON, render::maps_json(&dumps))
             }
         }
+        Op::Clear { .. } | Op::List { .. } => Reply::error(NGX_HTTP_INTERNAL_SERVER_ERROR, "not streamed"),
     }
 }
 
-/// Copies a map's statistics and up to `limit` entries under `prefix` (numeric
-/// ones only if `numeric`) out of the map, holding its lock only meanwhile.
-fn dump<'a>(map: &'a SharedMap, prefix: &[u8], limit: Option<u64>, numeric: bool, now: u32) -> Option<Dump<'a>> {
-    let limit = limit.unwrap_or(u64::MAX);
-    let (stats, entries, more) = map
-        .with(|m| {
-            let stats = m.stats();
-            let mut entries = Vec::new();
-            let mut more = false;
-            m.for_each(prefix, now, |key, value, expire| {
-                if numeric && matches!(value, Value::Str(_)) {
-                    return true;
-                }
-                if entries.len() as u64 >= limit {
-                    more = true;
-                    return false;
-                }
-                entries.push(Entry {
-                    key: key.to_vec(),
-                    value: value.to_owned(),
-                    expire,
-                });
-                true
-            });
-            (stats, entries, more)
-        })
-        .ok()?;
-    Some(Dump {
-        name: &map.name,
-        kind: map.spec.kind.name(),
-        stats,
-        entries,
-        more,
-    })
+/// The requests whose work grows with the map, as a [`Stream`]: listings and
+/// clears. Others are given back.
+fn streamed(r: &Request, op: Op) -> Result<Stream, Op> {
+    let now = now();
+    match op {
+        Op::List {
+            map,
+            format: Format::Json,
+            prefix,
+            limit,
+        } => Ok(Stream::new(
+            Work::Json,
+            vec![map],
+            prefix,
+            Some(limit.unwrap_or(DEFAULT_LIMIT)),
+            now,
+        )),
+        Op::List {
+            map,
+            format: Format::Prometheus,
+            prefix,
+            limit,
+        } => Ok(Stream::new(Work::Prometheus, vec![map], prefix, limit, now)),
+        Op::ListMaps {
+            format: Format::Prometheus,
+            prefix,
+            limit,
+            ..
+        } => {
+            let maps: &'static [Box<SharedMap>] = conf::maps(r.as_ref());
+            let maps = maps.iter().map(|m| &**m).collect();
+            // The same URI answers HTML to browsers: caches must keep both apart.
+            Ok(Stream::new(Work::Prometheus, maps, prefix, limit, now).vary_accept())
+        }
+        Op::Clear { map } => Ok(Stream::new(Work::Clear, vec![map], Vec::new(), None, now)),
+        op => Err(op),
+    }
 }
 
 /// Sends `reply` as the whole response; returns what the content handler returns.
@@ -782,7 +761,12 @@ unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
                 return rc;
             }
             let reply = match planned {
-                Ok(op) => execute(req, op, &[]),
+                Ok(op) => match streamed(req, op) {
+                    // SAFETY: a live request in its content phase, its body
+                    // discarded, nothing sent yet.
+                    Ok(stream) => return unsafe { stream::start(r, stream) },
+                    Err(op) => execute(req, op, &[]),
+                },
                 Err(reply) => reply,
             };
             // SAFETY: nothing has been sent yet.

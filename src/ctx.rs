@@ -20,6 +20,9 @@ pub struct RequestCtx {
     pub incr: Option<Option<i64>>,
     pub named: Vec<Option<Option<i64>>>,
     pub session: SessionState,
+    /// The API's answer under way when it spans several turns of the event
+    /// loop: a `stream::Stream` in the request's pool.
+    pub stream: Option<NonNull<c_void>>,
 }
 
 /// The main request's context, made on first use; `None` if out of memory.

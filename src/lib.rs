@@ -7,11 +7,12 @@
 //! features down to the leaves:
 //!
 //! ```text
-//! lib ─→ named, variables ─→ count, api (→ render), session, timer ─→ conf ─→ persist ─→ zone ─→ module, log, ctx, value, http
+//! lib ─→ named, variables ─→ count, api (→ render), session, timer ─→ conf ─→ persist ─→ zone ─→ module, log, ctx, value, http, clock
 //! ```
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod api;
+mod clock;
 mod conf;
 mod count;
 mod ctx;
@@ -23,6 +24,7 @@ mod named;
 mod persist;
 mod render;
 mod session;
+mod stream;
 mod timer;
 mod value;
 mod variables;

@@ -12,6 +12,8 @@ use serde::Serialize;
 use serde_json::{Map as JsonObject, Value as Json};
 use shared_map_engine::{OwnedValue, Stats};
 
+use crate::clock;
+
 /// One entry copied out of a map; `expire` is the unix time it expires, 0 never.
 pub struct Entry {
     pub key: Vec<u8>,
@@ -19,14 +21,11 @@ pub struct Entry {
     pub expire: u32,
 }
 
-/// A map's statistics and some of its entries, copied out under its lock.
+/// A map's name, type and statistics, copied out under its lock.
 pub struct Dump<'a> {
     pub name: &'a str,
     pub kind: &'static str,
     pub stats: Stats,
-    pub entries: Vec<Entry>,
-    /// More entries matched than were copied (`limit`).
-    pub more: bool,
 }
 
 #[derive(Serialize)]
@@ -42,6 +41,16 @@ struct StatsJson {
     evictions: u64,
     expirations: u64,
     refused: u64,
+    lock: LockJson,
+}
+
+/// The map's lock: acquisitions that had to wait, the time they waited in all
+/// and the longest hold since the map was created, in microseconds.
+#[derive(Serialize)]
+struct LockJson {
+    waits: u64,
+    wait_us: u64,
+    hold_max_us: u64,
 }
 
 impl StatsJson {
@@ -57,6 +66,11 @@ impl StatsJson {
             evictions: s.evictions,
             expirations: s.expirations,
             refused: s.refused,
+            lock: LockJson {
+                waits: s.lock_waits,
+                wait_us: clock::to_nanos(s.lock_wait) / 1000,
+                hold_max_us: clock::to_nanos(s.lock_hold_max) / 1000,
+            },
         }
     }
 }
@@ -65,10 +79,6 @@ impl StatsJson {
 struct MapJson<'a> {
     name: &'a str,
     stats: StatsJson,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    entries: Option<Vec<Json>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    more: Option<bool>,
 }
 
 #[derive(Serialize)]
@@ -110,15 +120,31 @@ fn entry_json(e: &Entry, now: u32) -> Json {
     Json::Object(obj)
 }
 
-/// One map: its statistics and entries, with `more` when `limit` cut them.
-pub fn map_json(d: &Dump<'_>, now: u32) -> Vec<u8> {
-    let doc = MapJson {
-        name: d.name,
-        stats: StatsJson::new(d.kind, &d.stats),
-        entries: Some(d.entries.iter().map(|e| entry_json(e, now)).collect()),
-        more: Some(d.more),
-    };
-    serde_json::to_vec(&doc).unwrap_or_default()
+/// The start of a map's JSON listing, up to the opening of its entries.
+pub fn json_head(name: &str, kind: &'static str, stats: &Stats) -> Vec<u8> {
+    let mut out = b"{\"name\":".to_vec();
+    let _ = serde_json::to_writer(&mut out, name);
+    out.extend_from_slice(b",\"stats\":");
+    let _ = serde_json::to_writer(&mut out, &StatsJson::new(kind, stats));
+    out.extend_from_slice(b",\"entries\":[");
+    out
+}
+
+/// One entry of a JSON listing, after a comma unless it is the first.
+pub fn json_entry(out: &mut Vec<u8>, comma: bool, e: &Entry, now: u32) {
+    if comma {
+        out.push(b',');
+    }
+    let _ = serde_json::to_writer(&mut *out, &entry_json(e, now));
+}
+
+/// The end of a map's JSON listing.
+pub fn json_tail(out: &mut Vec<u8>, more: bool) {
+    out.extend_from_slice(if more {
+        b"],\"more\":true}"
+    } else {
+        b"],\"more\":false}"
+    });
 }
 
 /// Every map with its statistics.
@@ -129,8 +155,6 @@ pub fn maps_json(dumps: &[Dump<'_>]) -> Vec<u8> {
             .map(|d| MapJson {
                 name: d.name,
                 stats: StatsJson::new(d.kind, &d.stats),
-                entries: None,
-                more: None,
             })
             .collect(),
     };
@@ -224,41 +248,76 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
 }
 
-/// The text exposition format (version 0.0.4): each map's statistics, then
-/// every copied numeric entry as a `shared_map_value` sample.
-pub fn prometheus(dumps: &[Dump<'_>]) -> Vec<u8> {
+/// Lock statistics, in seconds as the format's conventions want.
+const LOCK_STATS: [(&str, &str, &str, StatFn); 2] = [
+    (
+        "shared_map_lock_wait_seconds_total",
+        "counter",
+        "Time spent waiting for the map's lock.",
+        |s| s.lock_wait,
+    ),
+    (
+        "shared_map_lock_hold_max_seconds",
+        "gauge",
+        "The longest hold of the map's lock.",
+        |s| s.lock_hold_max,
+    ),
+];
+
+/// The statistics of every map, then the `shared_map_value` family's HELP
+/// and TYPE lines: everything before the samples of entries.
+pub fn prometheus_head(maps: &[(&str, &'static str, Stats)]) -> String {
     let mut out = String::new();
     family(&mut out, "shared_map_info", "gauge", "The map and its type.");
-    for d in dumps {
+    for (name, kind, _) in maps {
         out.push_str("shared_map_info{map=\"");
-        label(&mut out, d.name);
+        label(&mut out, name);
         out.push_str("\",type=\"");
-        label(&mut out, d.kind);
+        label(&mut out, kind);
         out.push_str("\"} 1\n");
     }
-    for (name, kind, help, get) in STATS {
-        family(&mut out, name, kind, help);
-        for d in dumps {
-            out.push_str(name);
-            out.push_str("{map=\"");
-            label(&mut out, d.name);
-            out.push_str(&format!("\"}} {}\n", get(&d.stats)));
+    let sample = |out: &mut String, metric: &str, map: &str, value: &dyn core::fmt::Display| {
+        out.push_str(metric);
+        out.push_str("{map=\"");
+        label(out, map);
+        out.push_str(&format!("\"}} {value}\n"));
+    };
+    for (metric, kind, help, get) in STATS {
+        family(&mut out, metric, kind, help);
+        for (name, _, stats) in maps {
+            sample(&mut out, metric, name, &get(stats));
+        }
+    }
+    family(
+        &mut out,
+        "shared_map_lock_waits_total",
+        "counter",
+        "Acquisitions of the map's lock that had to wait.",
+    );
+    for (name, _, stats) in maps {
+        sample(&mut out, "shared_map_lock_waits_total", name, &stats.lock_waits);
+    }
+    for (metric, kind, help, get) in LOCK_STATS {
+        family(&mut out, metric, kind, help);
+        for (name, _, stats) in maps {
+            let secs = clock::to_nanos(get(stats)) as f64 / 1e9;
+            sample(&mut out, metric, name, &secs);
         }
     }
     family(&mut out, "shared_map_value", "gauge", "Numeric entries of the map.");
-    for d in dumps {
-        for e in &d.entries {
-            let v = match e.value {
-                OwnedValue::Int(v) => v as i64,
-                OwnedValue::Long(v) => v,
-                OwnedValue::Str(_) => continue,
-            };
-            out.push_str("shared_map_value{map=\"");
-            label(&mut out, d.name);
-            out.push_str("\",");
-            bytes_label(&mut out, "key", &e.key);
-            out.push_str(&format!("}} {v}\n"));
-        }
-    }
-    out.into_bytes()
+    out
+}
+
+/// One entry as a `shared_map_value` sample; strings have none.
+pub fn prometheus_value(out: &mut String, map: &str, e: &Entry) {
+    let v = match e.value {
+        OwnedValue::Int(v) => v as i64,
+        OwnedValue::Long(v) => v,
+        OwnedValue::Str(_) => return,
+    };
+    out.push_str("shared_map_value{map=\"");
+    label(out, map);
+    out.push_str("\",");
+    bytes_label(out, "key", &e.key);
+    out.push_str(&format!("}} {v}\n"));
 }

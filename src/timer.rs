@@ -49,6 +49,7 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     if process != NGX_PROCESS_WORKER && process != NGX_PROCESS_SINGLE {
         return Status::NGX_OK.into();
     }
+    crate::clock::start();
     // SAFETY: the cycle is live for the whole worker.
     let cycle = unsafe { &*cycle };
     let maps = conf::maps(cycle);

@@ -6,12 +6,13 @@ use core::ptr::{self, NonNull};
 
 use ngx::core::SlabPool;
 use ngx::ffi::{
-    ngx_conf_t, ngx_log_t, ngx_pagesize, ngx_shared_memory_add, ngx_shm_zone_t, ngx_slab_alloc, ngx_slab_alloc_locked,
-    ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t, ngx_time, NGX_LOG_ALERT, NGX_LOG_EMERG,
+    ngx_conf_t, ngx_log_t, ngx_pagesize, ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_trylock,
+    ngx_shmtx_unlock, ngx_slab_alloc, ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t,
+    ngx_time, NGX_LOG_ALERT, NGX_LOG_EMERG,
 };
 use ngx::ngx_log_error;
 
-use crate::module;
+use crate::{clock, module};
 use shared_map_engine::{Arena, Map, MapConfig, Spec};
 
 /// One `shared_map` directive: the map's name, its specification and its zone.
@@ -93,22 +94,67 @@ impl SharedMap {
     /// Runs `f` on the map with the slab pool's mutex held.
     ///
     /// The mutex is nginx's `ngx_shmtx`: if a worker dies holding it, the master
-    /// force-unlocks it, so a killed worker never deadlocks the others.
+    /// force-unlocks it, so a killed worker never deadlocks the others. An
+    /// acquisition that finds it taken is counted with the time it waited, and
+    /// every hold is timed for the longest-hold statistic (see `clock`).
     pub fn with<R>(&self, f: impl FnOnce(&mut Map<'_, SlabArena>) -> R) -> Result<R, ZoneUnavailable> {
         // SAFETY: the zone is mapped for the whole life of a worker (and of the
         // master between zone initialisation and the next reload).
         let zone = unsafe { self.shm_zone.as_ref() };
-        // SAFETY: a mapped zone of this module starts with nginx's slab pool.
-        let pool = unsafe { SlabPool::from_shm_zone(zone) }.ok_or(ZoneUnavailable)?;
-        let _locked = pool.lock();
+        let pool = NonNull::new(zone.shm.addr as *mut ngx_slab_pool_t).ok_or(ZoneUnavailable)?;
+        let locked = Locked::lock(pool);
         let mut arena = SlabArena {
-            pool: NonNull::new(zone.shm.addr as *mut ngx_slab_pool_t).ok_or(ZoneUnavailable)?,
+            pool,
             size: zone.shm.size,
         };
         // SAFETY: `root` was returned by Map::create on this zone, and the mutex
-        // is held until `_locked` drops after `f` returns.
+        // is held until `locked` drops after `f` returns.
         let mut map = unsafe { Map::attach(&mut arena, self.root) }.ok_or(ZoneUnavailable)?;
-        Ok(f(&mut map))
+        if let Some(waited) = locked.waited {
+            map.note_wait(waited);
+        }
+        let r = f(&mut map);
+        map.note_hold(clock::ticks().wrapping_sub(locked.since));
+        Ok(r)
+    }
+}
+
+/// The slab pool's mutex, held until dropped.
+struct Locked {
+    pool: NonNull<ngx_slab_pool_t>,
+    /// When the mutex was acquired, in clock ticks.
+    since: u64,
+    /// How long acquiring it waited, when it was taken.
+    waited: Option<u64>,
+}
+
+impl Locked {
+    fn lock(pool: NonNull<ngx_slab_pool_t>) -> Locked {
+        // SAFETY: a mapped zone of this module starts with nginx's slab pool,
+        // whose mutex was created with the zone.
+        let mtx = unsafe { ptr::addr_of_mut!((*pool.as_ptr()).mutex) };
+        // SAFETY: as above; `ngx_shmtx_trylock` takes the mutex if it is free.
+        let waited = if unsafe { ngx_shmtx_trylock(mtx) } != 0 {
+            None
+        } else {
+            let t = clock::ticks();
+            // SAFETY: as above; waits until the holder (or the master, for a
+            // dead holder) releases it.
+            unsafe { ngx_shmtx_lock(mtx) };
+            Some(clock::ticks().wrapping_sub(t))
+        };
+        Locked {
+            pool,
+            since: clock::ticks(),
+            waited,
+        }
+    }
+}
+
+impl Drop for Locked {
+    fn drop(&mut self) {
+        // SAFETY: this process holds the mutex, taken in `lock`.
+        unsafe { ngx_shmtx_unlock(ptr::addr_of_mut!((*self.pool.as_ptr()).mutex)) }
     }
 }
 

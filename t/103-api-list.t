@@ -22,6 +22,10 @@ sub canon {
     for my $m (exists $doc->{maps} ? @{ $doc->{maps} } : ($doc)) {
         my $s = $m->{stats};
         $s->{free_space} = ($s->{free_space} > 0 && $s->{free_space} < $s->{space}) ? "ok" : "bad: $s->{free_space}";
+        # Lock statistics depend on timing: three non-negative integers.
+        my $l = delete $s->{lock} // {};
+        my @bad = grep { ($l->{$_} // '') !~ /^\d+\z/ } qw(waits wait_us hold_max_us);
+        $s->{lock} = @bad ? "bad: @bad" : "ok";
         if ($m->{entries}) {
             $m->{entries} = [sort { ($a->{key} // $a->{key_base64}) cmp ($b->{key} // $b->{key_base64}) }
                              @{ $m->{entries} }];
@@ -42,7 +46,7 @@ Content-Type: application/json
 --- response_body_filters eval
 \&main::canon
 --- response_body
-{"entries":[],"more":false,"name":"m","stats":{"entries":0,"evictions":0,"expirations":0,"free_space":"ok","hits":0,"max_entries":1000,"misses":0,"refused":0,"space":1048576,"type":"tinymap"}}
+{"entries":[],"more":false,"name":"m","stats":{"entries":0,"evictions":0,"expirations":0,"free_space":"ok","hits":0,"lock":"ok","max_entries":1000,"misses":0,"refused":0,"space":1048576,"type":"tinymap"}}
 
 
 
@@ -57,7 +61,7 @@ Content-Type: application/json
 \&main::canon
 --- response_body eval
 ["", "", "", "", "", "",
-'{"entries":[{"key_base64":"//4=","type":"string","value":"binary key"},{"key":"bin","type":"string","value_base64":"/wA="},{"key":"i","type":"int","value":-1},{"key":"l","type":"long","value":10000000000},{"key":"s","type":"string","value":"string"},{"key":"été","type":"string","value":"été"}],"more":false,"name":"h","stats":{"entries":6,"evictions":0,"expirations":0,"free_space":"ok","hits":0,"max_entries":100,"misses":0,"refused":0,"space":1048576,"type":"hashmap"}}
+'{"entries":[{"key_base64":"//4=","type":"string","value":"binary key"},{"key":"bin","type":"string","value_base64":"/wA="},{"key":"i","type":"int","value":-1},{"key":"l","type":"long","value":10000000000},{"key":"s","type":"string","value":"string"},{"key":"été","type":"string","value":"été"}],"more":false,"name":"h","stats":{"entries":6,"evictions":0,"expirations":0,"free_space":"ok","hits":0,"lock":"ok","max_entries":100,"misses":0,"refused":0,"space":1048576,"type":"hashmap"}}
 ']
 
 
@@ -145,7 +149,7 @@ sub { my $c = main::canon($_[0]); $c =~ /("hits":\d+).*("misses":\d+)/ ? "$1 $2\
 \&main::canon
 --- response_body eval
 ["",
-'{"maps":[{"name":"m7","stats":{"entries":0,"evictions":0,"expirations":0,"free_space":"ok","hits":0,"max_entries":1000,"misses":0,"refused":0,"space":1048576,"type":"tinymap"}},{"name":"h7","stats":{"entries":1,"evictions":0,"expirations":0,"free_space":"ok","hits":0,"max_entries":100,"misses":0,"refused":0,"space":1048576,"type":"hashmap"}}]}
+'{"maps":[{"name":"m7","stats":{"entries":0,"evictions":0,"expirations":0,"free_space":"ok","hits":0,"lock":"ok","max_entries":1000,"misses":0,"refused":0,"space":1048576,"type":"tinymap"}},{"name":"h7","stats":{"entries":1,"evictions":0,"expirations":0,"free_space":"ok","hits":0,"lock":"ok","max_entries":100,"misses":0,"refused":0,"space":1048576,"type":"hashmap"}}]}
 ']
 
 

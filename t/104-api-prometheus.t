@@ -46,7 +46,7 @@ GET /api/m?format=prometheus
 --- response_headers
 Content-Type: text/plain; version=0.0.4
 --- response_body_filters eval
-sub { main::parsed($_[0]) }
+sub { my $b = main::parsed($_[0]); $b =~ s/^(  shared_map_lock_\w+\{map="m"\}) [0-9.e-]+$/$1 non-negative/mg; $b }
 --- response_body
 shared_map_info gauge The map and its type.
   shared_map_info{map="m",type="tinymap"} 1
@@ -68,6 +68,12 @@ shared_map_expirations counter Entries removed because they expired.
   shared_map_expirations_total{map="m"} 0
 shared_map_refused counter Writes refused for lack of room.
   shared_map_refused_total{map="m"} 0
+shared_map_lock_waits counter Acquisitions of the map's lock that had to wait.
+  shared_map_lock_waits_total{map="m"} non-negative
+shared_map_lock_wait_seconds counter Time spent waiting for the map's lock.
+  shared_map_lock_wait_seconds_total{map="m"} non-negative
+shared_map_lock_hold_max_seconds gauge The longest hold of the map's lock.
+  shared_map_lock_hold_max_seconds{map="m"} non-negative
 shared_map_value gauge Numeric entries of the map.
 
 

@@ -35,6 +35,21 @@ sub http {
         $h{lc $k} = $v;
     }
     my $content = '';
+    if (($h{'transfer-encoding'} // '') eq 'chunked') {
+        # Listings stream out in chunks.
+        while (1) {
+            my $size = <$conn> // die "short chunked body";
+            $size =~ s/\r\n\z//;
+            $size = hex $size;
+            my $chunk = '';
+            while (length($chunk) < $size + 2) {
+                read($conn, $chunk, $size + 2 - length($chunk), length $chunk) or die "short chunk";
+            }
+            last if $size == 0;
+            $content .= substr($chunk, 0, $size);
+        }
+        return ($status, \%h, $content);
+    }
     my $len = $h{'content-length'} // 0;
     while (length($content) < $len) {
         read($conn, $content, $len - length($content), length $content) or die "short body";
