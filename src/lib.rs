@@ -7,7 +7,7 @@
 //! features down to the leaves:
 //!
 //! ```text
-//! lib ─→ named, variables ─→ count, api (→ render), session, timer ─→ conf ─→ persist ─→ zone ─→ module, log, ctx, value, http, clock
+//! lib ─→ named, variables ─→ count, api (→ render, stream), session, timer (→ saver) ─→ conf ─→ persist ─→ zone ─→ module, log, ctx, value, http, clock
 //! ```
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -23,6 +23,7 @@ mod module;
 mod named;
 mod persist;
 mod render;
+mod saver;
 mod session;
 mod stream;
 mod timer;

@@ -174,47 +174,89 @@ pub enum Saved {
     },
 }
 
+/// Buckets copied into a snapshot per hold of the map's lock.
+const SAVE_BATCH: u64 = 1024;
+
 /// Saves the map if it changed since the last save. Errors are logged here.
 pub fn save(map: &SharedMap, log: *mut ngx_log_t) -> Result<Saved, ()> {
     let Some(path) = map.spec.state.as_deref() else {
         return Ok(Saved::Clean);
     };
-    let now = now();
-    // The snapshot is taken under the zone's lock: every entry whole, and the
-    // generation it corresponds to.
-    let snapshot = map.with(|m| {
-        let generation = m.generation();
-        if generation == m.saved_generation() {
-            return None;
-        }
-        let entries = m.len();
-        Some((generation, entries, state::save(m, now)))
-    });
-    let Some((generation, entries, bytes)) = snapshot.map_err(|_| ())? else {
+    save_unlogged(map, now()).map_err(|failed| log_failed(map, path, &failed, log))
+}
+
+/// Logs why a save failed.
+pub fn log_failed(map: &SharedMap, path: &str, (what, e): &Failed, log: *mut ngx_log_t) {
+    ngx_log_error!(
+        NGX_LOG_ERR,
+        log,
+        "shared map \"{}\": could not save state to \"{}\": {} failed {}",
+        map.name,
+        path,
+        what,
+        OsError(e)
+    );
+}
+
+/// Whether the map changed since it was last saved: O(1).
+pub fn dirty(map: &SharedMap) -> bool {
+    map.spec.state.is_some() && map.with(|m| m.generation() != m.saved_generation()).unwrap_or(false)
+}
+
+/// [`save`] without logging, for the saver thread (which must not log):
+/// the snapshot in batches, the checksum, then the file work. `now` is the
+/// time the save was asked for.
+pub fn save_unlogged(map: &SharedMap, now: u32) -> Result<Saved, Failed> {
+    let Some(path) = map.spec.state.as_deref() else {
         return Ok(Saved::Clean);
     };
-    match write(map, path, generation, &bytes) {
-        Ok(true) => Ok(Saved::Written {
+    let unavailable = || ("the map".to_owned(), io::Error::other("is not initialised"));
+    let Some((generation, encoder)) = snapshot(map, now).map_err(|()| unavailable())? else {
+        return Ok(Saved::Clean);
+    };
+    let entries = encoder.count();
+    // The checksum is computed here, with the map's lock released.
+    let bytes = encoder.finish();
+    match write(map, path, generation, &bytes)? {
+        true => Ok(Saved::Written {
             entries,
             bytes: bytes.len(),
         }),
-        Ok(false) => Ok(Saved::Superseded),
-        Err((what, e)) => {
-            ngx_log_error!(
-                NGX_LOG_ERR,
-                log,
-                "shared map \"{}\": could not save state to \"{}\": {} failed {}",
-                map.name,
-                path,
-                what,
-                OsError(&e)
-            );
-            Err(())
-        }
+        false => Ok(Saved::Superseded),
     }
 }
 
-type Failed = (String, io::Error);
+/// The map's live entries, copied in batches of [`SAVE_BATCH`] buckets with
+/// the lock released between them, and the generation the map had when the
+/// copy began; `None` when the map did not change since its last save.
+///
+/// Each entry is copied whole, and an entry present for the whole copy is in
+/// it exactly once (the engine's bucket cursor). A write made during the copy
+/// may or may not be in it; it made the generation move past the one recorded
+/// as saved, so the next save has it.
+fn snapshot(map: &SharedMap, now: u32) -> Result<Option<(u64, state::Encoder)>, ()> {
+    let (generation, saved, kind) = map
+        .with(|m| (m.generation(), m.saved_generation(), m.config().kind))
+        .map_err(|_| ())?;
+    if generation == saved {
+        return Ok(None);
+    }
+    let mut encoder = state::Encoder::new(kind, now);
+    let mut cursor = Some(0);
+    while let Some(c) = cursor {
+        cursor = map
+            .with(|m| {
+                m.walk(c, SAVE_BATCH, b"", now, |key, value, expire| {
+                    encoder.push(key, value, expire);
+                })
+            })
+            .map_err(|_| ())?;
+    }
+    Ok(Some((generation, encoder)))
+}
+
+/// What failed (`open() "PATH"`) and why.
+pub type Failed = (String, io::Error);
 
 fn at(what: impl FnOnce() -> String) -> impl FnOnce(io::Error) -> Failed {
     move |e| (what(), e)
@@ -258,15 +300,21 @@ fn write(map: &SharedMap, path: &str, generation: u64, bytes: &[u8]) -> Result<b
     Ok(true)
 }
 
+/// Takes the directory's lock without ever blocking in the kernel: a saver
+/// that finds it taken sleeps and tries again (the saver thread, or a worker
+/// on its way out), for at most about five seconds.
 fn flock(f: &File) -> io::Result<()> {
-    loop {
+    for _ in 0..250 {
         // SAFETY: a valid open descriptor; flock() only takes a lock on it.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
             return Ok(());
         }
         let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match e.kind() {
+            io::ErrorKind::Interrupted => {}
+            io::ErrorKind::WouldBlock => std::thread::sleep(std::time::Duration::from_millis(20)),
+            _ => return Err(e),
         }
     }
+    Err(io::Error::from(io::ErrorKind::TimedOut))
 }

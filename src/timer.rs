@@ -1,21 +1,23 @@
 //! The per-worker timer: sweeps expired entries out of every map in small
 //! batches, so their memory returns without waiting for a read, and saves the
-//! maps that have `state=` while they are dirty. The `init_process` and
-//! `exit_process` hooks of the module.
+//! maps that have `state=` while they are dirty (through the saver thread,
+//! `saver.rs`, so the event loop never waits for the disk). The `init_process`
+//! and `exit_process` hooks of the module.
 
 use core::ffi::c_void;
 use core::ptr;
 
 use ngx::core::{Pool, Status};
 use ngx::ffi::{
-    ngx_add_timer, ngx_cycle_t, ngx_event_t, ngx_exiting, ngx_int_t, ngx_log_t, ngx_process, ngx_worker,
+    ngx_add_timer, ngx_cycle_t, ngx_event_t, ngx_exiting, ngx_int_t, ngx_log_t, ngx_process, ngx_worker, NGX_LOG_WARN,
     NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER,
 };
 use ngx::log::DebugMask;
-use ngx::ngx_log_debug;
+use ngx::{ngx_log_debug, ngx_log_error};
 
 use crate::conf;
 use crate::persist::{self, Saved};
+use crate::saver::{self, Outcome};
 use crate::zone::{now, SharedMap};
 
 /// How often the timer runs, in milliseconds.
@@ -55,6 +57,14 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let maps = conf::maps(cycle);
     if maps.is_empty() {
         return Status::NGX_OK.into();
+    }
+    // SAFETY: a plain global of the worker process.
+    if unsafe { ngx_worker } == 0 && maps.iter().any(|m| m.spec.state.is_some()) && !saver::start(maps.len()) {
+        ngx_log_error!(
+            NGX_LOG_WARN,
+            cycle.log,
+            "shared map: could not start the saving thread, state files are saved by the event loop"
+        );
     }
     // SAFETY: the cycle's pool outlives the worker's event loop.
     let pool = unsafe { Pool::from_ngx_pool(cycle.pool) };
@@ -96,7 +106,10 @@ pub unsafe extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
     }
     // SAFETY: the cycle is live until the process exits.
     let cycle = unsafe { &*cycle };
-    for map in conf::maps(cycle) {
+    let maps = conf::maps(cycle);
+    // The saves under way finish first; then what changed since is saved here.
+    report(maps, saver::stop(), cycle.log, None, 0);
+    for map in maps {
         save(map, cycle.log, "exit");
     }
 }
@@ -117,6 +130,38 @@ fn save(map: &SharedMap, log: *mut ngx_log_t, why: &str) -> bool {
         }
         Ok(_) => true,
         Err(()) => false,
+    }
+}
+
+/// Logs what the saver thread did; a failed map waits `SAVE_RETRY` seconds.
+fn report(
+    maps: &[Box<SharedMap>],
+    outcomes: Vec<Outcome>,
+    log: *mut ngx_log_t,
+    mut next_save: Option<&mut Vec<u32>>,
+    now: u32,
+) {
+    for Outcome { index, result } in outcomes {
+        let Some(map) = maps.get(index) else { continue };
+        match result {
+            Ok(Saved::Written { entries, bytes }) => {
+                ngx_log_debug!(
+                    mask: DebugMask::Http,
+                    log,
+                    "shared map: \"{}\" saved by the saving thread: {} entries, {} bytes",
+                    map.name,
+                    entries,
+                    bytes
+                );
+            }
+            Ok(_) => {}
+            Err(failed) => {
+                persist::log_failed(map, map.spec.state.as_deref().unwrap_or(""), &failed, log);
+                if let Some(next) = next_save.as_deref_mut().and_then(|n| n.get_mut(index)) {
+                    *next = now.saturating_add(SAVE_RETRY);
+                }
+            }
+        }
     }
 }
 
@@ -143,13 +188,25 @@ unsafe extern "C" fn on_timer(ev: *mut ngx_event_t) {
     let now = now();
     // SAFETY: plain globals of the worker process.
     let (saver, exiting) = unsafe { (ngx_worker == 0, ngx_exiting != 0) };
+    let threaded = saver && saver::running();
+    if threaded {
+        report(worker.maps, saver::poll(), log, Some(&mut worker.next_save), now);
+    }
     for (i, map) in worker.maps.iter().enumerate() {
         let removed = sweep(map, now);
         if removed > 0 {
             ngx_log_debug!(mask: DebugMask::Http, log, "shared map: \"{}\" swept {} expired", map.name, removed);
         }
         // While exiting, exit_process saves; until then, one worker saves.
-        if saver && !exiting && map.spec.state.is_some() && now >= worker.next_save[i] && !save(map, log, "timer") {
+        if !saver || exiting || map.spec.state.is_none() || now < worker.next_save[i] {
+            continue;
+        }
+        if threaded {
+            // The event loop only checks, in O(1), whether the map changed.
+            if persist::dirty(map) {
+                saver::post(i, map, now);
+            }
+        } else if !save(map, log, "timer") {
             worker.next_save[i] = now.saturating_add(SAVE_RETRY);
         }
     }
