@@ -54,6 +54,9 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_vo
             // SAFETY: nginx passes a live zone whose data is our map (checked by init).
             let (map, log) = unsafe { (&*((*shm_zone).data as *const SharedMap), (*shm_zone).shm.log) };
             load(map, log);
+            // The load held the lock before any worker could wait for it: lock
+            // statistics start with the workers.
+            let _ = map.with(|m| m.reset_lock_stats());
             Status::NGX_OK.into()
         }
         Err(()) => Status::NGX_ERROR.into(),
@@ -242,15 +245,21 @@ fn snapshot(map: &SharedMap, now: u32) -> Result<Option<(u64, state::Encoder)>, 
         return Ok(None);
     }
     let mut encoder = state::Encoder::new(kind, now);
+    let mut batch = Vec::new();
     let mut cursor = Some(0);
     while let Some(c) = cursor {
+        // Copied under the lock; encoded (the file's buffer grows, which may
+        // copy it whole) after the lock is released.
         cursor = map
             .with(|m| {
                 m.walk(c, SAVE_BATCH, b"", now, |key, value, expire| {
-                    encoder.push(key, value, expire);
+                    batch.push((key.to_vec(), value.to_owned(), expire));
                 })
             })
             .map_err(|_| ())?;
+        for (key, value, expire) in batch.drain(..) {
+            encoder.push(&key, value.as_value(), expire);
+        }
     }
     Ok(Some((generation, encoder)))
 }

@@ -58,6 +58,9 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     if maps.is_empty() {
         return Status::NGX_OK.into();
     }
+    for map in maps {
+        map.prefault();
+    }
     // SAFETY: a plain global of the worker process.
     if unsafe { ngx_worker } == 0 && maps.iter().any(|m| m.spec.state.is_some()) && !saver::start(maps.len()) {
         ngx_log_error!(

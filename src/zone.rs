@@ -119,6 +119,23 @@ impl SharedMap {
     }
 }
 
+impl SharedMap {
+    /// Maps every page of the zone into this process's page tables now, so
+    /// that a walk of a large map never takes a page fault per entry while it
+    /// holds the lock (a worker inherits the zone, not its page tables: every
+    /// first touch faults, about a microsecond each, a millisecond for a batch
+    /// of a large map). Best effort: without `MADV_POPULATE_WRITE` (Linux
+    /// 5.14) the pages fault in as before.
+    pub fn prefault(&self) {
+        /// `MADV_POPULATE_WRITE` of Linux 5.14.
+        const MADV_POPULATE_WRITE: libc::c_int = 23;
+        // SAFETY: the zone is mapped for the whole life of the worker.
+        let zone = unsafe { self.shm_zone.as_ref() };
+        // SAFETY: advice on our own mapping; it never changes its contents.
+        unsafe { libc::madvise(zone.shm.addr as *mut c_void, zone.shm.size, MADV_POPULATE_WRITE) };
+    }
+}
+
 /// The slab pool's mutex, held until dropped.
 struct Locked {
     pool: NonNull<ngx_slab_pool_t>,
