@@ -7,9 +7,10 @@ use core::ptr::NonNull;
 use ngx::core::{Pool, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
-    ngx_http_complex_value_t, ngx_shm_zone_t, ngx_str_t, NGX_LOG_EMERG, NGX_OK,
+    ngx_http_complex_value_t, ngx_http_get_flushed_variable, ngx_http_get_variable_index, ngx_http_request_t,
+    ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_LOG_EMERG, NGX_OK,
 };
-use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError, Request};
 use ngx::ngx_conf_log_error;
 use shared_map_engine::spec;
 use shared_map_http_parse::session::{ApiAccess, SessionSpec};
@@ -56,9 +57,45 @@ pub struct MapKey {
     /// The map's zone; its `data` is the SharedMap once `shared_map` defined it.
     pub zone: NonNull<ngx_shm_zone_t>,
     pub key: NonNull<ngx_http_complex_value_t>,
+    /// Where the key comes from when it is a single variable.
+    pub var: Option<KeyVar>,
+}
+
+/// A key that is a single variable, read in place instead of evaluating the
+/// complex value into a fresh copy (the hot path of counting).
+#[derive(Clone, Copy)]
+pub enum KeyVar {
+    /// `$uri`: `r->uri`, exactly what nginx's own `$uri` getter returns.
+    Uri,
+    /// Any other variable, by index.
+    Index(ngx_uint_t),
 }
 
 impl MapKey {
+    /// The key's bytes for request `r`; `None` when evaluating it failed. A
+    /// variable that is not found is the empty key, as in a complex value.
+    pub fn key<'r>(&self, r: &'r Request) -> Option<&'r [u8]> {
+        let index = match self.var {
+            None => {
+                // SAFETY: compiled into the configuration pool.
+                return r.get_complex_value(unsafe { self.key.as_ref() }).map(|k| k.as_bytes());
+            }
+            Some(KeyVar::Uri) => return Some(r.as_ref().uri.as_bytes()),
+            Some(KeyVar::Index(index)) => index,
+        };
+        let rp = r as *const Request as *mut ngx_http_request_t;
+        // SAFETY: a live request; the index was obtained at configuration time.
+        let v = unsafe { ngx_http_get_flushed_variable(rp, index) };
+        // SAFETY: null or a value in the request's variables, whose data lives
+        // as long as the request.
+        match unsafe { v.as_ref() } {
+            None => None,
+            Some(v) if v.not_found() != 0 || v.data.is_null() => Some(&[]),
+            // SAFETY: as above; `len` bytes at `data`.
+            Some(v) => Some(unsafe { core::slice::from_raw_parts(v.data, v.len() as usize) }),
+        }
+    }
+
     pub fn map(&self) -> Option<&SharedMap> {
         // SAFETY: the zone belongs to the running cycle; nginx refuses to start
         // when a referenced zone was never defined (zero size).
@@ -204,7 +241,31 @@ pub(crate) unsafe fn map_key_of(cf: *mut ngx_conf_t, mut name: ngx_str_t, mut ke
     if unsafe { ngx_http_compile_complex_value(&mut ccv) } != NGX_OK as isize {
         return None;
     }
-    Some(MapKey { zone, key: cv })
+    let var = match single_variable(key.as_bytes()) {
+        Some(b"uri") => Some(KeyVar::Uri),
+        Some(name) => {
+            let mut name = ngx_str_t {
+                len: name.len(),
+                data: name.as_ptr() as *mut u8,
+            };
+            // SAFETY: cf is being parsed; the name lives in the configuration pool.
+            let index = unsafe { ngx_http_get_variable_index(cf, &mut name) };
+            Some(KeyVar::Index(ngx_uint_t::try_from(index).ok()?))
+        }
+        None => None,
+    };
+    Some(MapKey { zone, key: cv, var })
+}
+
+/// The name of the variable when `value` is exactly one variable: `$name` or
+/// `${name}`, with the characters nginx allows in a variable name.
+fn single_variable(value: &[u8]) -> Option<&[u8]> {
+    let rest = value.strip_prefix(b"$")?;
+    let name = match rest.strip_prefix(b"{") {
+        Some(braced) => braced.strip_suffix(b"}")?,
+        None => rest,
+    };
+    (!name.is_empty() && name.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_')).then_some(name)
 }
 
 /// `shared_map_key name key;`

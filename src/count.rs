@@ -14,8 +14,7 @@ use crate::zone::{now, SharedMap};
 
 /// Adds 1 to the key `mk` names for this request; `None` (logged) if refused.
 pub fn count(r: &Request, mk: &MapKey) -> Option<i64> {
-    // SAFETY: the complex value was compiled into the configuration pool.
-    let key = r.get_complex_value(unsafe { mk.key.as_ref() })?.as_bytes();
+    let key = mk.key(r)?;
     count_by(r, mk.map()?, key, 1, 0, Ttl::Default)
 }
 

@@ -214,8 +214,7 @@ fn resolve(r: &Request, data: usize) -> Option<(&NamedVar, &SharedMap, &[u8])> {
     // SAFETY: `declare` set `data` to a NamedVar of the running configuration.
     let named = unsafe { &*(data as *const NamedVar) };
     let map = named.mk.map()?;
-    // SAFETY: compiled into the configuration pool; the key is in the request's pool.
-    let key = r.get_complex_value(unsafe { named.mk.key.as_ref() })?.as_bytes();
+    let key = named.mk.key(r)?;
     Some((named, map, key))
 }
 

@@ -83,14 +83,13 @@ unsafe extern "C" fn var_value(r: *mut ngx_http_request_t, v: *mut ngx_variable_
     let Some(mk) = Module::location_conf(r).and_then(|l| l.key) else {
         return not_found(v);
     };
-    // SAFETY: compiled into the configuration pool.
-    let Some(key) = r.get_complex_value(unsafe { mk.key.as_ref() }) else {
+    let Some(key) = mk.key(r) else {
         return Status::NGX_ERROR.into();
     };
     let Some(map) = mk.map() else {
         return not_found(v);
     };
-    let value = map.with(|m| match m.get_match(key.as_bytes(), now()) {
+    let value = map.with(|m| match m.get_match(key, now()) {
         Some((_, Value::Int(i))) => i.to_string().into_bytes(),
         Some((_, Value::Long(l))) => l.to_string().into_bytes(),
         Some((_, Value::Str(s))) => s.to_vec(),
