@@ -116,6 +116,8 @@ bench: build
 	-$(MAKE) --no-print-directory build-debian
 	bench/instructions.sh
 	bench/nginx-bench.sh
+	bench/flood.sh
+	bench/p99.sh
 
 clean:
 	$(CARGO) clean
