@@ -118,8 +118,69 @@ fn flood(c: &mut Criterion) {
     group.finish();
 }
 
+/// One batch of the walks that listings, scrapes, saves and clears make: 1024
+/// buckets of a map of 1,000,000 entries, what one hold of the lock covers.
+fn batches(c: &mut Criterion) {
+    const N: u64 = 1_000_000;
+    const BATCH: u64 = 1024;
+    let mut heap = Heap::new(96 << 20);
+    let config = MapConfig {
+        kind: MapKind::Tiny,
+        entries: N,
+        timeout: 0,
+        evict: false,
+    };
+    let root = Map::create(&mut heap, &config).unwrap();
+    heap.set_root(root);
+    let buckets = {
+        // SAFETY: single-threaded benchmark; the root came from create.
+        let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
+        for i in 0..N {
+            m.add(format!("/k/{i:07}").as_bytes(), 1, 0, Ttl::Default, 0).unwrap();
+        }
+        m.buckets()
+    };
+    let mut group = c.benchmark_group("batch of 1024 buckets, 1M entries");
+    let mut cursor = 0;
+    group.bench_function("walk, copying every entry", |b| {
+        b.iter(|| {
+            // SAFETY: as above.
+            let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
+            let mut copied = Vec::with_capacity(1024);
+            let next = m.walk(cursor, BATCH, b"", 0, |k, v, e| {
+                copied.push((k.to_vec(), v.to_owned(), e))
+            });
+            cursor = next.unwrap_or(0);
+            black_box(copied.len())
+        })
+    });
+    // Each iteration clears a batch, then (untimed) puts its entries back.
+    let mut cursor = 0;
+    group.bench_function("clear", |b| {
+        b.iter_custom(|iters| {
+            let mut total = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                // SAFETY: as above.
+                let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
+                let mut keys = Vec::new();
+                m.walk(cursor, BATCH, b"", 0, |k, _, _| keys.push(k.to_vec()));
+                let t = std::time::Instant::now();
+                let next = m.clear_batch(cursor, BATCH);
+                total += t.elapsed();
+                for k in &keys {
+                    m.add(k, 1, 0, Ttl::Default, 0).unwrap();
+                }
+                cursor = next.unwrap_or(0) % buckets;
+            }
+            total
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(benches, ops);
-criterion_main!(benches, hashing, matching, flooding);
+criterion_group!(batching, batches);
+criterion_main!(benches, hashing, matching, flooding, batching);
 
 fn hash(c: &mut Criterion) {
     let key = b"/uri/00000004242";
