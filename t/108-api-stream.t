@@ -74,6 +74,20 @@ use_default_config(
     config => 'location /api/ { shared_map_api; }',
 );
 
+# Clients that start full listings and scrapes and go away after the first
+# bytes: the worker must drop the stream, free it, and go on serving.
+sub clients_go_away {
+    my $port = $ENV{TEST_NGINX_SERVER_PORT};
+    for my $i (1 .. 20) {
+        my $c = IO::Socket::INET->new(PeerAddr => "127.0.0.1:$port") or die "connect: $!";
+        my $q = $i % 2 ? 'limit=1000000' : 'format=prometheus';
+        print $c "GET /api/big?$q HTTP/1.0\r\nHost: localhost\r\n\r\n";
+        my $got = '';
+        sysread($c, $got, 1000);
+        close $c;
+    }
+}
+
 run_tests();
 
 __DATA__
@@ -142,7 +156,20 @@ qr/"entries":32000,.*"entries":\[\],"more":true\}\z/
 
 
 
-=== TEST 7: ... a clear of the whole map, in batches
+=== TEST 7: ... clients that go away in the middle of a listing leave the worker serving
+--- init
+main::clients_go_away();
+--- request
+GET /api/big?limit=1
+--- response_body_like eval
+qr/"more":true\}\z/
+--- no_error_log
+[alert]
+[crit]
+
+
+
+=== TEST 8: ... a clear of the whole map, in batches
 --- request eval
 ["DELETE /api/big", "GET /api/big"]
 --- error_code eval
