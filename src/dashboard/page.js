@@ -35,6 +35,10 @@ function bytes(n) {
   return (i ? n.toFixed(1) : String(n)) + ' ' + units[i];
 }
 
+function micros(us) {
+  return us >= 1000 ? (us / 1000).toFixed(1) + ' ms' : number(us) + ' µs';
+}
+
 // The key as text: UTF-8 keys as they are, others as their base64 form.
 function keyText(e) {
   return e.key !== undefined ? e.key : 'base64:' + e.key_base64;
@@ -124,6 +128,12 @@ function renderMap(m, listing, now) {
   for (const [name, value] of Object.entries(s)) {
     if (typeof value !== 'number' || ['space', 'free_space', 'entries', 'max_entries'].includes(name)) continue;
     stats.append(el('dt', { textContent: name.replace(/_/g, ' ') }), el('dd', { textContent: number(value) }));
+  }
+
+  if (s.lock) {
+    stats.append(el('dt', { textContent: 'lock waits' }), el('dd', { textContent: number(s.lock.waits) }),
+      el('dt', { textContent: 'time waited' }), el('dd', { textContent: micros(s.lock.wait_us) }),
+      el('dt', { textContent: 'longest hold' }), el('dd', { textContent: micros(s.lock.hold_max_us) }));
   }
 
   const last = history.length ? history[history.length - 1] : 0;

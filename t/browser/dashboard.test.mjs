@@ -116,6 +116,10 @@ test('the page answers a browser and names every map; JSON clients still get JSO
   assert.deepEqual(await page.locator('section.map h2').allTextContents(), ['hits', 'notes']);
   assert.equal(await page.locator('section[data-map="hits"] .type').textContent(), 'tinymap');
   await waitForValue(page, 'hits', '/count/a', 3);
+  const stats = await page.locator('section[data-map="hits"] dl.stats dt').allTextContents();
+  for (const name of ['hits', 'misses', 'evictions', 'expirations', 'refused', 'lock waits', 'time waited', 'longest hold']) {
+    assert.ok(stats.includes(name), `the statistics show ${name}: ${stats}`);
+  }
   await assertClean(page, seen);
   await page.close();
 });
