@@ -41,9 +41,10 @@ sub cache_control {
     return ref $cc ? join(' | ', @$cc) : $cc;
 }
 
-# The number of live entries in the session map, from shared_map_api.
+# The number of live entries in a session map (default "sessions"), from shared_map_api.
 sub sessions_in_map {
-    my $r = call(GET => '/api/sessions');
+    my $map = shift // 'sessions';
+    my $r = call(GET => "/api/$map");
     $r->{content} =~ /"entries":\s*(\d+)/ or die "no entry count: $r->{content}";
     return $1;
 }
@@ -308,7 +309,8 @@ GET /whoami
 
 === TEST 11: finding 6: a response replaced by the not-modified filter still carries the one cookie
 --- http_config
-    shared_map sessions hashmap?space=1m;
+    # a map of its own: a reload (HUP mode) keeps the default one with its sessions
+    shared_map sessions11 hashmap?space=1m;
     proxy_cache_path $TEST_NGINX_HTML_DIR/cache keys_zone=c:1m;
     server {
         listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1;
@@ -319,7 +321,7 @@ GET /whoami
         }
     }
 --- config
-    shared_map_session sessions;
+    shared_map_session sessions11;
     location /api/ {
         shared_map_api;
     }
@@ -344,7 +346,7 @@ ok $sid, 'the 412 carries the cookie of the session the upstream wrote';
 is scalar(() = set_cookie($r) =~ /SMSESSION=/g), 1, 'one Set-Cookie';
 is cache_control($r), 'private, no-store', 'and Cache-Control';
 is call(GET => '/whoami', $sid)->{content}, "$sid user=alice", 'the cookie names the session';
-is sessions_in_map(), 1, 'one session in the map';
+is sessions_in_map('sessions11'), 1, 'one session in the map';
 --- request
 GET /whoami
 --- response_body_like: ^ $

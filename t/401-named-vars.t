@@ -43,7 +43,7 @@ __DATA__
 
 === TEST 2: two lookups in one request, each with its own key and map
 --- request eval
-["PUT /api/m?key=a\nA", "PUT /api/m?key=user:bob\nbeta", "GET /both?k=a&u=bob", "GET /both?k=a&u=eve"]
+["PUT /api/m?key=x\nA", "PUT /api/m?key=user:bob\nbeta", "GET /both?k=x&u=bob", "GET /both?k=x&u=eve"]
 --- error_code eval
 [201, 201, 200, 200]
 --- response_body eval
