@@ -142,9 +142,7 @@ fn xorshift(state: &mut u64) -> u64 {
 }
 
 /// Fills the map, then clears it batch by batch, forever.
-fn fill_and_clear_forever(base: *mut u8) -> ! {
-    // SAFETY: formatted by the parent before the fork.
-    let mut heap = unsafe { Heap::open(base) }.unwrap();
+fn fill_and_clear_forever(mut heap: Heap) -> ! {
     loop {
         for i in 0..300 {
             let _guard = heap.lock();
@@ -170,59 +168,32 @@ fn fill_and_clear_forever(base: *mut u8) -> ! {
 #[test]
 fn a_clear_killed_at_any_instant_leaks_at_most_one_entry() {
     for kind in common::KINDS {
-        let size = 1 << 20;
-        // SAFETY: an anonymous shared mapping, unmapped at the end.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        } as *mut u8;
-        assert_ne!(base as *mut libc::c_void, libc::MAP_FAILED);
-        // SAFETY: fresh and page-aligned.
-        let mut heap = unsafe { Heap::init(base, size) };
-        let config = MapConfig {
-            kind,
-            entries: 400,
-            timeout: 0,
-            evict: false,
-        };
-        let root = Map::create(&mut heap, &config).unwrap();
-        heap.set_root(root);
-        let baseline = heap.live_allocations();
+        let mut shared = common::SharedHeap::new(kind, 1 << 20, 400, false);
+        let root = shared.heap.root();
+        let baseline = shared.heap.live_allocations();
         let mut rng = 0x2545_f491_4f6c_dd1du64;
         let kills = 40;
         for round in 0..kills {
-            // SAFETY: the child only works on the shared mapping until killed.
-            let pid = unsafe { libc::fork() };
-            assert!(pid >= 0);
-            if pid == 0 {
-                fill_and_clear_forever(base);
-            }
+            let child = shared.open_in_child();
+            let pid = common::fork_child(move || fill_and_clear_forever(child));
             std::thread::sleep(std::time::Duration::from_micros(300 + xorshift(&mut rng) % 3000));
             // SAFETY: our own child.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
                 libc::waitpid(pid, std::ptr::null_mut(), 0);
             }
-            heap.force_unlock();
-            let _guard = heap.lock();
+            shared.heap.force_unlock();
+            let _guard = shared.heap.lock();
             // SAFETY: the lock is held; the child is dead.
-            let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
+            let mut m = unsafe { Map::attach(&mut shared.heap, root) }.unwrap();
             assert_eq!(m.verify(), Ok(m.len()), "{kind:?} round {round}");
             m.clear();
         }
         // Each kill may leave one entry's chunks (3 at most) allocated, plus one
         // chunk when it lands inside the allocator itself between its list and
         // its count.
-        let leaked = heap.live_allocations() - baseline;
+        let leaked = shared.heap.live_allocations() - baseline;
         assert!(leaked <= kills * 4, "{kind:?}: {leaked} chunks leaked in {kills} kills");
         eprintln!("{kind:?}: {leaked} chunks leaked in {kills} kills");
-        // SAFETY: mapped above; no handle is used past this point.
-        unsafe { libc::munmap(base as *mut libc::c_void, size) };
     }
 }
