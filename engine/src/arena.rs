@@ -30,4 +30,10 @@ pub unsafe trait Arena {
 
     /// Bytes still available for allocation (approximate: whole free pages).
     fn free_bytes(&self) -> usize;
+
+    /// The bytes the allocator could hand out if nothing were allocated: the
+    /// region less the allocator's own bookkeeping. No allocation can be larger.
+    fn capacity(&self) -> usize {
+        self.size()
+    }
 }

@@ -303,8 +303,17 @@ unsafe impl Arena for Heap {
     unsafe fn free(&mut self, ptr: NonNull<u8>) {
         let off = ptr.as_ptr() as u64 - self.base as u64;
         let page = off as usize / PAGE;
-        // SAFETY: `ptr` came from `alloc`, so its page has a class.
+        if off < self.hdr().first_page || off >= self.size as u64 {
+            return; // nginx: "ngx_slab_free(): outside of pool"
+        }
+        // SAFETY: `page` is inside the region.
         let class = unsafe { *self.page_class(page) };
+        if class == FREE || (class != RUN && class as usize >= CLASSES) || !off.is_multiple_of(8) {
+            return; // nginx: "page is already free", "pointer to wrong chunk"
+        }
+        if class == RUN && !off.is_multiple_of(PAGE as u64) {
+            return; // nginx: "pointer to wrong page"
+        }
         self.hdr_mut().live -= 1;
         if class == RUN {
             // SAFETY: the run's first page records its length; it becomes a free run.
@@ -323,5 +332,9 @@ unsafe impl Arena for Heap {
 
     fn free_bytes(&self) -> usize {
         self.hdr().free_pages as usize * PAGE
+    }
+
+    fn capacity(&self) -> usize {
+        self.size - self.hdr().first_page as usize
     }
 }

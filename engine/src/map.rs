@@ -17,7 +17,7 @@ use siphasher::sip::SipHasher13;
 
 use crate::arena::Arena;
 use crate::matching::{self, IpRange, MatchMode};
-use crate::raw::{Hash, Layout, NewEntry, Tiny, ValueType};
+use crate::raw::{footprint, Hash, Layout, NewEntry, Region, Tiny, ValueType};
 use crate::spec::{self, MapKind};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"SHMAP\0\0\x03");
@@ -367,7 +367,17 @@ impl<'a, A: Arena> Map<'a, A> {
         let hdr = unsafe { NonNull::new_unchecked(arena.base().add(offset as usize) as *mut Header) };
         // SAFETY: as above; the header was written before its offset was published.
         let header = unsafe { hdr.as_ref() };
-        if header.magic != MAGIC || MapKind::from_u32(header.kind).is_none() {
+        let kind = MapKind::from_u32(header.kind)?;
+        // The bucket table must lie inside the zone: every bucket index is
+        // masked below `buckets`, and each slot read is checked again in `raw`.
+        let table_end = header
+            .buckets
+            .checked_mul(kind.bucket_bytes() as u64)
+            .and_then(|bytes| bytes.checked_add(header.table));
+        if header.magic != MAGIC
+            || !header.buckets.is_power_of_two()
+            || table_end.is_none_or(|end| end > arena.size() as u64)
+        {
             return None;
         }
         let recount = header.len_pending.load(Relaxed) != 0;
@@ -673,8 +683,42 @@ fn expired(expire: u32, now: u32) -> bool {
 
 // The layout-generic implementation. Every function here runs under the lock.
 impl<A: Arena> Map<'_, A> {
-    fn base(&self) -> *mut u8 {
-        self.arena.base()
+    fn base(&self) -> Region {
+        Region::new(self.arena.base(), self.arena.size())
+    }
+
+    /// The most slab any one write could ever have: the arena's capacity less
+    /// the bucket table and the page that holds the map's header. A write that
+    /// needs more can never fit, however much is evicted, so it is refused
+    /// before anything is (the bound is loose, never tight: a write within it
+    /// may still find no room).
+    fn most_room(&self) -> usize {
+        let h = self.header();
+        let table = usize::try_from(h.buckets)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(self.kind().bucket_bytes());
+        // A table of half a page or less may share its page with the header.
+        let fixed = if table > 2048 { footprint(table) + 4096 } else { 4096 };
+        self.arena.capacity().saturating_sub(fixed)
+    }
+
+    /// Refuses a write of `key` and a string of `value` bytes (if any) that can
+    /// never fit in this map, before anything is evicted for it.
+    fn check_fits<L: Layout>(&self, key: &[u8], value: Option<usize>) -> Result<(), Error> {
+        if key.len() > L::MAX_KEY {
+            return Err(Error::KeyTooLarge);
+        }
+        let most = self.most_room();
+        let entry = L::entry_footprint(key.len());
+        if entry > most {
+            return Err(Error::KeyTooLarge);
+        }
+        if let Some(len) = value {
+            if len > L::MAX_STRING || entry.saturating_add(L::string_footprint(len)) > most {
+                return Err(Error::ValueTooLarge);
+            }
+        }
+        Ok(())
     }
 
     fn expire_at(&self, ttl: Ttl, now: u32) -> u32 {
@@ -1017,16 +1061,14 @@ impl<A: Arena> Map<'_, A> {
         now: u32,
         mode: PutMode,
     ) -> Result<Option<OwnedValue>, Error> {
-        // A key as large as the whole space can never fit: refuse it before
-        // evicting anything for it.
-        if key.len() > L::MAX_KEY || key.len() >= self.arena.size() {
-            return Err(Error::KeyTooLarge);
-        }
-        if let Value::Str(s) = value {
-            if s.len() > L::MAX_STRING || s.len() >= self.arena.size() {
-                return Err(Error::ValueTooLarge);
-            }
-        }
+        // A write that can never fit is refused before anything is evicted for it.
+        self.check_fits::<L>(
+            key,
+            match value {
+                Value::Str(s) => Some(s.len()),
+                _ => None,
+            },
+        )?;
         let hash = self.hash(key);
         let vtype = value.value_type();
         let expire = self.expire_at(ttl, now);
@@ -1147,11 +1189,8 @@ impl<A: Arena> Map<'_, A> {
     }
 
     fn add_in<L: Layout>(&mut self, key: &[u8], delta: i64, init: i64, ttl: Ttl, now: u32) -> Result<i64, Error> {
-        // A key as large as the whole space can never fit: refuse it before
-        // evicting anything for it.
-        if key.len() > L::MAX_KEY || key.len() >= self.arena.size() {
-            return Err(Error::KeyTooLarge);
-        }
+        // A key that can never fit is refused before anything is evicted for it.
+        self.check_fits::<L>(key, None)?;
         let hash = self.hash(key);
         let base = self.base();
         self.refusal = None;
@@ -1359,6 +1398,11 @@ impl<A: Arena> Map<'_, A> {
                 e = unsafe { L::next(base, e) };
             }
         }
+        // A link outside the zone ends its chain (see `raw`): what it cut off
+        // shows here.
+        if reachable != self.len() {
+            return Err(format!("{reachable} entries are linked, the map counts {}", self.len()));
+        }
         Ok(reachable)
     }
 
@@ -1498,7 +1542,7 @@ impl<'a, A: Arena> Map<'a, A> {
     /// recount in `attach`.
     fn count_length(&self, key: &[u8], added: bool) {
         let h = self.header();
-        if h.length_counts == 0 {
+        if h.length_counts == 0 || !self.length_counts_inside() {
             return;
         }
         let Some(slot) = matching::stored_slot(self.match_mode(), key) else {
@@ -1507,7 +1551,7 @@ impl<'a, A: Arena> Map<'a, A> {
         // SAFETY: `length_counts` is the offset of SLOTS u32 counts allocated by
         // `create_matching` in this arena, aligned by the allocator; the lock
         // is held.
-        let count = unsafe { &mut *(self.base().add(h.length_counts as usize) as *mut u32).add(slot) };
+        let count = unsafe { &mut *(self.arena.base().add(h.length_counts as usize) as *mut u32).add(slot) };
         *count = if added {
             count.saturating_add(1)
         } else {
@@ -1519,15 +1563,21 @@ impl<'a, A: Arena> Map<'a, A> {
         word.store(if *count > 0 { bits | bit } else { bits & !bit }, Relaxed);
     }
 
+    /// The length counts' offset, read from the zone, leaves them inside it.
+    fn length_counts_inside(&self) -> bool {
+        let off = self.header().length_counts;
+        off % 4 == 0 && off <= (self.arena.size() as u64).saturating_sub(matching::SLOTS as u64 * 4)
+    }
+
     /// Empties the length set (a clear, or before a recount).
     fn reset_lengths(&self) {
         let h = self.header();
-        if h.length_counts == 0 {
+        if h.length_counts == 0 || !self.length_counts_inside() {
             return;
         }
         // SAFETY: as in `count_length`.
         unsafe {
-            (self.base().add(h.length_counts as usize) as *mut u32).write_bytes(0, matching::SLOTS);
+            (self.arena.base().add(h.length_counts as usize) as *mut u32).write_bytes(0, matching::SLOTS);
         }
         for word in &h.length_bits {
             word.store(0, Relaxed);

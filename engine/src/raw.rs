@@ -6,6 +6,12 @@
 //! Publication rule: an entry is completely written before the single store that
 //! links it into a chain, and unlinked before it is freed, so a process killed at
 //! any instant leaves every reachable entry whole; at worst an unlinked chunk leaks.
+//!
+//! Nothing read from the zone is trusted: every offset (a bucket, a `next`, a key,
+//! a string) is checked against the zone's size, with one compare, before the
+//! bytes behind it are read. A link outside the zone ends its chain, a key or
+//! string outside it reads as empty, so a corrupted zone can lose entries but
+//! never crash a worker nor show process memory in an answer.
 
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -52,9 +58,10 @@ pub struct NewEntry<'k> {
 /// One map implementation's memory layout.
 ///
 /// # Safety
-/// Every function taking `base` and an offset requires the lock to be held, `base`
-/// to be the arena's base and the offset to be one this layout produced and that
-/// is still linked (or, for `init_entry`, freshly allocated).
+/// Every function taking `base` and an entry offset requires the lock to be held,
+/// `base` to be the arena's region and the entry offset to be one that `bucket` or
+/// `next` returned (so checked to lie inside the zone) or that `new_entry` made.
+/// Offsets read from inside an entry (its key, its string) are checked here.
 pub unsafe trait Layout {
     /// The longest key an entry can hold.
     const MAX_KEY: usize;
@@ -63,27 +70,91 @@ pub unsafe trait Layout {
     /// Bytes an entry takes besides its key.
     const ENTRY_BYTES: usize;
 
-    unsafe fn bucket(base: *mut u8, table: u64, i: u64) -> u64;
-    unsafe fn set_bucket(base: *mut u8, table: u64, i: u64, entry: u64);
+    /// The least slab an entry with a key of `key_len` bytes takes.
+    fn entry_footprint(key_len: usize) -> usize;
+    /// The least slab a string value of `len` bytes takes.
+    fn string_footprint(len: usize) -> usize;
+
+    unsafe fn bucket(base: Region, table: u64, i: u64) -> u64;
+    unsafe fn set_bucket(base: Region, table: u64, i: u64, entry: u64);
 
     /// Allocates and fully writes an entry, not yet linked anywhere.
     unsafe fn new_entry<A: Arena>(arena: &mut A, e: &NewEntry<'_>, next: u64) -> Option<u64>;
     /// Frees an unlinked entry and its key (not its string value).
     unsafe fn free_entry<A: Arena>(arena: &mut A, entry: u64);
 
-    unsafe fn next(base: *mut u8, entry: u64) -> u64;
-    unsafe fn set_next(base: *mut u8, entry: u64, next: u64);
-    unsafe fn hash(base: *mut u8, entry: u64) -> u32;
-    unsafe fn key<'a>(base: *mut u8, entry: u64) -> &'a [u8];
-    unsafe fn vtype(base: *mut u8, entry: u64) -> ValueType;
-    unsafe fn word(base: *mut u8, entry: u64) -> &'static AtomicU64;
-    unsafe fn expire(base: *mut u8, entry: u64) -> &'static AtomicU32;
-    unsafe fn access(base: *mut u8, entry: u64) -> &'static AtomicU32;
+    unsafe fn next(base: Region, entry: u64) -> u64;
+    unsafe fn set_next(base: Region, entry: u64, next: u64);
+    unsafe fn hash(base: Region, entry: u64) -> u32;
+    unsafe fn key<'a>(base: Region, entry: u64) -> &'a [u8];
+    unsafe fn vtype(base: Region, entry: u64) -> ValueType;
+    unsafe fn word(base: Region, entry: u64) -> &'static AtomicU64;
+    unsafe fn expire(base: Region, entry: u64) -> &'static AtomicU32;
+    unsafe fn access(base: Region, entry: u64) -> &'static AtomicU32;
 
     /// Copies `bytes` into a new string allocation and returns its value word.
     unsafe fn new_string<A: Arena>(arena: &mut A, bytes: &[u8]) -> Option<u64>;
-    unsafe fn string<'a>(base: *mut u8, word: u64) -> &'a [u8];
+    unsafe fn string<'a>(base: Region, word: u64) -> &'a [u8];
     unsafe fn free_string<A: Arena>(arena: &mut A, word: u64);
+}
+
+/// The zone as the layouts read it: its base address and its size. Every offset
+/// read from the zone goes through [`Region::entry`] or [`Region::bytes`].
+#[derive(Clone, Copy)]
+pub struct Region {
+    base: *mut u8,
+    size: u64,
+}
+
+impl Region {
+    pub fn new(base: *mut u8, size: usize) -> Region {
+        Region {
+            base,
+            size: size as u64,
+        }
+    }
+
+    /// `off` when `len` bytes at it lie inside the zone and `off` is a multiple
+    /// of `align` (a power of two), else 0: the end of a chain.
+    #[inline]
+    fn checked(self, off: u64, len: usize, align: u64) -> u64 {
+        // One compare for the range, one for the alignment. `len` is a struct's
+        // size, so the sum wraps only for an offset no zone reaches, and then it
+        // fails the alignment or range test of the wrapped value's caller.
+        match off.checked_add(len as u64) {
+            Some(end) if end <= self.size && off & (align - 1) == 0 => off,
+            _ => 0,
+        }
+    }
+
+    /// `off` when a whole entry of `len` bytes at it lies inside the zone.
+    #[inline]
+    fn entry(self, off: u64, len: usize) -> u64 {
+        self.checked(off, len, 8)
+    }
+
+    /// `len` bytes at `off`, or `None` when they do not lie inside the zone.
+    #[inline]
+    fn bytes<'a>(self, off: u64, len: u64) -> Option<&'a [u8]> {
+        let end = off.checked_add(len)?;
+        if end > self.size || off == 0 {
+            return None;
+        }
+        // SAFETY: `off..end` lies inside the zone, which stays mapped while the
+        // lock is held; the bytes are read only, under the lock.
+        Some(unsafe { core::slice::from_raw_parts(self.base.add(off as usize), len as usize) })
+    }
+
+    /// The address of `off`.
+    ///
+    /// # Safety
+    /// `off` lies inside the zone: it passed [`Region::checked`] or is a fresh
+    /// allocation's.
+    #[inline]
+    unsafe fn at(self, off: u64) -> *mut u8 {
+        // SAFETY: per the contract.
+        unsafe { self.base.add(off as usize) }
+    }
 }
 
 /// Converts an allocation to its offset from the arena base.
@@ -91,11 +162,15 @@ fn offset_of<A: Arena>(arena: &A, p: NonNull<u8>) -> u64 {
     p.as_ptr() as u64 - arena.base() as u64
 }
 
-/// # Safety
-/// `off` is a live offset inside the arena.
-unsafe fn at(base: *mut u8, off: u64) -> *mut u8 {
-    // SAFETY: the caller guarantees `off` lies inside the region starting at `base`.
-    unsafe { base.add(off as usize) }
+/// What an allocation of `bytes` takes from the slab at least: allocations above
+/// half a page take whole pages (4096 bytes, the smallest page nginx runs with).
+pub fn footprint(bytes: usize) -> usize {
+    const PAGE: usize = 4096;
+    if bytes > PAGE / 2 {
+        bytes.div_ceil(PAGE).saturating_mul(PAGE)
+    } else {
+        bytes
+    }
 }
 
 /// A tinymap entry: 32 bytes, one 32-byte slab chunk. The key is a separate chunk.
@@ -112,25 +187,56 @@ struct TinyEntry {
     access: AtomicU32,
 }
 
-const _: () = assert!(core::mem::size_of::<TinyEntry>() == 32);
+const TINY_BYTES: usize = core::mem::size_of::<TinyEntry>();
+const _: () = assert!(TINY_BYTES == 32);
 
 pub enum Tiny {}
 
+impl Tiny {
+    /// # Safety
+    /// `entry` is a checked or fresh entry offset (see [`Layout`]).
+    unsafe fn entry<'a>(base: Region, entry: u64) -> &'a TinyEntry {
+        // SAFETY: the offset was checked to hold a whole, aligned entry.
+        unsafe { &*(base.at(entry) as *const TinyEntry) }
+    }
+}
+
 // SAFETY: all offsets produced here come from the arena and fit in 32 bits because
-// a tinymap's space is at most 4g (checked by the spec parser and at creation).
+// a tinymap's space is at most 4g (checked by the spec parser and at creation);
+// every offset read back from the zone is checked before use.
 unsafe impl Layout for Tiny {
     const MAX_KEY: usize = (1 << 24) - 1;
     const MAX_STRING: usize = u32::MAX as usize;
-    const ENTRY_BYTES: usize = core::mem::size_of::<TinyEntry>();
+    const ENTRY_BYTES: usize = TINY_BYTES;
 
-    unsafe fn bucket(base: *mut u8, table: u64, i: u64) -> u64 {
-        // SAFETY: the table holds `buckets` u32 slots and `i` is masked below it.
-        unsafe { (*(at(base, table + i * 4) as *const AtomicU32)).load(Ordering::Acquire) as u64 }
+    fn entry_footprint(key_len: usize) -> usize {
+        footprint(TINY_BYTES) + if key_len == 0 { 0 } else { footprint(key_len) }
     }
 
-    unsafe fn set_bucket(base: *mut u8, table: u64, i: u64, entry: u64) {
-        // SAFETY: as in `bucket`; one aligned store publishes the chain head.
-        unsafe { (*(at(base, table + i * 4) as *const AtomicU32)).store(entry as u32, Ordering::Release) }
+    fn string_footprint(len: usize) -> usize {
+        if len == 0 {
+            0
+        } else {
+            footprint(len)
+        }
+    }
+
+    unsafe fn bucket(base: Region, table: u64, i: u64) -> u64 {
+        let slot = base.checked(table.wrapping_add(i * 4), 4, 4);
+        if slot == 0 {
+            return 0;
+        }
+        // SAFETY: the slot lies inside the zone and is aligned for a u32.
+        let e = unsafe { (*(base.at(slot) as *const AtomicU32)).load(Ordering::Acquire) };
+        base.entry(e as u64, TINY_BYTES)
+    }
+
+    unsafe fn set_bucket(base: Region, table: u64, i: u64, entry: u64) {
+        let slot = base.checked(table.wrapping_add(i * 4), 4, 4);
+        if slot != 0 {
+            // SAFETY: as in `bucket`; one aligned store publishes the chain head.
+            unsafe { (*(base.at(slot) as *const AtomicU32)).store(entry as u32, Ordering::Release) }
+        }
     }
 
     unsafe fn new_entry<A: Arena>(arena: &mut A, e: &NewEntry<'_>, next: u64) -> Option<u64> {
@@ -142,10 +248,10 @@ unsafe impl Layout for Tiny {
             unsafe { core::ptr::copy_nonoverlapping(e.key.as_ptr(), k.as_ptr(), e.key.len()) };
             offset_of(arena, k)
         };
-        let Some(p) = arena.alloc(core::mem::size_of::<TinyEntry>()) else {
+        let Some(p) = arena.alloc(TINY_BYTES) else {
             if key != 0 {
                 // SAFETY: allocated just above and never linked.
-                unsafe { arena.free(NonNull::new_unchecked(at(arena.base(), key))) };
+                unsafe { arena.free(NonNull::new_unchecked(arena.base().add(key as usize))) };
             }
             return None;
         };
@@ -165,66 +271,65 @@ unsafe impl Layout for Tiny {
     }
 
     unsafe fn free_entry<A: Arena>(arena: &mut A, entry: u64) {
-        let base = arena.base();
-        // SAFETY: the entry is unlinked and live; its key chunk (if any) too.
+        let base = Region::new(arena.base(), arena.size());
+        // SAFETY: the entry is unlinked and live; a key chunk outside the zone is
+        // left alone (leaked) rather than handed to the allocator.
         unsafe {
-            let e = &*(at(base, entry) as *const TinyEntry);
-            if e.key != 0 {
-                arena.free(NonNull::new_unchecked(at(base, e.key as u64)));
+            let e = Tiny::entry(base, entry);
+            let len = (e.meta & 0x00ff_ffff) as u64;
+            if e.key & 7 == 0 && e.key != 0 && base.bytes(e.key as u64, len.max(1)).is_some() {
+                arena.free(NonNull::new_unchecked(base.at(e.key as u64)));
             }
-            arena.free(NonNull::new_unchecked(at(base, entry)));
+            arena.free(NonNull::new_unchecked(base.at(entry)));
         }
     }
 
-    unsafe fn next(base: *mut u8, entry: u64) -> u64 {
+    unsafe fn next(base: Region, entry: u64) -> u64 {
         // SAFETY: live entry per the trait contract.
-        unsafe { (*(at(base, entry) as *const TinyEntry)).next.load(Ordering::Acquire) as u64 }
+        let next = unsafe { Tiny::entry(base, entry) }.next.load(Ordering::Acquire);
+        base.entry(next as u64, TINY_BYTES)
     }
 
-    unsafe fn set_next(base: *mut u8, entry: u64, next: u64) {
+    unsafe fn set_next(base: Region, entry: u64, next: u64) {
         // SAFETY: live entry; one aligned store relinks the chain.
-        unsafe {
-            (*(at(base, entry) as *const TinyEntry))
-                .next
-                .store(next as u32, Ordering::Release)
-        }
+        unsafe { Tiny::entry(base, entry) }
+            .next
+            .store(next as u32, Ordering::Release)
     }
 
-    unsafe fn hash(base: *mut u8, entry: u64) -> u32 {
+    unsafe fn hash(base: Region, entry: u64) -> u32 {
         // SAFETY: live entry.
-        unsafe { (*(at(base, entry) as *const TinyEntry)).hash }
+        unsafe { Tiny::entry(base, entry) }.hash
     }
 
-    unsafe fn key<'a>(base: *mut u8, entry: u64) -> &'a [u8] {
-        // SAFETY: live entry; its key chunk holds `len` bytes written at creation.
-        unsafe {
-            let e = &*(at(base, entry) as *const TinyEntry);
-            let len = (e.meta & 0x00ff_ffff) as usize;
-            if len == 0 {
-                return &[];
-            }
-            core::slice::from_raw_parts(at(base, e.key as u64), len)
-        }
-    }
-
-    unsafe fn vtype(base: *mut u8, entry: u64) -> ValueType {
+    unsafe fn key<'a>(base: Region, entry: u64) -> &'a [u8] {
         // SAFETY: live entry.
-        unsafe { ValueType::from_bits((*(at(base, entry) as *const TinyEntry)).meta >> 24) }
+        let e = unsafe { Tiny::entry(base, entry) };
+        let len = (e.meta & 0x00ff_ffff) as u64;
+        if len == 0 {
+            return &[];
+        }
+        base.bytes(e.key as u64, len).unwrap_or(&[])
     }
 
-    unsafe fn word(base: *mut u8, entry: u64) -> &'static AtomicU64 {
+    unsafe fn vtype(base: Region, entry: u64) -> ValueType {
+        // SAFETY: live entry.
+        ValueType::from_bits(unsafe { Tiny::entry(base, entry) }.meta >> 24)
+    }
+
+    unsafe fn word(base: Region, entry: u64) -> &'static AtomicU64 {
         // SAFETY: live entry; the reference is used only while the lock is held.
-        unsafe { &(*(at(base, entry) as *const TinyEntry)).word }
+        unsafe { &Tiny::entry(base, entry).word }
     }
 
-    unsafe fn expire(base: *mut u8, entry: u64) -> &'static AtomicU32 {
+    unsafe fn expire(base: Region, entry: u64) -> &'static AtomicU32 {
         // SAFETY: as in `word`.
-        unsafe { &(*(at(base, entry) as *const TinyEntry)).expire }
+        unsafe { &Tiny::entry(base, entry).expire }
     }
 
-    unsafe fn access(base: *mut u8, entry: u64) -> &'static AtomicU32 {
+    unsafe fn access(base: Region, entry: u64) -> &'static AtomicU32 {
         // SAFETY: as in `word`.
-        unsafe { &(*(at(base, entry) as *const TinyEntry)).access }
+        unsafe { &Tiny::entry(base, entry).access }
     }
 
     unsafe fn new_string<A: Arena>(arena: &mut A, bytes: &[u8]) -> Option<u64> {
@@ -237,19 +342,20 @@ unsafe impl Layout for Tiny {
         Some(offset_of(arena, p) | (bytes.len() as u64) << 32)
     }
 
-    unsafe fn string<'a>(base: *mut u8, word: u64) -> &'a [u8] {
-        let len = (word >> 32) as usize;
+    unsafe fn string<'a>(base: Region, word: u64) -> &'a [u8] {
+        let len = word >> 32;
         if len == 0 {
             return &[];
         }
-        // SAFETY: the word was made by `new_string` and its chunk is still live.
-        unsafe { core::slice::from_raw_parts(at(base, word & 0xffff_ffff), len) }
+        base.bytes(word & 0xffff_ffff, len).unwrap_or(&[])
     }
 
     unsafe fn free_string<A: Arena>(arena: &mut A, word: u64) {
-        if word >> 32 != 0 {
-            // SAFETY: a live chunk from `new_string`, no longer referenced.
-            unsafe { arena.free(NonNull::new_unchecked(at(arena.base(), word & 0xffff_ffff))) }
+        let base = Region::new(arena.base(), arena.size());
+        let len = word >> 32;
+        if len != 0 && word & 7 == 0 && base.bytes(word & 0xffff_ffff, len).is_some() {
+            // SAFETY: a live chunk from `new_string` inside the zone, no longer referenced.
+            unsafe { arena.free(NonNull::new_unchecked(base.at(word & 0xffff_ffff))) }
         }
     }
 }
@@ -273,20 +379,54 @@ const _: () = assert!(HASH_HDR == 40);
 
 pub enum Hash {}
 
-// SAFETY: offsets are 64-bit; every entry chunk is HASH_HDR + key_len bytes.
+impl Hash {
+    /// # Safety
+    /// `entry` is a checked or fresh entry offset (see [`Layout`]).
+    unsafe fn entry<'a>(base: Region, entry: u64) -> &'a HashEntry {
+        // SAFETY: the offset was checked to hold a whole, aligned header.
+        unsafe { &*(base.at(entry) as *const HashEntry) }
+    }
+
+    /// The string chunk a value word names: its length and bytes, when the
+    /// whole chunk lies inside the zone.
+    fn chunk<'a>(base: Region, word: u64) -> Option<&'a [u8]> {
+        let len = base.bytes(word, 8)?;
+        let len = u64::from_le_bytes(len.try_into().ok()?);
+        base.bytes(word.checked_add(8)?, len)
+    }
+}
+
+// SAFETY: offsets are 64-bit; every entry chunk is HASH_HDR + key_len bytes;
+// every offset read back from the zone is checked before use.
 unsafe impl Layout for Hash {
     const MAX_KEY: usize = u32::MAX as usize - HASH_HDR;
     const MAX_STRING: usize = usize::MAX >> 1;
     const ENTRY_BYTES: usize = HASH_HDR;
 
-    unsafe fn bucket(base: *mut u8, table: u64, i: u64) -> u64 {
-        // SAFETY: the table holds `buckets` u64 slots and `i` is masked below it.
-        unsafe { (*(at(base, table + i * 8) as *const AtomicU64)).load(Ordering::Acquire) }
+    fn entry_footprint(key_len: usize) -> usize {
+        footprint(HASH_HDR.saturating_add(key_len))
     }
 
-    unsafe fn set_bucket(base: *mut u8, table: u64, i: u64, entry: u64) {
-        // SAFETY: as in `bucket`.
-        unsafe { (*(at(base, table + i * 8) as *const AtomicU64)).store(entry, Ordering::Release) }
+    fn string_footprint(len: usize) -> usize {
+        footprint(len.saturating_add(8))
+    }
+
+    unsafe fn bucket(base: Region, table: u64, i: u64) -> u64 {
+        let slot = base.checked(table.wrapping_add(i * 8), 8, 8);
+        if slot == 0 {
+            return 0;
+        }
+        // SAFETY: the slot lies inside the zone and is aligned for a u64.
+        let e = unsafe { (*(base.at(slot) as *const AtomicU64)).load(Ordering::Acquire) };
+        base.entry(e, HASH_HDR)
+    }
+
+    unsafe fn set_bucket(base: Region, table: u64, i: u64, entry: u64) {
+        let slot = base.checked(table.wrapping_add(i * 8), 8, 8);
+        if slot != 0 {
+            // SAFETY: as in `bucket`; one aligned store publishes the chain head.
+            unsafe { (*(base.at(slot) as *const AtomicU64)).store(entry, Ordering::Release) }
+        }
     }
 
     unsafe fn new_entry<A: Arena>(arena: &mut A, e: &NewEntry<'_>, next: u64) -> Option<u64> {
@@ -309,56 +449,50 @@ unsafe impl Layout for Hash {
     }
 
     unsafe fn free_entry<A: Arena>(arena: &mut A, entry: u64) {
-        // SAFETY: unlinked live entry.
-        unsafe { arena.free(NonNull::new_unchecked(at(arena.base(), entry))) }
+        // SAFETY: unlinked live entry, checked to lie inside the zone.
+        unsafe { arena.free(NonNull::new_unchecked(arena.base().add(entry as usize))) }
     }
 
-    unsafe fn next(base: *mut u8, entry: u64) -> u64 {
+    unsafe fn next(base: Region, entry: u64) -> u64 {
         // SAFETY: live entry.
-        unsafe { (*(at(base, entry) as *const HashEntry)).next.load(Ordering::Acquire) }
+        let next = unsafe { Hash::entry(base, entry) }.next.load(Ordering::Acquire);
+        base.entry(next, HASH_HDR)
     }
 
-    unsafe fn set_next(base: *mut u8, entry: u64, next: u64) {
+    unsafe fn set_next(base: Region, entry: u64, next: u64) {
         // SAFETY: live entry; one aligned store relinks the chain.
-        unsafe {
-            (*(at(base, entry) as *const HashEntry))
-                .next
-                .store(next, Ordering::Release)
-        }
+        unsafe { Hash::entry(base, entry) }.next.store(next, Ordering::Release)
     }
 
-    unsafe fn hash(base: *mut u8, entry: u64) -> u32 {
+    unsafe fn hash(base: Region, entry: u64) -> u32 {
         // SAFETY: live entry.
-        unsafe { (*(at(base, entry) as *const HashEntry)).hash }
+        unsafe { Hash::entry(base, entry) }.hash
     }
 
-    unsafe fn key<'a>(base: *mut u8, entry: u64) -> &'a [u8] {
+    unsafe fn key<'a>(base: Region, entry: u64) -> &'a [u8] {
         // SAFETY: live entry; the key follows the header.
-        unsafe {
-            let p = at(base, entry);
-            let len = (*(p as *const HashEntry)).key_len as usize;
-            core::slice::from_raw_parts(p.add(HASH_HDR), len)
-        }
+        let len = unsafe { Hash::entry(base, entry) }.key_len as u64;
+        base.bytes(entry + HASH_HDR as u64, len).unwrap_or(&[])
     }
 
-    unsafe fn vtype(base: *mut u8, entry: u64) -> ValueType {
+    unsafe fn vtype(base: Region, entry: u64) -> ValueType {
         // SAFETY: live entry.
-        unsafe { ValueType::from_bits((*(at(base, entry) as *const HashEntry)).vtype) }
+        ValueType::from_bits(unsafe { Hash::entry(base, entry) }.vtype)
     }
 
-    unsafe fn word(base: *mut u8, entry: u64) -> &'static AtomicU64 {
+    unsafe fn word(base: Region, entry: u64) -> &'static AtomicU64 {
         // SAFETY: live entry; used only while the lock is held.
-        unsafe { &(*(at(base, entry) as *const HashEntry)).word }
+        unsafe { &Hash::entry(base, entry).word }
     }
 
-    unsafe fn expire(base: *mut u8, entry: u64) -> &'static AtomicU32 {
+    unsafe fn expire(base: Region, entry: u64) -> &'static AtomicU32 {
         // SAFETY: as in `word`.
-        unsafe { &(*(at(base, entry) as *const HashEntry)).expire }
+        unsafe { &Hash::entry(base, entry).expire }
     }
 
-    unsafe fn access(base: *mut u8, entry: u64) -> &'static AtomicU32 {
+    unsafe fn access(base: Region, entry: u64) -> &'static AtomicU32 {
         // SAFETY: as in `word`.
-        unsafe { &(*(at(base, entry) as *const HashEntry)).access }
+        unsafe { &Hash::entry(base, entry).access }
     }
 
     unsafe fn new_string<A: Arena>(arena: &mut A, bytes: &[u8]) -> Option<u64> {
@@ -371,16 +505,15 @@ unsafe impl Layout for Hash {
         Some(offset_of(arena, p))
     }
 
-    unsafe fn string<'a>(base: *mut u8, word: u64) -> &'a [u8] {
-        // SAFETY: the word names a live chunk written by `new_string`.
-        unsafe {
-            let p = at(base, word);
-            core::slice::from_raw_parts(p.add(8), *(p as *const u64) as usize)
-        }
+    unsafe fn string<'a>(base: Region, word: u64) -> &'a [u8] {
+        Hash::chunk(base, word).unwrap_or(&[])
     }
 
     unsafe fn free_string<A: Arena>(arena: &mut A, word: u64) {
-        // SAFETY: a live chunk from `new_string`, no longer referenced.
-        unsafe { arena.free(NonNull::new_unchecked(at(arena.base(), word))) }
+        let base = Region::new(arena.base(), arena.size());
+        if word & 7 == 0 && Hash::chunk(base, word).is_some() {
+            // SAFETY: a live chunk from `new_string` inside the zone, no longer referenced.
+            unsafe { arena.free(NonNull::new_unchecked(base.at(word))) }
+        }
     }
 }

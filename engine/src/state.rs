@@ -243,8 +243,11 @@ pub fn save<A: Arena>(map: &mut Map<'_, A>, now: u32) -> Vec<u8> {
 /// What [`load`] did with the records of a state file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LoadReport {
-    /// Entries stored.
+    /// Entries stored: distinct keys, however often a key is repeated.
     pub loaded: u64,
+    /// Records whose key an earlier record of the file already stored; the
+    /// later record replaced it.
+    pub duplicates: u64,
     /// Entries whose time to live ran out before they were loaded.
     pub expired: u64,
     /// Entries the map had no room for (entries limit or space); never evicts.
@@ -278,7 +281,8 @@ pub fn load<A: Arena>(map: &mut Map<'_, A>, state: &State<'_>, now: u32) -> Load
             e => Ttl::Secs(e - now),
         };
         match map.put(r.key, r.value, ttl, now) {
-            Ok(_) => report.loaded += 1,
+            Ok(None) => report.loaded += 1,
+            Ok(Some(_)) => report.duplicates += 1,
             Err(Error::KeyTooLarge | Error::ValueTooLarge) => report.too_large += 1,
             Err(_) => report.no_room += 1,
         }
