@@ -12,7 +12,7 @@ use ngx::ffi::{
     NGX_HTTP_CONFLICT, NGX_HTTP_CREATED, NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INSUFFICIENT_STORAGE,
     NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND, NGX_HTTP_NO_CONTENT, NGX_HTTP_OK,
     NGX_HTTP_POST, NGX_HTTP_PRECONDITION_FAILED, NGX_HTTP_PUT, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-    NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ALERT, NGX_LOG_EMERG,
+    NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_LOG_ERR,
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_conf_log_error, ngx_log_error};
@@ -785,11 +785,37 @@ unsafe extern "C" fn body_handler(r: *mut ngx_http_request_t) {
     let rc = match api_conf(req).map(|api| plan(req, api)) {
         None => NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
         // SAFETY: the body has been read; nothing has been sent yet.
-        Some(Ok(op)) => match unsafe { http::read_body(r) } {
+        Some(Ok(op)) => {
+            // A body as large as the map's zone can never be stored: it is
+            // refused before it is copied.
+            let limit = match &op {
+                Op::Put { map, .. } => map.spec.space,
+                _ => 0,
+            };
             // SAFETY: as above.
-            Some(body) => unsafe { send(r, execute(req, op, &body)) },
-            None => NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t,
-        },
+            match unsafe { http::read_body(r, limit) } {
+                // SAFETY: as above.
+                Ok(body) => unsafe { send(r, execute(req, op, &body)) },
+                Err(e) => {
+                    let reply = match (&op, e) {
+                        (Op::Put { map, key, .. }, http::BodyError::TooLarge(_)) => {
+                            refused(req, map, key, Error::ValueTooLarge)
+                        }
+                        (_, e) => {
+                            ngx_log_error!(
+                                NGX_LOG_ERR,
+                                req.log(),
+                                "shared map: could not read the request body: {}",
+                                e
+                            );
+                            Reply::error(NGX_HTTP_INTERNAL_SERVER_ERROR, "could not read the request body")
+                        }
+                    };
+                    // SAFETY: as above.
+                    unsafe { send(r, reply) }
+                }
+            }
+        }
         // SAFETY: nothing has been sent yet.
         Some(Err(reply)) => unsafe { send(r, reply) },
     };

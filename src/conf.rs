@@ -6,9 +6,9 @@ use core::ptr::NonNull;
 
 use ngx::core::{Pool, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
+    ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
     ngx_http_complex_value_t, ngx_http_get_flushed_variable, ngx_http_get_variable_index, ngx_http_request_t,
-    ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_LOG_EMERG, NGX_OK,
+    ngx_int_t, ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError, Request};
 use ngx::ngx_conf_log_error;
@@ -194,6 +194,29 @@ pub unsafe extern "C" fn cmd_set_shared_map(
         }
     };
 
+    let mut spec = spec;
+    if let Some(path) = spec.state.take() {
+        // SAFETY: the cycle being configured and its prefix (`-p`) are live.
+        let prefix = unsafe { (*(*cf).cycle).prefix.as_bytes() };
+        let path = persist::full_path(prefix, &path);
+        if let Some(other) = mcf.maps.iter().find(|m| {
+            m.spec
+                .state
+                .as_deref()
+                .is_some_and(|p| persist::same_state_file(p, &path))
+        }) {
+            ngx_conf_log_error!(
+                NGX_LOG_EMERG,
+                cf,
+                "state file \"{}\" is already used by shared_map \"{}\"",
+                path,
+                other.name
+            );
+            return NGX_CONF_ERROR;
+        }
+        spec.state = Some(path);
+    }
+
     // SAFETY: cf is being parsed; the name lives in the configuration pool.
     let Some(zone) = (unsafe { zone::add_zone(cf, &mut args[1], spec.space) }) else {
         return NGX_CONF_ERROR;
@@ -313,6 +336,17 @@ unsafe impl HttpModuleMainConf for Module {
 // `create_loc_conf` from this binding.
 unsafe impl HttpModuleLocationConf for Module {
     type LocationConf = LocConf;
+}
+
+/// `init_module`: checks what only the whole configuration tells, such as the
+/// workers' user (`user`, parsed anywhere in the main context), so that
+/// `nginx -t` reports it.
+///
+/// # Safety
+/// Called by nginx in the master with the cycle being initialised.
+pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: per the contract.
+    unsafe { persist::check_state_dirs(cycle, maps(&*cycle)) }
 }
 
 /// Every map of the running configuration.

@@ -10,44 +10,93 @@ use ngx::ffi::{
 };
 use ngx::http::Request;
 
-/// The request body, whether nginx kept it in memory or in a temporary file.
+/// Why a request body was not read.
+pub enum BodyError {
+    /// The body is longer than the caller's limit (a map's space): it can never
+    /// be stored, so it is not copied. Nothing was allocated for it.
+    TooLarge(u64),
+    /// Memory for the copy could not be had.
+    NoMemory(u64),
+    /// Reading nginx's temporary file failed.
+    Read,
+}
+
+impl core::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            BodyError::TooLarge(n) => write!(f, "a body of {n} bytes is too large"),
+            BodyError::NoMemory(n) => write!(f, "no memory for a body of {n} bytes"),
+            BodyError::Read => f.write_str("reading the temporary file failed"),
+        }
+    }
+}
+
+/// The request body, whether nginx kept it in memory or in a temporary file,
+/// if it is at most `limit` bytes long. The length is summed from nginx's
+/// buffers before anything is allocated, and the allocation itself may fail
+/// without aborting the worker (`panic = "abort"`).
 ///
 /// # Safety
 /// `r` is a live request whose body has been read.
-pub unsafe fn read_body(r: *mut ngx_http_request_t) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
+pub unsafe fn read_body(r: *mut ngx_http_request_t, limit: usize) -> Result<Vec<u8>, BodyError> {
     // SAFETY: nginx sets `request_body` before calling the post handler; its
     // chain links and buffers live in the request pool.
     unsafe {
         let rb = (*r).request_body;
         if rb.is_null() {
-            return Some(body);
+            return Ok(Vec::new());
         }
+        let mut total: u64 = 0;
+        let mut cl = (*rb).bufs;
+        while !cl.is_null() {
+            let b = (*cl).buf;
+            let len = if (*b).in_file() != 0 {
+                (*b).file_last.saturating_sub((*b).file_pos).max(0) as u64
+            } else if !(*b).pos.is_null() {
+                (*b).last.offset_from((*b).pos).max(0) as u64
+            } else {
+                0
+            };
+            total = total.saturating_add(len);
+            cl = (*cl).next;
+        }
+        if total > limit as u64 {
+            return Err(BodyError::TooLarge(total));
+        }
+        let mut body = Vec::new();
+        body.try_reserve_exact(total as usize)
+            .map_err(|_| BodyError::NoMemory(total))?;
         let mut cl = (*rb).bufs;
         while !cl.is_null() {
             let b = (*cl).buf;
             if (*b).in_file() != 0 {
                 let mut pos = (*b).file_pos;
+                let len = usize::try_from((*b).file_last - pos).map_err(|_| BodyError::Read)?;
+                if len > body.capacity() - body.len() {
+                    return Err(BodyError::Read); // the file grew: not nginx's way
+                }
                 let start = body.len();
-                let len = usize::try_from((*b).file_last - pos).ok()?;
                 body.resize(start + len, 0);
                 let mut done = 0;
                 while done < len {
                     let n = ngx_read_file((*b).file, body.as_mut_ptr().add(start + done), len - done, pos);
                     if n <= 0 {
-                        return None;
+                        return Err(BodyError::Read);
                     }
                     done += n as usize;
                     pos += n as i64;
                 }
             } else if !(*b).pos.is_null() {
                 let len = (*b).last.offset_from((*b).pos) as usize;
+                if len > body.capacity() - body.len() {
+                    return Err(BodyError::Read);
+                }
                 body.extend_from_slice(core::slice::from_raw_parts((*b).pos, len));
             }
             cl = (*cl).next;
         }
+        Ok(body)
     }
-    Some(body)
 }
 
 /// Sends a whole response: `status`, `content_type` and `body` (possibly empty),

@@ -168,6 +168,7 @@ pub static mut ngx_http_shared_map_module: ngx_module_t = ngx_module_t {
     // SAFETY: a static command table that only nginx reads, after load.
     commands: unsafe { &raw mut COMMANDS[0] },
     type_: NGX_HTTP_MODULE as ngx_uint_t,
+    init_module: Some(conf::init_module),
     init_process: Some(timer::init_process),
     exit_process: Some(timer::exit_process),
     ..ngx_module_t::default()

@@ -20,7 +20,10 @@ use std::path::Path;
 use core::ffi::c_void;
 
 use ngx::core::Status;
-use ngx::ffi::{ngx_int_t, ngx_log_t, ngx_shm_zone_t, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN};
+use ngx::ffi::{
+    ngx_core_conf_t, ngx_core_module, ngx_cycle_t, ngx_int_t, ngx_log_t, ngx_shm_zone_t, NGX_LOG_EMERG, NGX_LOG_ERR,
+    NGX_LOG_NOTICE, NGX_LOG_WARN,
+};
 use ngx::ngx_log_error;
 use shared_map_engine::state;
 
@@ -70,8 +73,19 @@ pub fn load(map: &SharedMap, log: *mut ngx_log_t) {
     let Some(path) = map.spec.state.as_deref() else {
         return;
     };
-    let bytes = match fs::read(path) {
-        Ok(bytes) => bytes,
+    remove_leftovers(path, log);
+    let bytes = match read_regular(path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => {
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                log,
+                "\"{}\" is not a regular file, shared map \"{}\" starts empty and does not save there",
+                path,
+                map.name
+            );
+            return;
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return,
         Err(e) => {
             ngx_log_error!(
@@ -137,6 +151,16 @@ pub fn load(map: &SharedMap, log: *mut ngx_log_t) {
             path,
             parsed.kind.map_or("map of unknown type", |k| k.name()),
             map.spec.kind.name()
+        );
+    }
+    if report.duplicates > 0 {
+        ngx_log_error!(
+            NGX_LOG_WARN,
+            log,
+            "shared map \"{}\": {} records in \"{}\" repeat a key of an earlier one; the last one is kept",
+            map.name,
+            report.duplicates,
+            path
         );
     }
     if report.dropped() > 0 {
@@ -284,6 +308,16 @@ fn write(map: &SharedMap, path: &str, generation: u64, bytes: &[u8]) -> Result<b
     if map.with(|m| m.saved_generation()).unwrap_or(0) >= generation {
         return Ok(false);
     }
+    // A FIFO or a device at the path is never written to nor replaced.
+    match fs::metadata(path) {
+        Ok(m) if !m.is_file() => {
+            return Err((
+                format!("rename() over \"{path}\""),
+                io::Error::other("not a regular file"),
+            ))
+        }
+        _ => {}
+    }
     let tmp = format!("{path}.{}.tmp", std::process::id());
     let written = (|| {
         let mut f = OpenOptions::new()
@@ -326,4 +360,201 @@ fn flock(f: &File) -> io::Result<()> {
         }
     }
     Err(io::Error::from(io::ErrorKind::TimedOut))
+}
+
+/// The contents of the file at `path`, or `None` when it is not a regular file
+/// (a FIFO, a device, a directory). It is opened without blocking, so a FIFO
+/// with no writer never makes nginx wait, and checked with `fstat()` before
+/// anything is read.
+fn read_regular(path: &str) -> io::Result<Option<Vec<u8>>> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut f, &mut bytes)?;
+    Ok(Some(bytes))
+}
+
+/// Removes `PATH.PID.tmp` files that savers killed midway left behind: those
+/// whose process no longer exists (a live saver's file is left alone).
+pub fn remove_leftovers(path: &str, log: *mut ngx_log_t) {
+    let p = Path::new(path);
+    let (Some(dir), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file
+            .to_str()
+            .and_then(|f| f.strip_prefix(name))
+            .and_then(|f| f.strip_prefix('.'))
+            .and_then(|f| f.strip_suffix(".tmp"))
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|pid| pid.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: kill() with signal 0 only checks that the process exists.
+        let alive = pid > 0
+            && (unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH));
+        if alive {
+            continue;
+        }
+        let leftover = entry.path();
+        match fs::remove_file(&leftover) {
+            Ok(()) => {
+                ngx_log_error!(
+                    NGX_LOG_NOTICE,
+                    log,
+                    "shared map: removed \"{}\", left by a save that did not finish",
+                    leftover.display()
+                );
+            }
+            Err(e) => {
+                ngx_log_error!(
+                    NGX_LOG_WARN,
+                    log,
+                    "unlink() \"{}\" failed {}",
+                    leftover.display(),
+                    OsError(&e)
+                );
+            }
+        }
+    }
+}
+
+/// A relative `state=` path made absolute against nginx's prefix (`-p`), as
+/// nginx does for `proxy_temp_path` and the other paths of its configuration.
+pub fn full_path(prefix: &[u8], path: &str) -> String {
+    if path.starts_with('/') || prefix.is_empty() {
+        return path.to_owned();
+    }
+    let mut full = String::from_utf8_lossy(prefix).into_owned();
+    if !full.ends_with('/') {
+        full.push('/');
+    }
+    full.push_str(path.strip_prefix("./").unwrap_or(path));
+    full
+}
+
+/// Two state paths name one file: the same text once the directory is resolved
+/// (symbolic links, `..`), where it exists.
+pub fn same_state_file(a: &str, b: &str) -> bool {
+    fn canonical(path: &str) -> String {
+        let p = Path::new(path);
+        match (p.parent().and_then(|d| fs::canonicalize(d).ok()), p.file_name()) {
+            (Some(dir), Some(name)) => dir.join(name).to_string_lossy().into_owned(),
+            _ => path.to_owned(),
+        }
+    }
+    a == b || canonical(a) == canonical(b)
+}
+
+/// Checks that the worker processes, running as `uid`/`gid` (`user`), can
+/// create files in the directory of every state file: otherwise every save
+/// would fail and every write be lost at the next restart. Run once the whole
+/// configuration is known (`init_module`), so `nginx -t` reports it.
+///
+/// # Safety
+/// `cycle` is the cycle being initialised, in the (single-threaded) master.
+pub unsafe fn check_state_dirs(cycle: *mut ngx_cycle_t, maps: &[Box<SharedMap>]) -> ngx_int_t {
+    // SAFETY: per the contract; the core module's configuration is complete.
+    let (log, user) = unsafe {
+        let ccf = *(*cycle).conf_ctx.add(ngx_core_module.index) as *const ngx_core_conf_t;
+        let user = if ccf.is_null() || (*ccf).user == libc::uid_t::MAX {
+            None
+        } else {
+            Some(((*ccf).user, (*ccf).group, (*ccf).username))
+        };
+        ((*cycle).log, user)
+    };
+    for map in maps {
+        let Some(path) = map.spec.state.as_deref() else {
+            continue;
+        };
+        let dir = match Path::new(path).parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let Ok(cdir) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
+            continue;
+        };
+        // SAFETY: a valid C string; the master is single-threaded here.
+        let err = unsafe { writable_by(&cdir, user) };
+        if err != 0 {
+            let e = io::Error::from_raw_os_error(err);
+            let name = match user {
+                Some((_, _, u)) if !u.is_null() => {
+                    // SAFETY: nginx keeps the user name for the cycle's life.
+                    unsafe { core::ffi::CStr::from_ptr(u) }.to_string_lossy().into_owned()
+                }
+                _ => "nginx runs as".to_owned(),
+            };
+            ngx_log_error!(
+                NGX_LOG_EMERG,
+                log,
+                "shared_map \"{}\": the worker processes (user \"{}\") cannot write state files in \"{}\" {}, \
+                 so \"{}\" would never be saved",
+                map.name,
+                name,
+                dir.display(),
+                OsError(&e),
+                path
+            );
+            return Status::NGX_ERROR.into();
+        }
+    }
+    Status::NGX_OK.into()
+}
+
+/// 0 when `user` (nginx's own user when `None`) may create files in `dir`,
+/// else the errno. Another user is checked in a child process that takes that
+/// user's identity, as the workers will.
+///
+/// # Safety
+/// Forks when `user` is set and nginx runs as root: the caller is single-threaded.
+unsafe fn writable_by(dir: &core::ffi::CStr, user: Option<(libc::uid_t, libc::gid_t, *mut libc::c_char)>) -> i32 {
+    let check = || {
+        // SAFETY: a valid C string.
+        if unsafe { libc::access(dir.as_ptr(), libc::W_OK | libc::X_OK) } == 0 {
+            0
+        } else {
+            io::Error::last_os_error().raw_os_error().unwrap_or(libc::EACCES)
+        }
+    };
+    // SAFETY: plain system calls; the child only calls async-signal-safe
+    // functions (and initgroups, as nginx's own worker start does) and _exit.
+    unsafe {
+        let Some((uid, gid, name)) = user.filter(|_| libc::geteuid() == 0) else {
+            return check();
+        };
+        let pid = libc::fork();
+        if pid < 0 {
+            return check();
+        }
+        if pid == 0 {
+            let ok = libc::setgid(gid) == 0
+                && (name.is_null() || libc::initgroups(name, gid) == 0)
+                && libc::setuid(uid) == 0;
+            libc::_exit(if ok { check().min(254) } else { 255 });
+        }
+        let mut status = 0;
+        while libc::waitpid(pid, &mut status, 0) < 0 {
+            if io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                return 0;
+            }
+        }
+        match libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)) {
+            Some(0) => 0,
+            Some(255) | None => libc::EPERM,
+            Some(errno) => errno,
+        }
+    }
 }

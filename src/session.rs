@@ -728,10 +728,25 @@ fn api_put_rc(r: &mut Request) -> ngx_int_t {
     let Some(conf) = session_conf(r) else {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
+    // Data as large as the map's zone can never be stored: it is refused
+    // before it is copied.
+    let limit = conf.map().map_or(0, |m| m.spec.space);
     // SAFETY: `api_put` runs once nginx has read the body.
-    let Some(data) = (unsafe { http::read_body(r.into()) }) else {
-        ngx_log_error!(NGX_LOG_ERR, r.log(), "shared map: could not read the request body");
-        return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+    let data = match unsafe { http::read_body(r.into(), limit) } {
+        Ok(data) => data,
+        Err(http::BodyError::TooLarge(len)) => {
+            log_store_error(r, conf, len as usize, &StoreError::TooLarge);
+            return send(r, 413, b"session data is too large\n");
+        }
+        Err(e) => {
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                r.log(),
+                "shared map: could not read the request body: {}",
+                e
+            );
+            return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+        }
     };
     // An empty session would look to the upstream exactly like none: DELETE ends one.
     if data.is_empty() {

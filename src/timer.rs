@@ -58,6 +58,14 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     if maps.is_empty() {
         return Status::NGX_OK.into();
     }
+    // The saver removes what savers killed midway left (a worker killed while
+    // saving is replaced by a new one, which starts here).
+    // SAFETY: set by nginx before init_process.
+    if unsafe { ngx_worker } == 0 {
+        for path in maps.iter().filter_map(|m| m.spec.state.as_deref()) {
+            persist::remove_leftovers(path, cycle.log);
+        }
+    }
     for map in maps {
         map.prefault();
     }

@@ -60,6 +60,11 @@ unsafe impl Arena for SlabArena {
         // whole free pages.
         unsafe { (*self.pool.as_ptr()).pfree * ngx_pagesize }
     }
+
+    fn capacity(&self) -> usize {
+        // SAFETY: as above; `start..end` are the pages the slab hands out.
+        unsafe { (*self.pool.as_ptr()).end.offset_from((*self.pool.as_ptr()).start) as usize }
+    }
 }
 
 /// The current time as the engine counts it: whole seconds since the epoch.
