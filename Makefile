@@ -5,6 +5,8 @@
 #   make test    everything CI runs: cargo test, then the t/ suite in real nginx
 #   make bench   engine micro-benchmarks and the nginx load comparison
 #   make deb     libnginx-mod-http-shared-map for the installed Debian nginx (objs/deb/)
+#   make fuzz    libFuzzer on every fuzz target, FUZZ_TIME seconds each
+#   make test-valgrind  the t/ suite under valgrind memcheck
 #
 # NGINX_SOURCE_DIR / NGINX_BUILD_DIR build against an existing configured nginx
 # tree instead of the vendored one (the ngx crate's own variables).
@@ -28,7 +30,7 @@ else
 CARGO_FEATURES := --no-default-features --features export-modules
 endif
 
-.PHONY: all build deps run test lint test-engine test-conf test-nginx test-browser test-openapi bench clean
+.PHONY: all build deps run test lint test-engine test-fuzz test-conf test-nginx test-browser test-openapi bench clean fuzz
 
 all: build
 
@@ -62,7 +64,7 @@ run: deps build
 	@echo "nginx on http://127.0.0.1:8080/ (Ctrl-C stops it)"
 	$(NGINX) -p $(CURDIR)/build/run/ -c $(CURDIR)/nginx-conf/nginx.conf -g 'daemon off;'
 
-test: lint test-engine test-conf test-nginx test-openapi test-browser test-debian
+test: lint test-engine test-fuzz test-conf test-nginx test-openapi test-browser test-debian
 
 # The example configurations (and docker/'s) pass `nginx -t` with the module built here.
 test-conf: build
@@ -103,6 +105,28 @@ lint:
 
 test-engine:
 	$(CARGO) test --release -p shared-map-engine -p shared-map-http-parse
+
+# The fuzz targets as plain tests (no libFuzzer, no nightly): every stored input
+# under fuzz/corpus/TARGET, findings kept there as regressions, then a fixed set
+# of pseudo-random inputs. About a second once built.
+test-fuzz:
+	$(CARGO) test --release --manifest-path fuzz/Cargo.toml --no-default-features --target-dir target/fuzz
+
+# libFuzzer on each target for FUZZ_TIME seconds (cargo-fuzz, installed from
+# crates.io when missing; RUSTC_BOOTSTRAP lets a stable toolchain take its
+# nightly flags). New inputs go to target/fuzz-corpus/; a failing input is
+# written to fuzz/artifacts/TARGET/ and the run stops: copy it into
+# fuzz/corpus/TARGET/ so that `make test-fuzz` keeps it as a regression.
+FUZZ_TIME    ?= 60
+FUZZ_TARGETS := spec query state ops
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p target/fuzz-corpus/$$t; \
+	  echo "fuzzing $$t for $(FUZZ_TIME) s"; \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir fuzz $$t target/fuzz-corpus/$$t fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_TIME) -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 || exit 1; \
+	done
 
 test-nginx: build
 	rm -rf t/servroot

@@ -72,6 +72,15 @@ our $EventType            = $ENV{TEST_NGINX_EVENT_TYPE};
 our $PostponeOutput       = $ENV{TEST_NGINX_POSTPONE_OUTPUT};
 our $Randomize            = $ENV{TEST_NGINX_RANDOMIZE};
 our $WorkerUser           = $ENV{TEST_NGINX_WORKER_USER};
+# As the real module's TEST_NGINX_USE_VALGRIND: nginx runs under valgrind's
+# memcheck (`full`: with --leak-check=full), with valgrind.suppress (or
+# t/valgrind.suppress) as suppressions. Each process writes its report to
+# logs/valgrind.PID; when nginx stops, an error whose stack passes through the
+# module under test (TEST_NGINX_VALGRIND_MODULE, a regex; default
+# "shared_map") fails the block, others are shown. Timeouts are 5 times longer.
+our $UseValgrind          = $ENV{TEST_NGINX_USE_VALGRIND};
+our $ValgrindModule       = $ENV{TEST_NGINX_VALGRIND_MODULE} || 'shared_map';
+our $ValgrindErrors       = 0;
 our $ForceRestartOnTest   = defined $ENV{TEST_NGINX_FORCE_RESTART_ON_TEST}
                             ? $ENV{TEST_NGINX_FORCE_RESTART_ON_TEST} : 1;
 our $NoLongString;
@@ -81,7 +90,7 @@ our (@EnvToNginx, @BlockPreprocessors, @CleanupHandlers, @TestCleanupHandlers,
      @ResponseBodyChecks);
 
 # seconds to wait for nginx to come up / to accept connections
-our $StartupTimeout = $ENV{TEST_NGINX_STARTUP_TIMEOUT} || 5;
+our $StartupTimeout = $ENV{TEST_NGINX_STARTUP_TIMEOUT} || ($UseValgrind ? 60 : 5);
 
 our ($NginxVersion, $NginxRawVersion, $NginxV);
 our ($PrevConfig, $ConfigVersion, $RandPorts, $ErrLogFilePos);
@@ -136,7 +145,7 @@ sub repeat_each (@)            { _getset(\$RepeatEach, @_) }
 sub workers (@)                { _getset(\$Workers, @_) }
 sub worker_connections (@)     { _getset(\$WorkerConnections, @_) }
 sub log_level (@)              { _getset(\$LogLevel, @_) }
-sub timeout (@)                { _getset(\$Timeout, @_) }
+sub timeout (@)                { my $t = _getset(\$Timeout, @_); $UseValgrind && !@_ ? $t * 5 : $t }
 sub server_port (@)            { _getset(\$ServerPort, @_) }
 sub server_port_for_client (@) { _getset(\$ServerPortForClient, @_) }
 sub server_addr (@)            { _getset(\$ServerAddr, @_) }
@@ -462,12 +471,42 @@ sub kill_process ($$$) {
 
 sub _stop_running_nginx {
     my $name = shift;
-    return if !-f $PidFile;
-    my $pid = get_pid_from_pidfile();
-    if ($pid && is_running($pid)) {
-        kill_process($pid, 1, $name);
+    if (-f $PidFile) {
+        my $pid = get_pid_from_pidfile();
+        if ($pid && is_running($pid)) {
+            kill_process($pid, 1, $name);
+        }
+        unlink $PidFile if -f $PidFile;
     }
-    unlink $PidFile if -f $PidFile;
+    _check_valgrind($name) if $UseValgrind;
+}
+
+# Reads (and removes) the valgrind reports of the nginx that just stopped:
+# every error record in a stack through the module under test fails the
+# block; others are shown as notes.
+sub _check_valgrind {
+    my $name = shift;
+    # workers may still be writing their last lines
+    sleep 0.2;
+    my (@mine, @other);
+    for my $file (glob "$LogDir/valgrind.*") {
+        open my $in, '<', $file or next;
+        my $text = do { local $/; <$in> };
+        close $in;
+        unlink $file;
+        $text =~ s/^==\d+== ?//mg;
+        # records are separated by blank lines; suppression templates start with "{"
+        for my $record (split /\n\s*\n/, $text) {
+            next if $record !~ /\S/ || $record =~ /^\s*\{/;
+            if ($record =~ /$ValgrindModule/) { push @mine, $record } else { push @other, $record }
+        }
+    }
+    $ValgrindErrors += @mine;
+    if (@mine) {
+        Test::More::fail("$name - valgrind: " . scalar(@mine) . " error(s) in the module");
+        Test::More::diag($_) for @mine;
+    }
+    Test::More::diag("$name - valgrind (outside the module):\n$_") for @other;
 }
 
 sub cleanup () {
@@ -760,6 +799,13 @@ sub _exec_nginx {
     my @cmd = ($NginxBinary, '-p', "$ServRoot/", '-c', $ConfFile);
     # "-e" (startup error log) exists since nginx 1.19.5
     push @cmd, '-e', $ErrLogFile if $NginxVersion >= 1.019005;
+    if ($UseValgrind) {
+        my ($supp) = grep { -f } 'valgrind.suppress', 't/valgrind.suppress';
+        unshift @cmd, 'valgrind', '-q', '--tool=memcheck', '--num-callers=100', '--gen-suppressions=all',
+            "--log-file=$LogDir/valgrind.%p",
+            ($UseValgrind eq 'full' ? ('--leak-check=full', '--show-possibly-lost=no') : ('--leak-check=no')),
+            ($supp ? "--suppressions=$supp" : ());
+    }
     _vlog("starting: @cmd\n");
 
     my $pid = fork();
