@@ -30,7 +30,7 @@ else
 CARGO_FEATURES := --no-default-features --features export-modules
 endif
 
-.PHONY: all build deps run test lint test-engine test-fuzz test-conf test-nginx test-browser test-openapi bench clean fuzz
+.PHONY: all build deps run test lint test-engine test-fuzz test-conf test-nginx test-valgrind test-browser test-openapi bench clean fuzz
 
 all: build
 
@@ -134,6 +134,19 @@ test-nginx: build
 	TEST_NGINX_SERVER_PORT=$(TEST_PORT) \
 	  sh -c 'if perl -MTest::Nginx::Socket -e1 2>/dev/null; then prove -r t/; \
 	         else prove -I t/lib/fallback -r t/; fi'
+
+# The t/ files that exercise the module's code paths, under valgrind's memcheck
+# (TEST_NGINX_USE_VALGRIND, as Test::Nginx does; the fallback runner fails a
+# block for any error whose stack passes through the module and shows others).
+# VALGRIND_TESTS=t/ runs everything (much longer).
+VALGRIND_TESTS ?= t/002-counting.t t/101-api-rw.t t/102-api-incr.t t/103-api-list.t t/106-api-errors.t \
+                  t/109-hostile.t t/201-session-flow.t t/302-eviction.t t/303-persistence.t t/306-state-paths.t
+test-valgrind: build
+	@command -v valgrind >/dev/null || { echo "test-valgrind needs valgrind (apt-get install valgrind)"; exit 1; }
+	TEST_NGINX_USE_VALGRIND=1 TEST_NGINX_BINARY=$(CURDIR)/$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) \
+	TEST_NGINX_SERVER_PORT=$(TEST_PORT) \
+	  sh -c 'if perl -MTest::Nginx::Socket -e1 2>/dev/null; then prove $(VALGRIND_TESTS); \
+	         else prove -I t/lib/fallback $(VALGRIND_TESTS); fi'
 
 bench: build
 	$(CARGO) bench -p shared-map-engine

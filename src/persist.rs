@@ -21,8 +21,8 @@ use core::ffi::c_void;
 
 use ngx::core::Status;
 use ngx::ffi::{
-    ngx_core_conf_t, ngx_core_module, ngx_cycle_t, ngx_int_t, ngx_log_t, ngx_shm_zone_t, NGX_LOG_EMERG, NGX_LOG_ERR,
-    NGX_LOG_NOTICE, NGX_LOG_WARN,
+    ngx_core_conf_t, ngx_core_module, ngx_cycle, ngx_cycle_t, ngx_int_t, ngx_list_part_t, ngx_log_t, ngx_shm_zone_t,
+    NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN,
 };
 use ngx::ngx_log_error;
 use shared_map_engine::state;
@@ -56,7 +56,9 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_vo
         Ok(Init::Fresh) => {
             // SAFETY: nginx passes a live zone whose data is our map (checked by init).
             let (map, log) = unsafe { (&*((*shm_zone).data as *const SharedMap), (*shm_zone).shm.log) };
-            load(map, log);
+            if map.spec.state.is_none() || !fill_from_old(shm_zone, map, log) {
+                load(map, log);
+            }
             // The load held the lock before any worker could wait for it: lock
             // statistics start with the workers.
             let _ = map.with(|m| m.reset_lock_stats());
@@ -132,11 +134,19 @@ pub fn load(map: &SharedMap, log: *mut ngx_log_t) {
             return;
         }
     };
+    fill(map, &parsed, now, &format!("\"{path}\""), true, log);
+}
+
+/// Stores the records of `parsed` in the map's fresh zone and logs what came of
+/// it; `source` names where they came from. `saved`: the records are what the
+/// state file holds, so the map starts clean.
+fn fill(map: &SharedMap, parsed: &state::State<'_>, now: u32, source: &str, saved: bool, log: *mut ngx_log_t) {
     let report = map.with(|m| {
-        let report = state::load(m, &parsed, now);
-        // What was just loaded is what the file holds.
-        let generation = m.generation();
-        m.set_saved_generation(generation);
+        let report = state::load(m, parsed, now);
+        if saved {
+            let generation = m.generation();
+            m.set_saved_generation(generation);
+        }
         report
     });
     let Ok(report) = report else {
@@ -146,9 +156,9 @@ pub fn load(map: &SharedMap, log: *mut ngx_log_t) {
         ngx_log_error!(
             NGX_LOG_WARN,
             log,
-            "shared map \"{}\": state file \"{}\" was saved by a {}, loading it into a {}",
+            "shared map \"{}\": {} was saved by a {}, loading it into a {}",
             map.name,
-            path,
+            source,
             parsed.kind.map_or("map of unknown type", |k| k.name()),
             map.spec.kind.name()
         );
@@ -157,21 +167,21 @@ pub fn load(map: &SharedMap, log: *mut ngx_log_t) {
         ngx_log_error!(
             NGX_LOG_WARN,
             log,
-            "shared map \"{}\": {} records in \"{}\" repeat a key of an earlier one; the last one is kept",
+            "shared map \"{}\": {} records in {} repeat a key of an earlier one; the last one is kept",
             map.name,
             report.duplicates,
-            path
+            source
         );
     }
     if report.dropped() > 0 {
         ngx_log_error!(
             NGX_LOG_WARN,
             log,
-            "shared map \"{}\": {} of {} entries in \"{}\" were not loaded: {} found no room, {} are too large for a {}",
+            "shared map \"{}\": {} of {} entries in {} were not loaded: {} found no room, {} are too large for a {}",
             map.name,
             report.dropped(),
             parsed.count,
-            path,
+            source,
             report.no_room,
             report.too_large,
             map.spec.kind.name()
@@ -180,12 +190,71 @@ pub fn load(map: &SharedMap, log: *mut ngx_log_t) {
     ngx_log_error!(
         NGX_LOG_NOTICE,
         log,
-        "shared map \"{}\": loaded {} entries from \"{}\", {} expired meanwhile",
+        "shared map \"{}\": loaded {} entries from {}, {} expired meanwhile",
         map.name,
         report.loaded,
-        path,
+        source,
         report.expired
     );
+}
+
+/// On a reload that changes a `state=` map's space, nginx gives the map a new
+/// zone while the old one is still mapped in the master, and still used by the
+/// old workers until they exit. The new map is filled from the old zone's
+/// current contents rather than from the state file, which may be a second
+/// old. The old map is then marked as saved for good, so that no old worker's
+/// last save replaces the file with a snapshot the new map has moved on from;
+/// the new map is saved by the new worker 0 within a second. What an old
+/// worker writes after this copy (requests in flight at the reload) is lost.
+/// Returns false when there is no old zone (nginx starts).
+fn fill_from_old(shm_zone: *mut ngx_shm_zone_t, map: &SharedMap, log: *mut ngx_log_t) -> bool {
+    // SAFETY: in the master, during ngx_init_cycle, `ngx_cycle` is still the
+    // running (old) cycle; its zone list and zones are alive and mapped until
+    // the new cycle is ready.
+    let old = unsafe {
+        let cycle = ngx_cycle;
+        if cycle.is_null() {
+            return false;
+        }
+        let me = &*shm_zone;
+        let mut part: *const ngx_list_part_t = &(*cycle).shared_memory.part;
+        let mut found: *const ngx_shm_zone_t = core::ptr::null();
+        while !part.is_null() && found.is_null() {
+            let zones = (*part).elts as *const ngx_shm_zone_t;
+            for i in 0..(*part).nelts {
+                let z = &*zones.add(i);
+                if z.tag == me.tag
+                    && z.shm.name.as_bytes() == me.shm.name.as_bytes()
+                    && z.shm.size != me.shm.size
+                    && !z.shm.addr.is_null()
+                {
+                    found = z;
+                    break;
+                }
+            }
+            part = (*part).next;
+        }
+        if found.is_null() {
+            return false;
+        }
+        SharedMap::from_zone(found)
+    };
+    let Some(old) = old else {
+        return false;
+    };
+    let now = now();
+    let Ok(bytes) = old.with(|m| {
+        let bytes = state::save(m, now);
+        m.set_saved_generation(u64::MAX);
+        bytes
+    }) else {
+        return false;
+    };
+    let Ok(parsed) = state::parse(&bytes) else {
+        return false;
+    };
+    fill(map, &parsed, now, "the zone it had before the reload", false, log);
+    true
 }
 
 /// What a call to [`save`] did.
