@@ -112,7 +112,7 @@ _EOC_
 our $Config = <<'_EOC_';
     location /api/ { shared_map_api; client_max_body_size 64k; }
     location = /ro { shared_map_api h readonly; }
-    location = /session { shared_map_session_api; }
+    location = /session { shared_map_session_api write; }
     location = /pids { return 200 "ok\n"; }
 _EOC_
 

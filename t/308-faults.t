@@ -89,7 +89,7 @@ shared_map sessions hashmap?space=64k;
 shared_map_session sessions;
 --- config
 location /api/ { client_max_body_size 0; shared_map_api; }
-location = /session { client_max_body_size 0; shared_map_session_api; }
+location = /session { client_max_body_size 0; shared_map_session_api write; }
 location = /pid { return 200 $pid; }
 --- init
 use HTTP::Tiny;
