@@ -346,7 +346,13 @@ unsafe impl HttpModuleLocationConf for Module {
 /// Called by nginx in the master with the cycle being initialised.
 pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: per the contract.
-    unsafe { persist::check_state_dirs(cycle, maps(&*cycle)) }
+    let maps = maps(unsafe { &*cycle });
+    // SAFETY: per the contract.
+    let rc = unsafe { persist::check_state_dirs(cycle, maps) };
+    if rc == ngx_int_t::from(ngx::core::Status::NGX_OK) {
+        persist::retire_old_maps(maps);
+    }
+    rc
 }
 
 /// Every map of the running configuration.

@@ -18,6 +18,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use core::ffi::c_void;
+use core::ptr::NonNull;
 
 use ngx::core::Status;
 use ngx::ffi::{
@@ -202,9 +203,10 @@ fn fill(map: &SharedMap, parsed: &state::State<'_>, now: u32, source: &str, save
 /// zone while the old one is still mapped in the master, and still used by the
 /// old workers until they exit. The new map is filled from the old zone's
 /// current contents rather than from the state file, which may be a second
-/// old. The old map is then marked as saved for good, so that no old worker's
+/// old. The old map is later marked as saved for good, so that no old worker's
 /// last save replaces the file with a snapshot the new map has moved on from;
-/// the new map is saved by the new worker 0 within a second. What an old
+/// the new map is saved by the new worker 0 within a second (the old map is
+/// retired in `init_module`, by [`retire_old_maps`]). What an old
 /// worker writes after this copy (requests in flight at the reload) is lost.
 /// Returns false when there is no old zone (nginx starts).
 fn fill_from_old(shm_zone: *mut ngx_shm_zone_t, map: &SharedMap, log: *mut ngx_log_t) -> bool {
@@ -243,18 +245,30 @@ fn fill_from_old(shm_zone: *mut ngx_shm_zone_t, map: &SharedMap, log: *mut ngx_l
         return false;
     };
     let now = now();
-    let Ok(bytes) = old.with(|m| {
-        let bytes = state::save(m, now);
-        m.set_saved_generation(u64::MAX);
-        bytes
-    }) else {
+    let Ok(bytes) = old.with(|m| state::save(m, now)) else {
         return false;
     };
     let Ok(parsed) = state::parse(&bytes) else {
         return false;
     };
     fill(map, &parsed, now, "the zone it had before the reload", false, log);
+    map.filled_from.set(Some(NonNull::from(old)));
     true
+}
+
+/// Once a reload's cycle is complete (`init_module`), marks every old map that
+/// a new one was filled from as saved for good: its workers are retiring, and
+/// their last saves must not replace the file with a snapshot the new map has
+/// moved on from. Not done at the copy: a reload that fails later keeps the
+/// old cycle, whose maps must go on saving.
+pub fn retire_old_maps(maps: &[Box<SharedMap>]) {
+    for map in maps {
+        if let Some(old) = map.filled_from.take() {
+            // SAFETY: the previous cycle, and its maps, live until the new
+            // cycle has started; init_module runs before that.
+            let _ = unsafe { old.as_ref() }.with(|m| m.set_saved_generation(u64::MAX));
+        }
+    }
 }
 
 /// What a call to [`save`] did.
@@ -559,20 +573,20 @@ pub unsafe fn check_state_dirs(cycle: *mut ngx_cycle_t, maps: &[Box<SharedMap>])
         let err = unsafe { writable_by(&cdir, user) };
         if err != 0 {
             let e = io::Error::from_raw_os_error(err);
-            let name = match user {
+            let who = match user {
                 Some((_, _, u)) if !u.is_null() => {
                     // SAFETY: nginx keeps the user name for the cycle's life.
-                    unsafe { core::ffi::CStr::from_ptr(u) }.to_string_lossy().into_owned()
+                    let name = unsafe { core::ffi::CStr::from_ptr(u) }.to_string_lossy();
+                    format!("the worker processes (user \"{name}\")")
                 }
-                _ => "nginx runs as".to_owned(),
+                _ => "the worker processes".to_owned(),
             };
             ngx_log_error!(
                 NGX_LOG_EMERG,
                 log,
-                "shared_map \"{}\": the worker processes (user \"{}\") cannot write state files in \"{}\" {}, \
-                 so \"{}\" would never be saved",
+                "shared_map \"{}\": {} cannot write state files in \"{}\" {}, so \"{}\" would never be saved",
                 map.name,
-                name,
+                who,
                 dir.display(),
                 OsError(&e),
                 path

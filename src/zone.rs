@@ -25,6 +25,10 @@ pub struct SharedMap {
     /// Offset of the map's header in the zone, set by `init_zone` in the master
     /// and inherited by the workers.
     root: u64,
+    /// The previous cycle's map this one was filled from, on a reload that
+    /// changed the space; its saves are retired once the new cycle is complete
+    /// (`persist::retire_old_maps`), never while the reload may still fail.
+    pub filled_from: core::cell::Cell<Option<NonNull<SharedMap>>>,
 }
 
 /// nginx's slab pool as the engine's arena. Exists only while the pool's mutex
@@ -83,6 +87,7 @@ impl SharedMap {
             spec,
             shm_zone,
             root: 0,
+            filled_from: core::cell::Cell::new(None),
         }
     }
 
