@@ -157,8 +157,9 @@ fn fill(map: &SharedMap, parsed: &state::State<'_>, now: u32, source: &str, save
         ngx_log_error!(
             NGX_LOG_WARN,
             log,
-            "shared map \"{}\": {} was saved by a {}, loading it into a {}",
+            "shared map \"{}\": {}{} was saved by a {}, loading it into a {}",
             map.name,
+            if saved { "state file " } else { "" },
             source,
             parsed.kind.map_or("map of unknown type", |k| k.name()),
             map.spec.kind.name()
