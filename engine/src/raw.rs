@@ -115,33 +115,33 @@ impl Region {
     }
 
     /// `off` when `len` bytes at it lie inside the zone and `off` is a multiple
-    /// of `align` (a power of two), else 0: the end of a chain.
-    #[inline]
+    /// of `align` (a power of two), else 0: the end of a chain. `len` is a
+    /// struct's size, never above the zone's (32 KiB at least), so the
+    /// subtraction cannot wrap and one compare checks the range.
+    #[inline(always)]
     fn checked(self, off: u64, len: usize, align: u64) -> u64 {
-        // One compare for the range, one for the alignment. `len` is a struct's
-        // size, so the sum wraps only for an offset no zone reaches, and then it
-        // fails the alignment or range test of the wrapped value's caller.
-        match off.checked_add(len as u64) {
-            Some(end) if end <= self.size && off & (align - 1) == 0 => off,
-            _ => 0,
+        if off <= self.size - len as u64 && off & (align - 1) == 0 {
+            off
+        } else {
+            0
         }
     }
 
     /// `off` when a whole entry of `len` bytes at it lies inside the zone.
-    #[inline]
+    #[inline(always)]
     fn entry(self, off: u64, len: usize) -> u64 {
         self.checked(off, len, 8)
     }
 
     /// `len` bytes at `off`, or `None` when they do not lie inside the zone.
-    #[inline]
+    #[inline(always)]
     fn bytes<'a>(self, off: u64, len: u64) -> Option<&'a [u8]> {
-        let end = off.checked_add(len)?;
-        if end > self.size || off == 0 {
+        // `len` comes from the zone too: two compares, neither can wrap.
+        if len > self.size || off > self.size - len {
             return None;
         }
-        // SAFETY: `off..end` lies inside the zone, which stays mapped while the
-        // lock is held; the bytes are read only, under the lock.
+        // SAFETY: `off..off + len` lies inside the zone, which stays mapped while
+        // the lock is held; the bytes are read only, under the lock.
         Some(unsafe { core::slice::from_raw_parts(self.base.add(off as usize), len as usize) })
     }
 
@@ -511,7 +511,7 @@ unsafe impl Layout for Hash {
 
     unsafe fn free_string<A: Arena>(arena: &mut A, word: u64) {
         let base = Region::new(arena.base(), arena.size());
-        if word & 7 == 0 && Hash::chunk(base, word).is_some() {
+        if word != 0 && word & 7 == 0 && Hash::chunk(base, word).is_some() {
             // SAFETY: a live chunk from `new_string` inside the zone, no longer referenced.
             unsafe { arena.free(NonNull::new_unchecked(base.at(word))) }
         }
