@@ -1566,7 +1566,7 @@ impl<'a, A: Arena> Map<'a, A> {
     /// The length counts' offset, read from the zone, leaves them inside it.
     fn length_counts_inside(&self) -> bool {
         let off = self.header().length_counts;
-        off % 4 == 0 && off <= (self.arena.size() as u64).saturating_sub(matching::SLOTS as u64 * 4)
+        off.is_multiple_of(4) && off <= (self.arena.size() as u64).saturating_sub(matching::SLOTS as u64 * 4)
     }
 
     /// Empties the length set (a clear, or before a recount).
