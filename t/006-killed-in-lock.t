@@ -53,7 +53,7 @@ sub is_whole_value {
 }
 
 sub master_pid {
-    my $f = Test::Nginx::Socket::server_root() . '/logs/nginx.pid';
+    my $f = server_root() . '/logs/nginx.pid';
     open my $in, '<', $f or return;
     chomp(my $pid = <$in>);
     return $pid;
@@ -109,7 +109,7 @@ sub run_kills {
         return JSON::PP::decode_json($res->{content});
     };
     my %fresh = map { $_ => $stats->($_)->{stats}{free_space} } qw(c s);
-    my $dir = Test::Nginx::Socket::server_root() . '/html';
+    my $dir = server_root() . '/html';
     my $master = master_pid();
     my (%sent, %acked, %at);
     my ($killed, $missed) = (0, 0);
@@ -233,8 +233,10 @@ sub run_kills {
 
 sub share_with_init {
     no strict 'refs';
-    *{"Test::Nginx::Socket::$_"} = \&{"main::$_"}
-        for qw(run_kills client value_of is_whole_value master_pid workers_of);
+    # `--- init` runs in Test::Nginx::Util (the real module and the fallback)
+    for my $pkg (qw(Test::Nginx::Util Test::Nginx::Socket)) {
+        *{"${pkg}::$_"} = \&{"main::$_"} for qw(run_kills client value_of is_whole_value master_pid workers_of);
+    }
 }
 share_with_init();
 

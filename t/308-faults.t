@@ -50,7 +50,10 @@ run_tests();
 
 sub share_with_init {
     no strict 'refs';
-    *{"Test::Nginx::Socket::$_"} = \&{"main::$_"} for qw(worker_pids limit_workers);
+    # `--- init` runs in Test::Nginx::Util (the real module and the fallback)
+    for my $pkg (qw(Test::Nginx::Util Test::Nginx::Socket)) {
+        *{"${pkg}::$_"} = \&{"main::$_"} for qw(worker_pids limit_workers);
+    }
 }
 
 __DATA__

@@ -17,7 +17,7 @@ sub count_through_reloads {
     require HTTP::Tiny;
     require Time::HiRes;
     require POSIX;
-    my $root = Test::Nginx::Socket::server_root();
+    my $root = server_root();
     my $conf = "$root/conf/nginx.conf";
     my $master = do { local (@ARGV, $/) = ("$root/logs/nginx.pid"); <> };
     chomp $master;
@@ -100,7 +100,10 @@ sub check_after_restart {
 
 {
     no strict 'refs';
-    *{"Test::Nginx::Socket::$_"} = \&{"main::$_"} for qw(count_through_reloads check_after_restart);
+    # `--- init` runs in Test::Nginx::Util (the real module and the fallback)
+    for my $pkg (qw(Test::Nginx::Util Test::Nginx::Socket)) {
+        *{"${pkg}::$_"} = \&{"main::$_"} for qw(count_through_reloads check_after_restart);
+    }
 }
 
 master_on();
