@@ -91,7 +91,15 @@ sub hostile_run {
     return (\%status, \@bad);
 }
 
-share_with_init(qw(hostile_request hostile_run));
+# The running nginx's workers, as "pid,pid".
+sub worker_pid_list {
+    my $master = do { local (@ARGV, $/) = (server_root() . '/logs/nginx.pid'); <> };
+    chomp $master;
+    join ',', sort grep { my $s = do { local (@ARGV, $/) = ("/proc/$_/status"); <> } // '';
+                          $s =~ /^PPid:\s*$master$/m } map { m{/proc/(\d+)} } glob '/proc/[0-9]*';
+}
+
+share_with_init(qw(hostile_request hostile_run worker_pid_list));
 
 workers(2);
 master_on();
@@ -124,12 +132,7 @@ __DATA__
 
 === TEST 1: 1,500 hostile requests: no 5xx but 507, every request answered or closed by the client
 --- init
-my $pids = sub {
-    my $master = do { local (@ARGV, $/) = (server_root() . '/logs/nginx.pid'); <> };
-    chomp $master;
-    join ',', sort grep { my $s = do { local (@ARGV, $/) = ("/proc/$_/status"); <> } // '';
-                          $s =~ /^PPid:\s*$master$/m } map { m{/proc/(\d+)} } glob '/proc/[0-9]*';
-};
+my $pids = \&worker_pid_list;
 my $before = $pids->();
 my ($status, $bad) = hostile_run();
 Test::More::diag(join ' ', map { "$_:$status->{$_}" } sort keys %$status) if $ENV{TEST_VERBOSE};
