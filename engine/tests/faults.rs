@@ -8,7 +8,7 @@ mod common;
 use common::{map, new_map, KINDS};
 use shared_map_engine::heap::Heap;
 use shared_map_engine::state::{self, Encoder};
-use shared_map_engine::{hash_key, Arena, Error, MapKind, Ttl, Value};
+use shared_map_engine::{Arena, Error, MapKind, Ttl, Value};
 
 #[test]
 fn a_value_that_can_never_fit_evicts_nothing() {
@@ -73,8 +73,9 @@ fn poke(heap: &mut Heap, at: usize, bytes: &[u8]) {
 }
 
 /// The offset of the entry of `key`, found by its layout's fields.
-fn entry_of(heap: &Heap, kind: MapKind, key: &[u8]) -> usize {
-    let hash = hash_key(key).to_le_bytes();
+fn entry_of(heap: &mut Heap, kind: MapKind, key: &[u8]) -> usize {
+    let hash = map(heap).hash(key).to_le_bytes();
+    let heap = &*heap;
     match kind {
         // next u32, hash u32, key u32, meta u32 (len | type << 24)
         MapKind::Tiny => find(heap, &hash)
@@ -134,7 +135,7 @@ fn offsets_outside_the_zone_are_never_followed() {
                     m.put(b"victim-key", Value::Str(b"victim-value"), Ttl::Default, 0)
                         .unwrap();
                 }
-                let e = entry_of(&heap, kind, b"victim-key");
+                let e = entry_of(&mut heap, kind, b"victim-key");
                 let word = b.to_le_bytes();
                 let value = match (kind, field) {
                     // A tinymap string word: offset low, length high.
@@ -183,9 +184,21 @@ fn a_cut_chain_shows_in_verify() {
             m.put(b"victim-key", Value::Long(2), Ttl::Default, 0).unwrap();
             assert_eq!(m.verify(), Ok(41));
         }
-        let e = entry_of(&heap, kind, b"victim-key");
+        // An entry with a successor in its chain: cutting its link loses one.
         let (at, width) = fields(kind)[0];
-        poke(&mut heap, e + at, &(0xffff_fff0u64.to_le_bytes()[..width]));
+        let entries: Vec<usize> = (0..40u32)
+            .map(|i| entry_of(&mut heap, kind, format!("k{i}").as_bytes()))
+            .collect();
+        let linked = entries
+            .into_iter()
+            .find(|&e| {
+                let mut next = [0u8; 8];
+                // SAFETY: inside the heap's region.
+                unsafe { std::ptr::copy_nonoverlapping(heap.base().add(e + at), next.as_mut_ptr(), width) };
+                u64::from_le_bytes(next) != 0
+            })
+            .expect("some chain holds two entries");
+        poke(&mut heap, linked + at, &(0xffff_fff0u64.to_le_bytes()[..width]));
         let mut m = map(&mut heap);
         assert!(m.verify().is_err(), "{kind:?}");
     }
