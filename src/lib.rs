@@ -22,6 +22,7 @@ mod log;
 mod module;
 mod named;
 mod persist;
+mod redis;
 mod render;
 mod saver;
 mod session;
@@ -34,7 +35,7 @@ mod zone;
 use core::ffi::{c_char, c_void};
 use core::ptr::{self, addr_of};
 
-use ngx::core::Status;
+use ngx::core::{Status, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_array_push, ngx_command_t, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
     ngx_http_phases_NGX_HTTP_LOG_PHASE as NGX_HTTP_LOG_PHASE, ngx_int_t, ngx_module_t, ngx_str_t, ngx_uint_t,
@@ -73,11 +74,22 @@ unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     Status::NGX_OK.into()
 }
 
+/// `init_main_conf`: the checks that need the whole `http` block.
+unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx passes the configuration and our main conf, passed through.
+    let rc = unsafe { named::init_main_conf(cf, conf) };
+    if rc != NGX_CONF_OK {
+        return rc;
+    }
+    // SAFETY: as above.
+    unsafe { conf::init_main_conf(cf, conf) }
+}
+
 static NGX_HTTP_SHARED_MAP_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(preconfiguration),
     postconfiguration: Some(postconfiguration),
     create_main_conf: Some(Module::create_main_conf),
-    init_main_conf: Some(named::init_main_conf),
+    init_main_conf: Some(init_main_conf),
     create_srv_conf: None,
     merge_srv_conf: None,
     create_loc_conf: Some(Module::create_loc_conf),
@@ -102,7 +114,7 @@ const fn command(name: ngx_str_t, type_: u32, set: CmdHandler, conf: usize) -> n
     }
 }
 
-static mut COMMANDS: [ngx_command_t; 9] = [
+static mut COMMANDS: [ngx_command_t; 10] = [
     command(
         ngx_string!("shared_map"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2,
@@ -150,6 +162,12 @@ static mut COMMANDS: [ngx_command_t; 9] = [
         NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE1,
         session::cmd_set_session_api,
         LOC,
+    ),
+    command(
+        ngx_string!("shared_map_redis"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
+        redis::cmd_set_redis,
+        NGX_HTTP_MAIN_CONF_OFFSET,
     ),
     ngx_command_t::empty(),
 ];
