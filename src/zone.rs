@@ -248,11 +248,25 @@ pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<In
             return Err(());
         }
         map.root = prev.root;
-        let (timeout, evict) = (map.spec.timeout, map.spec.evict);
-        return map
-            .with(|m| m.reconfigure(timeout, evict))
-            .map(|()| Init::Kept)
-            .map_err(|_| ());
+        let (timeout, evict, sync) = (map.spec.timeout, map.spec.evict, map.spec.sync);
+        let synced = map.with(|m| {
+            m.reconfigure(timeout, evict);
+            // `sync` added or removed by the reload.
+            if sync {
+                m.enable_sync().is_ok()
+            } else {
+                m.disable_sync();
+                true
+            }
+        });
+        return match synced {
+            Ok(true) => Ok(Init::Kept),
+            Ok(false) => {
+                no_log_room(log, map);
+                Err(())
+            }
+            Err(_) => Err(()),
+        };
     }
 
     // The zone already exists (a shared mapping inherited on Windows): reuse it.
@@ -287,7 +301,15 @@ pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<In
             pool: unsafe { NonNull::new_unchecked(shpool) },
             size: zone.shm.size,
         };
-        Map::create_matching(&mut arena, &config, map.spec.matching)
+        let sync = map.spec.sync;
+        Map::create_matching(&mut arena, &config, map.spec.matching).and_then(|root| {
+            if sync {
+                // SAFETY: just created on this arena, under the lock held here.
+                let mut m = unsafe { Map::attach(&mut arena, root) }.ok_or(shared_map_engine::Error::NoRoom)?;
+                m.enable_sync()?;
+            }
+            Ok(root)
+        })
     };
     match created {
         Ok(root) => {
@@ -300,10 +322,20 @@ pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<In
             ngx_log_error!(
                 NGX_LOG_ALERT,
                 log,
-                "could not allocate the bucket table in shared map \"{}\"",
+                "could not allocate the bucket table or the replication log in shared map \"{}\"",
                 map.name
             );
             Err(())
         }
     }
+}
+
+/// Logs that the replication log of a synced map found no room.
+fn no_log_room(log: *mut ngx_log_t, map: &SharedMap) {
+    ngx_log_error!(
+        NGX_LOG_ALERT,
+        log,
+        "could not allocate the replication log in shared map \"{}\"",
+        map.name
+    );
 }
