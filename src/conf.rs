@@ -55,7 +55,6 @@ pub struct NamedIncr {
 }
 
 /// `shared_map_redis address [db=number] [password=text] [prefix=text];`
-#[allow(dead_code)] // read by the replication worker, which is not built yet
 pub struct RedisConf {
     /// The resolved address, in the configuration pool (`ngx_parse_url`).
     pub addr: NonNull<ngx_addr_t>,

@@ -253,7 +253,7 @@ pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<In
             m.reconfigure(timeout, evict);
             // `sync` added or removed by the reload.
             if sync {
-                m.enable_sync().is_ok()
+                m.enable_sync(host_id()).is_ok()
             } else {
                 m.disable_sync();
                 true
@@ -306,7 +306,7 @@ pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<In
             if sync {
                 // SAFETY: just created on this arena, under the lock held here.
                 let mut m = unsafe { Map::attach(&mut arena, root) }.ok_or(shared_map_engine::Error::NoRoom)?;
-                m.enable_sync()?;
+                m.enable_sync(host_id())?;
             }
             Ok(root)
         })
@@ -338,4 +338,18 @@ fn no_log_room(log: *mut ngx_log_t, map: &SharedMap) {
         "could not allocate the replication log in shared map \"{}\"",
         map.name
     );
+}
+
+/// A name for a new replication log at the server: never one an earlier log of
+/// this or another host used (random, with the time and the process).
+fn host_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let id = u64::from_le_bytes(bytes) ^ time.rotate_left(17) ^ u64::from(std::process::id());
+    // Random bytes missing, time and pid still differ between incarnations.
+    let _ = random;
+    id.max(1)
 }

@@ -664,14 +664,15 @@ impl<'a, A: Arena> Map<'a, A> {
         dispatch!(self.get_renew_in(key, ttl, now))
     }
 
-    /// Gives the map a replication log (`sync`) if it has none. `Err(NoRoom)`
-    /// when the arena cannot hold it.
-    pub fn enable_sync(&mut self) -> Result<(), Error> {
+    /// Gives the map a replication log (`sync`) if it has none, named `host` at
+    /// the server (a number no earlier log used). `Err(NoRoom)` when the arena
+    /// cannot hold it.
+    pub fn enable_sync(&mut self, host: u64) -> Result<(), Error> {
         if self.is_synced() {
             return Ok(());
         }
         let capacity = self.header().max_entries;
-        let log = Log::create(self.arena, capacity).ok_or(Error::NoRoom)?;
+        let log = Log::create(self.arena, capacity, host).ok_or(Error::NoRoom)?;
         self.header().replog.store(log, Release);
         Ok(())
     }
@@ -749,6 +750,16 @@ impl<'a, A: Arena> Map<'a, A> {
     /// local value holds beyond what the server has seen of this host.
     pub fn unacked_delta(&mut self, key: &[u8]) -> i64 {
         self.log().map_or(0, |log| log.unacked_delta(key))
+    }
+
+    /// Whether `key`'s latest state made here is not yet acknowledged.
+    pub fn has_unacked_latest(&mut self, key: &[u8]) -> bool {
+        self.log().is_some_and(|log| log.has_unacked_latest(key))
+    }
+
+    /// The replication log's name at the server.
+    pub fn sync_host(&mut self) -> u64 {
+        self.log().map_or(0, |log| log.host())
     }
 
     /// Whether `key` has a change made here and not yet acknowledged.

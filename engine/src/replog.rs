@@ -68,6 +68,9 @@ pub(crate) struct LogHeader {
     acked: u64,
     /// Changes that found no room in the log.
     dropped: u64,
+    /// This log's name at the server, whose sequence numbers it counts: made
+    /// anew with the log, so a restarted host never reuses an acknowledged number.
+    host: u64,
 }
 
 /// One key's pending and in-flight changes; the key follows the struct.
@@ -137,7 +140,7 @@ pub(crate) struct Log<'a, A: Arena> {
 
 impl<'a, A: Arena> Log<'a, A> {
     /// Makes an empty log for `capacity` keys; returns its offset.
-    pub(crate) fn create(arena: &mut A, capacity: u64) -> Option<u64> {
+    pub(crate) fn create(arena: &mut A, capacity: u64, host: u64) -> Option<u64> {
         // A short index: the log is usually nearly empty, and a full one
         // walks chains of about four entries.
         let buckets = (capacity.max(1) / 4).next_power_of_two().max(16);
@@ -168,6 +171,7 @@ impl<'a, A: Arena> Log<'a, A> {
                 recorded: 0,
                 acked: 0,
                 dropped: 0,
+                host,
             })
         };
         Some(hdr.as_ptr() as u64 - base)
@@ -374,6 +378,20 @@ impl<'a, A: Arena> Log<'a, A> {
             }
             d
         })
+    }
+
+    /// Whether the key's latest state is pending or in flight: a change from
+    /// another host must not overwrite it, since it will be sent after that one.
+    pub(crate) fn has_unacked_latest(&self, key: &[u8]) -> bool {
+        self.find(hash_key(self.secret, key), key).is_some_and(|e| {
+            // SAFETY: `find` returned a live entry.
+            unsafe { self.entry(e) }.flags & (PENDING_LATEST | FLIGHT_LATEST) != 0
+        })
+    }
+
+    /// The log's name at the server.
+    pub(crate) fn host(&self) -> u64 {
+        self.h().host
     }
 
     /// Whether the key has a change not yet acknowledged.

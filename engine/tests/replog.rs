@@ -14,7 +14,7 @@ const NOW: u32 = 1_000_000;
 
 fn synced(kind: shared_map_engine::MapKind, entries: u64) -> shared_map_engine::heap::Heap {
     let mut heap = new_map(kind, 1 << 20, entries, 0, false);
-    map(&mut heap).enable_sync().expect("room for the log");
+    map(&mut heap).enable_sync(7).expect("room for the log");
     heap
 }
 
@@ -105,7 +105,7 @@ fn puts_and_removals_send_the_latest_state() {
 fn an_addition_carries_the_entrys_absolute_expiry() {
     for kind in KINDS {
         let mut heap = new_map(kind, 1 << 20, 100, 30, false);
-        map(&mut heap).enable_sync().unwrap();
+        map(&mut heap).enable_sync(7).unwrap();
         let mut m = map(&mut heap);
         m.add(b"c", 2, 0, Ttl::Default, NOW).unwrap();
         let batch = m.sync_take(100, NOW + 5).unwrap();
@@ -160,6 +160,7 @@ fn a_clear_drops_pending_changes_and_goes_first() {
         assert_eq!(batch.changes, vec![change("b", Op::Add { delta: 2, expire: 0 })]);
         assert!(m.sync_ack(batch.seq));
         assert_eq!(m.sync_take(100, NOW), None);
+        assert_eq!(m.sync_host(), 7);
     }
 }
 
@@ -196,6 +197,9 @@ fn an_unacknowledged_batch_is_resent_with_the_same_number_and_deltas() {
         m.add(b"a", 4, 0, Ttl::Default, NOW).unwrap();
         m.add(b"b", 1, 0, Ttl::Default, NOW).unwrap();
         assert_eq!(m.unacked_delta(b"a"), 7);
+        assert!(!m.has_unacked_latest(b"a"));
+        m.put(b"c", Value::Long(1), Ttl::Never, NOW).unwrap();
+        assert!(m.has_unacked_latest(b"c"));
         let again = m.sync_take(100, NOW).unwrap();
         assert_eq!(again, first);
         assert!(!m.sync_ack(first.seq + 1), "only the batch in flight is acknowledged");
@@ -207,7 +211,14 @@ fn an_unacknowledged_batch_is_resent_with_the_same_number_and_deltas() {
             next.changes,
             vec![
                 change("a", Op::Add { delta: 4, expire: 0 }),
-                change("b", Op::Add { delta: 1, expire: 0 })
+                change("b", Op::Add { delta: 1, expire: 0 }),
+                change(
+                    "c",
+                    Op::Put {
+                        value: OwnedValue::Long(1),
+                        expire: 0
+                    }
+                ),
             ]
         );
         assert!(m.sync_ack(next.seq));
@@ -273,7 +284,7 @@ fn disabling_sync_frees_the_log() {
         let mut heap = new_map(kind, 1 << 20, 1000, 0, false);
         let cycle = |heap: &mut shared_map_engine::heap::Heap| {
             let mut m = map(heap);
-            m.enable_sync().unwrap();
+            m.enable_sync(7).unwrap();
             for i in 0..500 {
                 m.add(format!("key-{i}").as_bytes(), 1, 0, Ttl::Default, NOW).unwrap();
             }
