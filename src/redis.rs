@@ -25,7 +25,7 @@ use shared_map_http_parse::redis;
 
 use crate::conf::{args, lossy, MainConf, RedisConf};
 use crate::module::Module;
-use crate::sync::{self, Counters, MapSync};
+use crate::sync::{self, MapSync};
 use crate::zone::SharedMap;
 
 /// Redis's own port, when the address names none.
@@ -108,7 +108,6 @@ struct Replicator {
     input: Vec<u8>,
     expect: VecDeque<Expect>,
     maps: Vec<MapSync>,
-    counters: Vec<Counters>,
     conf: &'static RedisConf,
     log: *mut ngx_log_t,
     last_error: String,
@@ -155,7 +154,6 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     }
     // SAFETY: the configuration lives as long as the cycle.
     let conf: &'static RedisConf = unsafe { &*(conf as *const RedisConf) };
-    let counters = maps.iter().map(|_| Counters::default()).collect();
     let r = Box::leak(Box::new(Replicator {
         // SAFETY: zeroed is nginx's own initial state for both.
         timer: unsafe { core::mem::zeroed() },
@@ -171,7 +169,6 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         input: Vec::new(),
         expect: VecDeque::new(),
         maps,
-        counters,
         conf,
         log: cycle.log,
         last_error: String::new(),
@@ -280,6 +277,7 @@ impl Replicator {
             }
             self.retry_at = current_msec() + RETRY;
             self.set_error("connect() failed");
+            sync::report_error(&self.maps, false, "connect() failed");
             return;
         }
         self.conn = c;
@@ -400,9 +398,10 @@ impl Replicator {
                 let now_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as u64);
-                if let Err(e) = sync::apply(&mut self.maps[i], frame, &mut self.counters[i], now_ms) {
+                if let Err(e) = sync::apply(&mut self.maps[i], frame, now_ms) {
                     let msg = format!("shared map \"{}\": {}", self.maps[i].map.name, e);
                     self.set_error(&msg);
+                    sync::report_error(&self.maps[i..=i], true, &msg);
                 }
             }
             None => {
@@ -431,6 +430,7 @@ impl Replicator {
     /// connects again, and the batch in flight is resent.
     fn fail(&mut self, msg: &str) {
         self.set_error(msg);
+        sync::report_error(&self.maps, false, msg);
         self.close();
         self.retry_at = current_msec() + RETRY;
     }

@@ -20,7 +20,7 @@
 //! conflicting writes in Redis's order.
 
 use redis_protocol::resp2::types::OwnedFrame;
-use shared_map_engine::{Batch, Op, OwnedValue, Ttl, Value};
+use shared_map_engine::{Batch, Op, OwnedValue, SyncStatus, Ttl, Value};
 
 use crate::zone::{now, SharedMap};
 
@@ -98,16 +98,6 @@ pub struct MapSync {
     pub flight: u64,
 }
 
-/// The replication counters of a map, kept in this worker (the one that talks
-/// to Redis).
-#[derive(Default)]
-pub struct Counters {
-    pub applied: u64,
-    pub loads: u64,
-    /// Milliseconds between a change's arrival in Redis and its application here.
-    pub lag_ms: u64,
-}
-
 fn bulk(b: impl Into<Vec<u8>>) -> OwnedFrame {
     OwnedFrame::BulkString(b.into())
 }
@@ -180,9 +170,38 @@ fn id_ms(id: &str) -> u64 {
     id.split('-').next().and_then(|ms| ms.parse().ok()).unwrap_or(0)
 }
 
-/// Applies the reply of one map's round trip. `Err` with a message when the
-/// reply is not the script's.
-pub fn apply(sync: &mut MapSync, reply: OwnedFrame, counters: &mut Counters, now_ms: u64) -> Result<(), String> {
+/// Applies the reply of one map's round trip and reports it in the map's
+/// statistics. `Err` with a message when the reply is not the script's.
+pub fn apply(sync: &mut MapSync, reply: OwnedFrame, now_ms: u64) -> Result<(), String> {
+    let (applied, lag_ms) = apply_reply(sync, reply, now_ms)?;
+    let _ = sync.map.with(|m| {
+        m.set_sync_status(&SyncStatus {
+            connected: true,
+            applied,
+            lag_ms: Some(lag_ms),
+            error: None,
+        })
+    });
+    Ok(())
+}
+
+/// Reports a failure in the statistics of every synced map.
+pub fn report_error(maps: &[MapSync], connected: bool, error: &str) {
+    for sync in maps {
+        let _ = sync.map.with(|m| {
+            m.set_sync_status(&SyncStatus {
+                connected,
+                applied: 0,
+                lag_ms: None,
+                error: Some(error.as_bytes()),
+            })
+        });
+    }
+}
+
+/// Applies a reply; returns how many changes from the stream were applied and
+/// the largest lag among them (0: none, the host is up to date).
+fn apply_reply(sync: &mut MapSync, reply: OwnedFrame, now_ms: u64) -> Result<(u64, u64), String> {
     let items = match reply {
         OwnedFrame::Array(items) => items,
         OwnedFrame::Error(e) => return Err(e),
@@ -206,13 +225,13 @@ pub fn apply(sync: &mut MapSync, reply: OwnedFrame, counters: &mut Counters, now
         let values = items.next().ok_or("short reply")?;
         let meta = items.next().ok_or("short reply")?;
         load(sync.map, values, meta, now);
-        counters.loads += 1;
         sync.last_id = id;
-        return Ok(());
+        return Ok((0, 0));
     }
     let Some(OwnedFrame::Array(entries)) = items.next() else {
         return Err("bad reply".into());
     };
+    let (mut applied, mut lag) = (0u64, 0u64);
     for chunk in entries.chunks(64) {
         let _ = sync.map.with(|m| {
             m.set_replicate(false);
@@ -243,15 +262,15 @@ pub fn apply(sync: &mut MapSync, reply: OwnedFrame, counters: &mut Counters, now
                 }
                 if let Some(id) = text(id) {
                     let id = String::from_utf8_lossy(id);
-                    counters.lag_ms = now_ms.saturating_sub(id_ms(&id));
+                    lag = lag.max(now_ms.saturating_sub(id_ms(&id)));
                     sync.last_id = id.into_owned();
                 }
-                counters.applied += 1;
+                applied += 1;
             }
             m.set_replicate(true);
         });
     }
-    Ok(())
+    Ok((applied, lag))
 }
 
 type LocalMap<'a> = shared_map_engine::Map<'a, crate::zone::SlabArena>;

@@ -158,6 +158,19 @@ my $t = converge('c', 'total', 1200, 5);
 ok(defined $t, 'three hosts converge to the exact sum') or diag values_of('c', 'total');
 is(redis_cli('hget t410:c total'), '1200', 'the Redis hash holds the sum');
 
+# --- the statistics report the replication
+my $json = $http->get(url(2, '/maps/c?limit=0'))->{content};
+like($json, qr/"sync":\{"connected":true,"pending":0,"sent":[1-9]\d*,"applied":[1-9]\d*,"dropped":0,"lag_ms":\d+,"last_error":""\}/,
+    'JSON: connected, nothing pending, changes sent and applied') or diag $json;
+unlike($http->get(url(2, '/maps/local?limit=0'))->{content}, qr/"sync"/, 'a map without sync has no replication statistics');
+my $prom = $http->get(url(2, '/maps/?format=prometheus'))->{content};
+like($prom, qr/^shared_map_sync_connected\{map="c"\} 1$/m, 'Prometheus: connected');
+like($prom, qr/^shared_map_sync_pending\{map="c"\} 0$/m, 'Prometheus: pending');
+like($prom, qr/^shared_map_sync_sent_total\{map="c"\} [1-9]\d*$/m, 'Prometheus: sent');
+like($prom, qr/^shared_map_sync_applied_total\{map="c"\} [1-9]\d*$/m, 'Prometheus: applied');
+like($prom, qr/^shared_map_sync_lag_seconds\{map="c"\} [\d.e-]+$/m, 'Prometheus: lag');
+unlike($prom, qr/^shared_map_sync_\w+\{map="local"\}/m, 'Prometheus: nothing for a map without sync');
+
 # --- strings, removals, times to live and clears
 is(put(1, 's', 'greeting', 'hello', '&ttl=1h'), 201, 'a string is stored on host 1');
 ok(defined converge('s', 'greeting', 'hello', 3), 'the string reaches every host');
@@ -241,6 +254,9 @@ for my $h (1 .. 3) {
 sleep 0.3;
 kill_redis();
 sleep 0.5;
+my $down = $http->get(url(1, '/maps/c?limit=0'))->{content};
+like($down, qr/"sync":\{"connected":false,"pending":[1-9]\d*,/, 'the statistics say Redis is unreachable and changes wait');
+like($down, qr/"last_error":"[^"]+"/, 'with the last error') or diag $down;
 start_redis();
 my $answered = 1;
 for (@load) { waitpid $_, 0; $answered = 0 if $? }

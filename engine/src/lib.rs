@@ -22,5 +22,5 @@ pub use arena::Arena;
 pub use map::{hash_key, Error, Map, MapConfig, OwnedValue, Refusal, Stats, Ttl, Value, MAX_CHAIN, MAX_EVICTIONS};
 pub use matching::MatchMode;
 pub use raw::ValueType;
-pub use replog::{Batch, Change, LogStats, Op};
+pub use replog::{Batch, Change, LogStats, Op, Status as SyncStatus};
 pub use spec::{MapKind, Spec, SpecError};

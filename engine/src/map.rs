@@ -18,7 +18,7 @@ use siphasher::sip::SipHasher13;
 use crate::arena::Arena;
 use crate::matching::{self, IpRange, MatchMode};
 use crate::raw::{Hash, Layout, NewEntry, Tiny, ValueType};
-use crate::replog::{Batch, Log, LogStats, Op};
+use crate::replog::{Batch, Log, LogStats, Op, Status};
 use crate::spec::{self, MapKind};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"SHMAP\0\0\x03");
@@ -739,6 +739,13 @@ impl<'a, A: Arena> Map<'a, A> {
     /// `seq` is not the batch in flight.
     pub fn sync_ack(&mut self, seq: u64) -> bool {
         self.log().is_some_and(|mut log| log.ack(seq))
+    }
+
+    /// Records what the replicating worker reports, for the statistics.
+    pub fn set_sync_status(&mut self, status: &Status<'_>) {
+        if let Some(mut log) = self.log() {
+            log.set_status(status);
+        }
     }
 
     /// The replication log's counters, for a map with `sync`.

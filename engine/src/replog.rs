@@ -71,6 +71,28 @@ pub(crate) struct LogHeader {
     /// This log's name at the server, whose sequence numbers it counts: made
     /// anew with the log, so a restarted host never reuses an acknowledged number.
     host: u64,
+    /// What the replicating worker last reported (`set_status`).
+    connected: u32,
+    error_len: u32,
+    applied: u64,
+    lag_ms: u64,
+    error: [u8; ERROR_BYTES],
+}
+
+/// The longest last error kept.
+const ERROR_BYTES: usize = 160;
+
+/// What the replicating worker reports of a map's replication.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Status<'a> {
+    pub connected: bool,
+    /// Changes from other hosts applied since the last report.
+    pub applied: u64,
+    /// Milliseconds between the last applied change's arrival at the server and
+    /// its application here.
+    pub lag_ms: Option<u64>,
+    /// The last error, if this report has one.
+    pub error: Option<&'a [u8]>,
 }
 
 /// One key's pending and in-flight changes; the key follows the struct.
@@ -115,8 +137,8 @@ pub struct Batch {
     pub changes: Vec<Change>,
 }
 
-/// A snapshot of the log's counters.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// A snapshot of the log's counters and the replication's state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LogStats {
     /// Keys with a change not yet acknowledged (pending or in flight).
     pub pending: u64,
@@ -128,6 +150,14 @@ pub struct LogStats {
     pub dropped: u64,
     /// The sequence number of the last batch taken.
     pub seq: u64,
+    /// Connected to the server, as last reported.
+    pub connected: bool,
+    /// Changes from other hosts applied.
+    pub applied: u64,
+    /// The replication lag last measured, in milliseconds.
+    pub lag_ms: u64,
+    /// The last error reported (empty: none).
+    pub last_error: Vec<u8>,
 }
 
 /// The log of one map, over its arena, for one lock hold.
@@ -172,6 +202,11 @@ impl<'a, A: Arena> Log<'a, A> {
                 acked: 0,
                 dropped: 0,
                 host,
+                connected: 0,
+                error_len: 0,
+                applied: 0,
+                lag_ms: 0,
+                error: [0; ERROR_BYTES],
             })
         };
         Some(hdr.as_ptr() as u64 - base)
@@ -538,6 +573,25 @@ impl<'a, A: Arena> Log<'a, A> {
             acked: h.acked,
             dropped: h.dropped,
             seq: h.seq,
+            connected: h.connected != 0,
+            applied: h.applied,
+            lag_ms: h.lag_ms,
+            last_error: h.error[..(h.error_len as usize).min(ERROR_BYTES)].to_vec(),
+        }
+    }
+
+    /// Records what the replicating worker reports.
+    pub(crate) fn set_status(&mut self, status: &Status<'_>) {
+        let h = self.h_mut();
+        h.connected = u32::from(status.connected);
+        h.applied = h.applied.wrapping_add(status.applied);
+        if let Some(lag) = status.lag_ms {
+            h.lag_ms = lag;
+        }
+        if let Some(error) = status.error {
+            let n = error.len().min(ERROR_BYTES);
+            h.error[..n].copy_from_slice(&error[..n]);
+            h.error_len = n as u32;
         }
     }
 }

@@ -403,3 +403,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn the_replication_status_is_kept_for_every_worker() {
+    use shared_map_engine::SyncStatus;
+    for kind in KINDS {
+        let mut heap = synced(kind, 100);
+        let mut m = map(&mut heap);
+        m.set_sync_status(&SyncStatus {
+            connected: true,
+            applied: 3,
+            lag_ms: Some(12),
+            error: None,
+        });
+        m.set_sync_status(&SyncStatus {
+            connected: true,
+            applied: 2,
+            lag_ms: None,
+            error: None,
+        });
+        let long = vec![b'e'; 500];
+        m.set_sync_status(&SyncStatus {
+            connected: false,
+            applied: 0,
+            lag_ms: None,
+            error: Some(&long),
+        });
+        let stats = m.sync_stats().unwrap();
+        assert_eq!((stats.connected, stats.applied, stats.lag_ms), (false, 5, 12));
+        assert_eq!(stats.last_error.len(), 160, "a long error is cut");
+    }
+}
