@@ -87,6 +87,8 @@ const RETRY: ngx_msec_t = 500;
 enum Expect {
     /// `AUTH` or `SELECT`: an error closes the connection.
     Handshake,
+    /// `SCRIPT LOAD`: the script's SHA-1, for `EVALSHA`.
+    Script,
     /// The round trip of the map at this index.
     Map(usize),
 }
@@ -111,6 +113,8 @@ struct Replicator {
     conf: &'static RedisConf,
     log: *mut ngx_log_t,
     last_error: String,
+    /// The script's SHA-1 as `SCRIPT LOAD` returned it on this connection.
+    sha: Vec<u8>,
 }
 
 fn current_msec() -> ngx_msec_t {
@@ -172,6 +176,7 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         conf,
         log: cycle.log,
         last_error: String::new(),
+        sha: Vec::new(),
     }));
     REPLICATOR.with(|cell| cell.set(r as *mut Replicator));
     r.timer.handler = Some(on_tick);
@@ -247,7 +252,7 @@ impl Replicator {
         }
         let prefix = self.conf.params.prefix.as_str();
         for (i, sync) in self.maps.iter_mut().enumerate() {
-            encode(&mut self.out, &sync::request(sync, prefix));
+            encode(&mut self.out, &sync::request(sync, prefix, &self.sha));
             self.expect.push_back(Expect::Map(i));
         }
         self.busy = true;
@@ -297,11 +302,13 @@ impl Replicator {
             encode(&mut self.out, &command(&[b"AUTH", password.as_bytes()]));
             self.expect.push_back(Expect::Handshake);
         }
-        // A PING when there is nothing else: the connection is known to work
-        // before the first round trip.
         let db = itoa::Buffer::new().format(self.conf.params.db).to_owned();
         encode(&mut self.out, &command(&[b"SELECT", db.as_bytes()]));
         self.expect.push_back(Expect::Handshake);
+        // Loaded again on every connection: a restarted Redis has forgotten it.
+        self.sha.clear();
+        encode(&mut self.out, &command(&[b"SCRIPT", b"LOAD", sync::SCRIPT.as_bytes()]));
+        self.expect.push_back(Expect::Script);
         if self.established {
             self.write();
         }
@@ -394,10 +401,23 @@ impl Replicator {
                     return false;
                 }
             }
+            Some(Expect::Script) => match frame {
+                OwnedFrame::BulkString(sha) => self.sha = sha,
+                OwnedFrame::Error(e) => {
+                    self.fail(&e);
+                    return false;
+                }
+                _ => {}
+            },
             Some(Expect::Map(i)) => {
                 let now_ms = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_millis() as u64);
+                if matches!(&frame, OwnedFrame::Error(e) if e.starts_with("NOSCRIPT")) {
+                    // SCRIPT FLUSH on the server: load it again on a new connection.
+                    self.fail("NOSCRIPT: the script was flushed");
+                    return false;
+                }
                 if let Err(e) = sync::apply(&mut self.maps[i], frame, now_ms) {
                     let msg = format!("shared map \"{}\": {}", self.maps[i].map.name, e);
                     self.set_error(&msg);

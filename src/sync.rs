@@ -106,8 +106,9 @@ fn decimal(n: impl itoa::Integer) -> OwnedFrame {
     bulk(itoa::Buffer::new().format(n).as_bytes())
 }
 
-/// The command of one map's round trip: its batch, if any, and the read.
-pub fn request(sync: &mut MapSync, prefix: &str) -> OwnedFrame {
+/// The command of one map's round trip: its batch, if any, and the read. With
+/// the script's SHA-1 (`SCRIPT LOAD` on this connection), `EVALSHA`; else `EVAL`.
+pub fn request(sync: &mut MapSync, prefix: &str, sha: &[u8]) -> OwnedFrame {
     let now = now();
     let map = sync.map;
     let taken = map
@@ -117,9 +118,14 @@ pub fn request(sync: &mut MapSync, prefix: &str) -> OwnedFrame {
     let batch = batch.unwrap_or_default();
     sync.flight = batch.seq;
     let name = format!("{prefix}:{}", map.name);
+    let (eval, script) = if sha.is_empty() {
+        ("EVAL", SCRIPT.as_bytes())
+    } else {
+        ("EVALSHA", sha)
+    };
     let mut words = vec![
-        bulk("EVAL"),
-        bulk(SCRIPT),
+        bulk(eval),
+        bulk(script),
         bulk("4"),
         bulk(name.clone()),
         bulk(format!("{name}:meta")),

@@ -73,11 +73,13 @@ http {
     shared_map c tinymap?space=1m&entries=1000&sync;
     shared_map s hashmap?space=1m&entries=1000&sync;
     shared_map local tinymap?space=64k;
+    shared_map sessions hashmap?space=1m&timeout=30m&sync;
     server {
         listen 127.0.0.1:$hp;
         location = /hit { shared_map_key c \$arg_k; return 200 "\$shared_map_incr"; }
         location = /pid { return 200 "\$pid"; }
         location /maps/ { shared_map_api; }
+        location = /session { shared_map_session sessions; shared_map_session_api write; }
     }
 }
 EOF
@@ -214,6 +216,26 @@ while (time - $t0 < 5) {
 ok(defined $one, 'conflicting writes converge to one value on every host') or diag values_of('s', 'conflict');
 is(redis_cli('hget t410:s conflict'), $one // '', 'the value Redis holds') if defined $one;
 
+# --- a session made on host 1 is usable on host 2 within 100 ms
+my @took;
+for my $i (1 .. 30) {
+    my $r = $http->put(url(1, '/session'), { content => "user=u$i" });
+    my ($id) = ($r->{headers}{'set-cookie'} // '') =~ /SMSESSION=(\w+)/;
+    my $t0 = time;
+    my $seen;
+    while (time - $t0 < 2) {
+        my $g = $http->get(url(2, '/session'), { headers => { Cookie => "SMSESSION=" . ($id // '') } });
+        if ($g->{status} == 200 && $g->{content} eq "user=u$i") { $seen = time - $t0; last }
+        sleep 0.002;
+    }
+    push @took, $seen // 99;
+}
+@took = sort { $a <=> $b } @took;
+my ($median, $p90, $max) = map { $_ * 1000 } @took[14, 26, 29];
+note(sprintf 'session visible on another host after: median %.1f ms, p90 %.1f ms, max %.1f ms', $median, $p90, $max);
+ok($p90 < 100, sprintf('a session made on host 1 is usable on host 2 within 100 ms (p90 %.1f ms, max %.1f ms)', $p90, $max));
+ok($took[-1] < 2, 'every session arrived');
+
 # --- requests answer at local speed while Redis is stopped or stalled
 sub slowest {
     my ($h, $n) = @_;
@@ -228,13 +250,15 @@ sub slowest {
 }
 kill 'STOP', $redis_pid;
 my $worst = slowest(1, 200);
-ok($worst < 0.1, sprintf('while Redis is stopped, 200 requests answer, the slowest in %.1f ms', $worst * 1000));
+# Redis stalls for seconds; a request that waited on it would take as long. The
+# bound leaves room for a busy test machine.
+ok($worst < 0.2, sprintf('while Redis is stopped, 200 requests answer, the slowest in %.1f ms', $worst * 1000));
 kill 'CONT', $redis_pid;
 my $sleeper = fork() // die;
 if ($sleeper == 0) { redis_cli('debug sleep 3'); POSIX::_exit(0) }
 sleep 0.2;
 $worst = slowest(2, 200);
-ok($worst < 0.1, sprintf('while Redis sleeps (DEBUG SLEEP), the slowest request takes %.1f ms', $worst * 1000));
+ok($worst < 0.2, sprintf('while Redis sleeps (DEBUG SLEEP), the slowest request takes %.1f ms', $worst * 1000));
 waitpid $sleeper, 0;
 ok(defined converge('c', 'stalled', 400, 8), 'the additions made meanwhile arrive afterwards')
     or diag values_of('c', 'stalled');
@@ -246,7 +270,7 @@ for my $h (1 .. 3) {
     if ($pid == 0) {
         my $c = HTTP::Tiny->new(keep_alive => 1, timeout => 5);
         my $bad = 0;
-        for (1 .. 400) { $bad++ unless $c->get(url($h, '/hit?k=killed'))->{status} == 200; sleep 0.002 }
+        for (1 .. 600) { $bad++ unless $c->get(url($h, '/hit?k=killed'))->{status} == 200; sleep 0.002 }
         POSIX::_exit($bad ? 1 : 0);
     }
     push @load, $pid;
@@ -261,7 +285,7 @@ start_redis();
 my $answered = 1;
 for (@load) { waitpid $_, 0; $answered = 0 if $? }
 ok($answered, 'every request was answered while Redis was killed and restarted');
-ok(defined converge('c', 'killed', 1200, 10), 'counters are exact after Redis was SIGKILLed and restarted (appendfsync always)')
+ok(defined converge('c', 'killed', 1800, 10), 'counters are exact after Redis was SIGKILLed and restarted (appendfsync always)')
     or diag values_of('c', 'killed');
 
 # --- the replicating worker killed
