@@ -151,6 +151,7 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             map: unsafe { &*(&**m as *const SharedMap) },
             last_id: String::new(),
             flight: 0,
+            more: false,
         })
         .collect();
     if maps.is_empty() {
@@ -434,6 +435,12 @@ impl Replicator {
             if !self.last_error.is_empty() && self.last_error != "connected" {
                 ngx_log_error!(NGX_LOG_NOTICE, self.log, "shared map: connected to Redis");
                 self.last_error = "connected".into();
+            }
+            // A backlog to send or to read: the next round trip now, not at
+            // the next tick (the event loop runs between round trips anyway).
+            if self.maps.iter().any(|m| m.more) {
+                self.tick();
+                return !self.conn.is_null();
             }
         }
         true

@@ -96,6 +96,9 @@ pub struct MapSync {
     pub last_id: String,
     /// The batch number of the round trip under way, if it carries one.
     pub flight: u64,
+    /// The last round trip was full (a whole batch sent or a whole read
+    /// received): the next one should follow at once.
+    pub more: bool,
 }
 
 fn bulk(b: impl Into<Vec<u8>>) -> OwnedFrame {
@@ -117,6 +120,7 @@ pub fn request(sync: &mut MapSync, prefix: &str, sha: &[u8]) -> OwnedFrame {
     let (batch, host, entries) = taken.unwrap_or((None, 0, 0));
     let batch = batch.unwrap_or_default();
     sync.flight = batch.seq;
+    sync.more = batch.changes.len() >= BATCH;
     let name = format!("{prefix}:{}", map.name);
     let (eval, script) = if sha.is_empty() {
         ("EVAL", SCRIPT.as_bytes())
@@ -238,6 +242,7 @@ fn apply_reply(sync: &mut MapSync, reply: OwnedFrame, now_ms: u64) -> Result<(u6
         return Err("bad reply".into());
     };
     let (mut applied, mut lag) = (0u64, 0u64);
+    sync.more |= entries.len() >= READ;
     for chunk in entries.chunks(64) {
         let _ = sync.map.with(|m| {
             m.set_replicate(false);
