@@ -31,14 +31,15 @@ make_path("$root/redis");
 
 my $http = HTTP::Tiny->new(keep_alive => 0, timeout => 5);
 
-sub redis_cli { my $out = `redis-cli -p $rport @_ 2>&1`; chomp $out; $out }
+# Redis asks for a password and the hosts use database 2: AUTH and SELECT.
+sub redis_cli { my $out = `redis-cli -p $rport -a secret -n 2 --no-auth-warning @_ 2>&1`; chomp $out; $out }
 
 my $redis_pid;
 sub start_redis {
     $redis_pid = fork() // die "fork: $!";
     if ($redis_pid == 0) {
         exec $redis_bin, '--port', $rport, '--bind', '127.0.0.1', '--dir', "$root/redis",
-            '--save', '', '--appendonly', 'yes', '--appendfsync', 'always',
+            '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--requirepass', 'secret',
             '--logfile', "$root/redis/redis.log";
         exit 1;
     }
@@ -51,7 +52,8 @@ sub host_port { $port + 100 + $_[0] }
 sub url { my ($h, $path) = @_; "http://127.0.0.1:" . host_port($h) . $path }
 
 sub start_host {
-    my ($h) = @_;
+    my ($h, $password) = @_;
+    $password //= 'secret';
     my $dir = "$root/h$h";
     make_path("$dir/logs");
     my $hp = host_port($h);
@@ -69,7 +71,7 @@ http {
     fastcgi_temp_path $dir/fastcgi_temp;
     scgi_temp_path $dir/scgi_temp;
     uwsgi_temp_path $dir/uwsgi_temp;
-    shared_map_redis 127.0.0.1:$rport prefix=t410;
+    shared_map_redis 127.0.0.1:$rport db=2 password=$password prefix=t410;
     shared_map c tinymap?space=1m&entries=1000&sync;
     shared_map s hashmap?space=1m&entries=1000&sync;
     shared_map local tinymap?space=64k;
@@ -158,7 +160,13 @@ ok(defined converge('c', 'total', 600, 5), 'a host started late loads the curren
 ok(hit_all(200, '/hit?k=total'), 'three hosts count at once');
 my $t = converge('c', 'total', 1200, 5);
 ok(defined $t, 'three hosts converge to the exact sum') or diag values_of('c', 'total');
-is(redis_cli('hget t410:c total'), '1200', 'the Redis hash holds the sum');
+is(redis_cli('hget t410:c total'), '1200', 'the Redis hash holds the sum, in the database db= names');
+
+# --- a reload (HUP) starts new workers; replication goes on
+kill 'HUP', master_pid(1);
+sleep 0.5;
+ok(hit_all(100, '/hit?k=total', 1, 2), 'requests after host 1 reloaded');
+ok(defined converge('c', 'total', 1400, 5), 'counters stay exact across a reload') or diag values_of('c', 'total');
 
 # --- the statistics report the replication
 my $json = $http->get(url(2, '/maps/c?limit=0'))->{content};
@@ -301,11 +309,21 @@ put(1, 's', 'while-away', 'yes');
 hit_all(50, '/hit?k=total', 1);
 start_host(3);
 ok(defined converge('s', 'while-away', 'yes', 5), 'a restarted host catches up on strings');
-ok(defined converge('c', 'total', 1250, 5), 'and on counters') or diag values_of('c', 'total');
+ok(defined converge('c', 'total', 1450, 5), 'and on counters') or diag values_of('c', 'total');
+
+# --- a refused password: the host serves locally and says why it is not connected
+start_host(4, 'wrong');
+is($http->get(url(4, '/hit?k=alone'))->{content}, '1', 'a host Redis refuses counts locally');
+sleep 0.3;
+my $refused = $http->get(url(4, '/maps/c?limit=0'))->{content};
+like($refused, qr/"sync":\{"connected":false,"pending":1,.*"last_error":"[^"]*WRONGPASS/, 'its statistics give the AUTH error')
+    or diag $refused;
+stop_host(4);
 
 my $alerts = `grep -h -E '\\[(alert|emerg|crit)\\]' $root/h*/logs/error.log | grep -v 'exited on signal 9'`;
 is($alerts, '', 'no alert in the error logs but the killed workers');
 
 stop_host($_) for 1 .. 3;
+
 kill_redis();
 done_testing();
