@@ -66,9 +66,14 @@ end
 local last = ARGV[4]
 local exists = redis.call('EXISTS', KEYS[3]) == 1
 if last ~= '' and exists then
+  -- Entries after `last` were trimmed (the oldest kept is newer) or deleted.
+  local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
+  if #first > 0 and before(last, first[1][1]) then
+    last = ''
+  end
   local info = redis.call('XINFO', 'STREAM', KEYS[3])
   for i = 1, #info, 2 do
-    if info[i] == 'max-deleted-entry-id' and before(last, info[i + 1]) then
+    if last ~= '' and info[i] == 'max-deleted-entry-id' and before(last, info[i + 1]) then
       last = ''
     end
   end

@@ -76,6 +76,7 @@ http {
     shared_map s hashmap?space=1m&entries=1000&sync;
     shared_map local tinymap?space=64k;
     shared_map sessions hashmap?space=1m&timeout=30m&sync;
+    shared_map trim hashmap?space=1m&entries=100&sync;
     server {
         listen 127.0.0.1:$hp;
         location = /hit { shared_map_key c \$arg_k; return 200 "\$shared_map_incr"; }
@@ -310,6 +311,29 @@ hit_all(50, '/hit?k=total', 1);
 start_host(3);
 ok(defined converge('s', 'while-away', 'yes', 5), 'a restarted host catches up on strings');
 ok(defined converge('c', 'total', 1450, 5), 'and on counters') or diag values_of('c', 'total');
+
+# --- a host whose position fell out of the trimmed stream loads the whole map
+# (the stream keeps about max(entries, 1000) changes: here 1000)
+is(put(1, 'trim', 'gone', 'x'), 201, 'a key in a map whose stream is short');
+ok(defined converge('trim', 'gone', 'x', 3), 'it reaches every host');
+# Host 3's replicating worker: the one of its workers connected to Redis.
+my %h3 = map { $_ => 1 } split ' ', `ps -o pid= --ppid @{[master_pid(3)]}`;
+my ($w0) = grep { $h3{$_} } `ss -Htnp dst 127.0.0.1:$rport` =~ /pid=(\d+)/g;
+ok($w0, 'host 3 has one worker connected to Redis');
+kill 'STOP', $w0;    # it stops reading
+is(del(1, 'trim', 'gone'), 204, 'host 1 removes it');
+my $c1 = HTTP::Tiny->new(keep_alive => 1, timeout => 5);
+# 50 keys written in 40 rounds, each its own batch: 2000 stream entries.
+for my $round (1 .. 40) {
+    $c1->put(url(1, "/maps/trim?key=k$_"), { content => "v$round" }) for 1 .. 50;
+    sleep 0.03;
+}
+sleep 0.5;
+like(redis_cli('xinfo stream t410:trim:log'), qr/max-deleted-entry-id\s+\d+-\d+/, 'the stream was trimmed');
+kill 'CONT', $w0;
+ok(defined converge('trim', 'gone', undef, 5, 3), 'host 3 loads the map again and the removal it missed applies')
+    or diag values_of('trim', 'gone');
+ok(defined converge('trim', 'k50', 'v40', 5), 'and has the latest values');
 
 # --- a refused password: the host serves locally and says why it is not connected
 start_host(4, 'wrong');
