@@ -155,6 +155,7 @@ bench: build
 	bench/nginx-bench.sh
 	bench/flood.sh
 	bench/p99.sh
+	bench/redis-bench.sh
 
 clean:
 	$(CARGO) clean

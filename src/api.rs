@@ -626,11 +626,12 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
             let maps: &'static [Box<SharedMap>] = conf::maps(r.as_ref());
             let mut dumps = Vec::with_capacity(maps.len());
             for map in maps {
-                match map.with(|m| m.stats()) {
-                    Ok(stats) => dumps.push(Dump {
+                match map.with(|m| (m.stats(), m.sync_stats())) {
+                    Ok((stats, sync)) => dumps.push(Dump {
                         name: &map.name,
                         kind: map.spec.kind.name(),
                         stats,
+                        sync,
                     }),
                     Err(_) => return unavailable(r, map),
                 }

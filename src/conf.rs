@@ -6,13 +6,15 @@ use core::ptr::NonNull;
 
 use ngx::core::{Pool, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
-    ngx_http_complex_value_t, ngx_http_get_flushed_variable, ngx_http_get_variable_index, ngx_http_request_t,
-    ngx_int_t, ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_LOG_EMERG, NGX_OK,
+    ngx_addr_t, ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_compile_complex_value,
+    ngx_http_compile_complex_value_t, ngx_http_complex_value_t, ngx_http_get_flushed_variable,
+    ngx_http_get_variable_index, ngx_http_request_t, ngx_int_t, ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_LOG_EMERG,
+    NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError, Request};
 use ngx::ngx_conf_log_error;
 use shared_map_engine::spec;
+use shared_map_http_parse::redis::RedisParams;
 use shared_map_http_parse::session::{ApiAccess, SessionSpec};
 
 use crate::module::Module;
@@ -29,6 +31,8 @@ pub struct MainConf {
     /// variable's `data` points at its NamedVar.
     #[allow(clippy::vec_box)]
     pub named: Vec<Box<NamedVar>>,
+    /// `shared_map_redis`: where maps with `sync` replicate.
+    pub redis: Option<RedisConf>,
 }
 
 /// One `shared_map_var` or `shared_map_incr` directive.
@@ -49,6 +53,33 @@ pub struct NamedIncr {
     pub by: i64,
     pub init: i64,
     pub ttl: shared_map_engine::Ttl,
+}
+
+/// `shared_map_redis address [db=number] [password=text] [prefix=text];`
+pub struct RedisConf {
+    /// The resolved address, in the configuration pool (`ngx_parse_url`).
+    pub addr: NonNull<ngx_addr_t>,
+    pub params: RedisParams,
+}
+
+/// `init_main_conf`: a map with `sync` needs `shared_map_redis`, which may come
+/// before or after it in the `http` block.
+pub unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx passes our main conf (made by create_main_conf).
+    let mcf = unsafe { &*(conf as *const MainConf) };
+    if mcf.redis.is_some() {
+        return NGX_CONF_OK;
+    }
+    if let Some(map) = mcf.maps.iter().find(|m| m.spec.sync) {
+        ngx_conf_log_error!(
+            NGX_LOG_EMERG,
+            cf,
+            "no \"shared_map_redis\" is defined for the shared map \"{}\" with \"sync\"",
+            map.name
+        );
+        return NGX_CONF_ERROR;
+    }
+    NGX_CONF_OK
 }
 
 /// A map and a key to use in it: `shared_map_key` and `shared_map_count`.

@@ -22,10 +22,12 @@ mod log;
 mod module;
 mod named;
 mod persist;
+mod redis;
 mod render;
 mod saver;
 mod session;
 mod stream;
+mod sync;
 mod timer;
 mod value;
 mod variables;
@@ -34,9 +36,9 @@ mod zone;
 use core::ffi::{c_char, c_void};
 use core::ptr::{self, addr_of};
 
-use ngx::core::Status;
+use ngx::core::{Status, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_array_push, ngx_command_t, ngx_conf_t, ngx_http_handler_pt, ngx_http_module_t,
+    ngx_array_push, ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_handler_pt, ngx_http_module_t,
     ngx_http_phases_NGX_HTTP_LOG_PHASE as NGX_HTTP_LOG_PHASE, ngx_int_t, ngx_module_t, ngx_str_t, ngx_uint_t,
     NGX_CONF_1MORE, NGX_CONF_2MORE, NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE2,
     NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE,
@@ -73,11 +75,40 @@ unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     Status::NGX_OK.into()
 }
 
+/// `init_main_conf`: the checks that need the whole `http` block.
+unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char {
+    // SAFETY: nginx passes the configuration and our main conf, passed through.
+    let rc = unsafe { named::init_main_conf(cf, conf) };
+    if rc != NGX_CONF_OK {
+        return rc;
+    }
+    // SAFETY: as above.
+    unsafe { conf::init_main_conf(cf, conf) }
+}
+
+/// `init_process`: the workers' timer, and replication in worker 0.
+unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the worker's cycle to both.
+    let rc = unsafe { timer::init_process(cycle) };
+    if rc != ngx_int_t::from(Status::NGX_OK) {
+        return rc;
+    }
+    // SAFETY: as above.
+    unsafe { redis::init_process(cycle) }
+}
+
+/// `exit_process`: the connection to Redis closes, the maps are saved.
+unsafe extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
+    redis::exit_process();
+    // SAFETY: nginx passes the worker's cycle.
+    unsafe { timer::exit_process(cycle) }
+}
+
 static NGX_HTTP_SHARED_MAP_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(preconfiguration),
     postconfiguration: Some(postconfiguration),
     create_main_conf: Some(Module::create_main_conf),
-    init_main_conf: Some(named::init_main_conf),
+    init_main_conf: Some(init_main_conf),
     create_srv_conf: None,
     merge_srv_conf: None,
     create_loc_conf: Some(Module::create_loc_conf),
@@ -102,7 +133,7 @@ const fn command(name: ngx_str_t, type_: u32, set: CmdHandler, conf: usize) -> n
     }
 }
 
-static mut COMMANDS: [ngx_command_t; 9] = [
+static mut COMMANDS: [ngx_command_t; 10] = [
     command(
         ngx_string!("shared_map"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE2,
@@ -151,6 +182,12 @@ static mut COMMANDS: [ngx_command_t; 9] = [
         session::cmd_set_session_api,
         LOC,
     ),
+    command(
+        ngx_string!("shared_map_redis"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
+        redis::cmd_set_redis,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+    ),
     ngx_command_t::empty(),
 ];
 
@@ -169,7 +206,7 @@ pub static mut ngx_http_shared_map_module: ngx_module_t = ngx_module_t {
     commands: unsafe { &raw mut COMMANDS[0] },
     type_: NGX_HTTP_MODULE as ngx_uint_t,
     init_module: Some(conf::init_module),
-    init_process: Some(timer::init_process),
-    exit_process: Some(timer::exit_process),
+    init_process: Some(init_process),
+    exit_process: Some(exit_process),
     ..ngx_module_t::default()
 };

@@ -10,7 +10,7 @@
 use base64::Engine as _;
 use serde::Serialize;
 use serde_json::{Map as JsonObject, Value as Json};
-use shared_map_engine::{OwnedValue, Stats};
+use shared_map_engine::{LogStats, OwnedValue, Stats};
 
 use crate::clock;
 
@@ -26,6 +26,8 @@ pub struct Dump<'a> {
     pub name: &'a str,
     pub kind: &'static str,
     pub stats: Stats,
+    /// The replication state of a map with `sync`.
+    pub sync: Option<LogStats>,
 }
 
 #[derive(Serialize)]
@@ -75,10 +77,39 @@ impl StatsJson {
     }
 }
 
+/// A synced map's replication: `sent` counts changes Redis acknowledged (one
+/// per key and batch, after coalescing), `applied` changes from the stream.
+#[derive(Serialize)]
+struct SyncJson {
+    connected: bool,
+    pending: u64,
+    sent: u64,
+    applied: u64,
+    dropped: u64,
+    lag_ms: u64,
+    last_error: String,
+}
+
+impl SyncJson {
+    fn new(s: &LogStats) -> Self {
+        SyncJson {
+            connected: s.connected,
+            pending: s.pending,
+            sent: s.acked,
+            applied: s.applied,
+            dropped: s.dropped,
+            lag_ms: s.lag_ms,
+            last_error: String::from_utf8_lossy(&s.last_error).into_owned(),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct MapJson<'a> {
     name: &'a str,
     stats: StatsJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sync: Option<SyncJson>,
 }
 
 #[derive(Serialize)]
@@ -121,11 +152,15 @@ fn entry_json(e: &Entry, now: u32) -> Json {
 }
 
 /// The start of a map's JSON listing, up to the opening of its entries.
-pub fn json_head(name: &str, kind: &'static str, stats: &Stats) -> Vec<u8> {
+pub fn json_head(name: &str, kind: &'static str, stats: &Stats, sync: Option<&LogStats>) -> Vec<u8> {
     let mut out = b"{\"name\":".to_vec();
     let _ = serde_json::to_writer(&mut out, name);
     out.extend_from_slice(b",\"stats\":");
     let _ = serde_json::to_writer(&mut out, &StatsJson::new(kind, stats));
+    if let Some(sync) = sync {
+        out.extend_from_slice(b",\"sync\":");
+        let _ = serde_json::to_writer(&mut out, &SyncJson::new(sync));
+    }
     out.extend_from_slice(b",\"entries\":[");
     out
 }
@@ -155,6 +190,7 @@ pub fn maps_json(dumps: &[Dump<'_>]) -> Vec<u8> {
             .map(|d| MapJson {
                 name: d.name,
                 stats: StatsJson::new(d.kind, &d.stats),
+                sync: d.sync.as_ref().map(SyncJson::new),
             })
             .collect(),
     };
@@ -244,6 +280,48 @@ const STATS: [(&str, &str, &str, StatFn); 9] = [
     ),
 ];
 
+type SyncFn = fn(&LogStats) -> f64;
+
+/// The replication families, with a sample for each map with `sync`.
+const SYNC_STATS: [(&str, &str, &str, SyncFn); 6] = [
+    (
+        "shared_map_sync_connected",
+        "gauge",
+        "1 while the map's host is connected to Redis.",
+        |s| f64::from(u8::from(s.connected)),
+    ),
+    (
+        "shared_map_sync_pending",
+        "gauge",
+        "Keys with changes not yet acknowledged by Redis.",
+        |s| s.pending as f64,
+    ),
+    (
+        "shared_map_sync_sent_total",
+        "counter",
+        "Changes Redis acknowledged, one per key and batch.",
+        |s| s.acked as f64,
+    ),
+    (
+        "shared_map_sync_applied_total",
+        "counter",
+        "Changes read from Redis and applied to the map.",
+        |s| s.applied as f64,
+    ),
+    (
+        "shared_map_sync_dropped_total",
+        "counter",
+        "Changes not replicated: the replication log was full.",
+        |s| s.dropped as f64,
+    ),
+    (
+        "shared_map_sync_lag_seconds",
+        "gauge",
+        "Time from a change's arrival in Redis to its application here, last measured.",
+        |s| s.lag_ms as f64 / 1000.0,
+    ),
+];
+
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
 }
@@ -266,10 +344,10 @@ const LOCK_STATS: [(&str, &str, &str, StatFn); 2] = [
 
 /// The statistics of every map, then the `shared_map_value` family's HELP
 /// and TYPE lines: everything before the samples of entries.
-pub fn prometheus_head(maps: &[(&str, &'static str, Stats)]) -> String {
+pub fn prometheus_head(maps: &[(&str, &'static str, Stats, Option<LogStats>)]) -> String {
     let mut out = String::new();
     family(&mut out, "shared_map_info", "gauge", "The map and its type.");
-    for (name, kind, _) in maps {
+    for (name, kind, _, _) in maps {
         out.push_str("shared_map_info{map=\"");
         label(&mut out, name);
         out.push_str("\",type=\"");
@@ -284,7 +362,7 @@ pub fn prometheus_head(maps: &[(&str, &'static str, Stats)]) -> String {
     };
     for (metric, kind, help, get) in STATS {
         family(&mut out, metric, kind, help);
-        for (name, _, stats) in maps {
+        for (name, _, stats, _) in maps {
             sample(&mut out, metric, name, &get(stats));
         }
     }
@@ -294,14 +372,24 @@ pub fn prometheus_head(maps: &[(&str, &'static str, Stats)]) -> String {
         "counter",
         "Acquisitions of the map's lock that had to wait.",
     );
-    for (name, _, stats) in maps {
+    for (name, _, stats, _) in maps {
         sample(&mut out, "shared_map_lock_waits_total", name, &stats.lock_waits);
     }
     for (metric, kind, help, get) in LOCK_STATS {
         family(&mut out, metric, kind, help);
-        for (name, _, stats) in maps {
+        for (name, _, stats, _) in maps {
             let secs = clock::to_nanos(get(stats)) as f64 / 1e9;
             sample(&mut out, metric, name, &secs);
+        }
+    }
+    if maps.iter().any(|m| m.3.is_some()) {
+        for (metric, kind, help, get) in SYNC_STATS {
+            family(&mut out, metric, kind, help);
+            for (name, _, _, sync) in maps {
+                if let Some(sync) = sync {
+                    sample(&mut out, metric, name, &get(sync));
+                }
+            }
         }
     }
     family(&mut out, "shared_map_value", "gauge", "Numeric entries of the map.");

@@ -105,14 +105,14 @@ impl Stream {
         match self.work {
             Work::Json => {
                 let map = self.maps[0];
-                let stats = map.with(|m| m.stats()).map_err(|_| ())?;
-                self.pending = render::json_head(&map.name, map.spec.kind.name(), &stats);
+                let (stats, sync) = map.with(|m| (m.stats(), m.sync_stats())).map_err(|_| ())?;
+                self.pending = render::json_head(&map.name, map.spec.kind.name(), &stats, sync.as_ref());
             }
             Work::Prometheus => {
                 let mut heads = Vec::with_capacity(self.maps.len());
                 for map in &self.maps {
-                    let stats = map.with(|m| m.stats()).map_err(|_| ())?;
-                    heads.push((map.name.as_str(), map.spec.kind.name(), stats));
+                    let (stats, sync) = map.with(|m| (m.stats(), m.sync_stats())).map_err(|_| ())?;
+                    heads.push((map.name.as_str(), map.spec.kind.name(), stats, sync));
                 }
                 self.pending = render::prometheus_head(&heads).into_bytes();
             }

@@ -258,11 +258,25 @@ pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<In
             return Err(());
         }
         map.root = prev.root;
-        let (timeout, evict) = (map.spec.timeout, map.spec.evict);
-        return map
-            .with(|m| m.reconfigure(timeout, evict))
-            .map(|()| Init::Kept)
-            .map_err(|_| ());
+        let (timeout, evict, sync) = (map.spec.timeout, map.spec.evict, map.spec.sync);
+        let synced = map.with(|m| {
+            m.reconfigure(timeout, evict);
+            // `sync` added or removed by the reload.
+            if sync {
+                m.enable_sync(host_id()).is_ok()
+            } else {
+                m.disable_sync();
+                true
+            }
+        });
+        return match synced {
+            Ok(true) => Ok(Init::Kept),
+            Ok(false) => {
+                no_log_room(log, map);
+                Err(())
+            }
+            Err(_) => Err(()),
+        };
     }
 
     // The zone already exists (a shared mapping inherited on Windows): reuse it.
@@ -297,7 +311,15 @@ pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<In
             pool: unsafe { NonNull::new_unchecked(shpool) },
             size: zone.shm.size,
         };
-        Map::create_matching(&mut arena, &config, map.spec.matching)
+        let sync = map.spec.sync;
+        Map::create_matching(&mut arena, &config, map.spec.matching).and_then(|root| {
+            if sync {
+                // SAFETY: just created on this arena, under the lock held here.
+                let mut m = unsafe { Map::attach(&mut arena, root) }.ok_or(shared_map_engine::Error::NoRoom)?;
+                m.enable_sync(host_id())?;
+            }
+            Ok(root)
+        })
     };
     match created {
         Ok(root) => {
@@ -310,10 +332,34 @@ pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<In
             ngx_log_error!(
                 NGX_LOG_ALERT,
                 log,
-                "could not allocate the bucket table in shared map \"{}\"",
+                "could not allocate the bucket table or the replication log in shared map \"{}\"",
                 map.name
             );
             Err(())
         }
     }
+}
+
+/// Logs that the replication log of a synced map found no room.
+fn no_log_room(log: *mut ngx_log_t, map: &SharedMap) {
+    ngx_log_error!(
+        NGX_LOG_ALERT,
+        log,
+        "could not allocate the replication log in shared map \"{}\"",
+        map.name
+    );
+}
+
+/// A name for a new replication log at the server: never one an earlier log of
+/// this or another host used (random, with the time and the process).
+fn host_id() -> u64 {
+    let mut bytes = [0u8; 8];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    let time = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let id = u64::from_le_bytes(bytes) ^ time.rotate_left(17) ^ u64::from(std::process::id());
+    // Random bytes missing, time and pid still differ between incarnations.
+    let _ = random;
+    id.max(1)
 }

@@ -59,6 +59,18 @@ fn ops(c: &mut Criterion) {
                 black_box(m.add(&keys[i], 1, 0, Ttl::Default, 0).unwrap())
             })
         });
+        // The same map with `sync`: each add also updates the key's pending
+        // delta in the replication log, what a request pays (the replicating
+        // worker's flushes are not in this loop).
+        map_with_sync(&mut heap, root);
+        group.bench_function(BenchmarkId::new("add_synced", kind.name()), |b| {
+            b.iter(|| {
+                // SAFETY: as above.
+                let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
+                i = (i + 7919) & (KEYS as usize - 1);
+                black_box(m.add(&keys[i], 1, 0, Ttl::Default, 0).unwrap())
+            })
+        });
     }
     group.finish();
 }
@@ -176,6 +188,12 @@ fn batches(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+fn map_with_sync(heap: &mut Heap, root: u64) {
+    // SAFETY: single-threaded benchmark; the root came from create.
+    let mut m = unsafe { Map::attach(heap, root) }.unwrap();
+    m.enable_sync(1).unwrap();
 }
 
 criterion_group!(benches, ops);

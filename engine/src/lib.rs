@@ -14,6 +14,7 @@ pub mod heap;
 mod map;
 pub mod matching;
 mod raw;
+pub mod replog;
 pub mod spec;
 pub mod state;
 
@@ -21,4 +22,5 @@ pub use arena::Arena;
 pub use map::{hash_key, Error, Map, MapConfig, OwnedValue, Refusal, Stats, Ttl, Value, MAX_CHAIN, MAX_EVICTIONS};
 pub use matching::MatchMode;
 pub use raw::ValueType;
+pub use replog::{Batch, Change, LogStats, Op, Status as SyncStatus};
 pub use spec::{MapKind, Spec, SpecError};

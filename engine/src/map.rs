@@ -18,6 +18,7 @@ use siphasher::sip::SipHasher13;
 use crate::arena::Arena;
 use crate::matching::{self, IpRange, MatchMode};
 use crate::raw::{footprint, Hash, Layout, NewEntry, Region, Tiny, ValueType};
+use crate::replog::{Batch, Log, LogStats, Op, Status};
 use crate::spec::{self, MapKind};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"SHMAP\0\0\x03");
@@ -226,6 +227,8 @@ struct Header {
     lock_waits: AtomicU64,
     lock_wait: AtomicU64,
     lock_hold_max: AtomicU64,
+    /// Offset of the replication log of a map with `sync` (`replog`); 0 without.
+    replog: AtomicU64,
 }
 
 /// Why the last write of a handle found no room: what it needed and what it
@@ -262,6 +265,8 @@ pub struct Map<'a, A: Arena> {
     arena: &'a mut A,
     hdr: NonNull<Header>,
     refusal: Option<Refusal>,
+    /// Writes through this handle are recorded in the replication log, if any.
+    replicate: bool,
 }
 
 macro_rules! dispatch {
@@ -349,6 +354,7 @@ impl<'a, A: Arena> Map<'a, A> {
                 lock_waits: AtomicU64::new(0),
                 lock_wait: AtomicU64::new(0),
                 lock_hold_max: AtomicU64::new(0),
+                replog: AtomicU64::new(0),
             })
         };
         Ok(hdr.as_ptr() as u64 - base)
@@ -385,6 +391,7 @@ impl<'a, A: Arena> Map<'a, A> {
             arena,
             hdr,
             refusal: None,
+            replicate: true,
         };
         if recount {
             dispatch!(map.recount_in());
@@ -534,28 +541,45 @@ impl<'a, A: Arena> Map<'a, A> {
     pub fn put(&mut self, key: &[u8], value: Value<'_>, ttl: Ttl, now: u32) -> Result<Option<OwnedValue>, Error> {
         let key = self.write_key(key)?;
         let key = &*key;
-        dispatch!(self.put_in(key, value, ttl, now, PutMode::Always))
+        let r = dispatch!(self.put_in(key, value, ttl, now, PutMode::Always));
+        if r.is_ok() {
+            self.record(|log| log.record_latest(key));
+        }
+        r
     }
 
     /// Stores `value` only if the key is absent; `Error::Exists` otherwise.
     pub fn put_if_absent(&mut self, key: &[u8], value: Value<'_>, ttl: Ttl, now: u32) -> Result<(), Error> {
         let key = self.write_key(key)?;
         let key = &*key;
-        dispatch!(self.put_in(key, value, ttl, now, PutMode::IfAbsent)).map(|_| ())
+        let r = dispatch!(self.put_in(key, value, ttl, now, PutMode::IfAbsent)).map(|_| ());
+        if r.is_ok() {
+            self.record(|log| log.record_latest(key));
+        }
+        r
     }
 
     /// Stores `value` only if the key is present; `Error::NotFound` otherwise.
     pub fn replace(&mut self, key: &[u8], value: Value<'_>, ttl: Ttl, now: u32) -> Result<OwnedValue, Error> {
         let key = self.write_key(key)?;
         let key = &*key;
-        dispatch!(self.put_in(key, value, ttl, now, PutMode::IfPresent)).map(|prev| prev.unwrap_or(OwnedValue::Int(0)))
+        let r = dispatch!(self.put_in(key, value, ttl, now, PutMode::IfPresent))
+            .map(|prev| prev.unwrap_or(OwnedValue::Int(0)));
+        if r.is_ok() {
+            self.record(|log| log.record_latest(key));
+        }
+        r
     }
 
     /// Removes the key, returning its value.
     pub fn remove(&mut self, key: &[u8], now: u32) -> Option<OwnedValue> {
         let key = self.write_key(key).ok()?;
         let key = &*key;
-        dispatch!(self.remove_in(key, now))
+        let r = dispatch!(self.remove_in(key, now));
+        if r.is_some() {
+            self.record(|log| log.record_latest(key));
+        }
+        r
     }
 
     /// Adds `delta` to an int or long value; an absent key starts at `init` and
@@ -563,7 +587,17 @@ impl<'a, A: Arena> Map<'a, A> {
     pub fn add(&mut self, key: &[u8], delta: i64, init: i64, ttl: Ttl, now: u32) -> Result<i64, Error> {
         let key = self.write_key(key)?;
         let key = &*key;
-        dispatch!(self.add_in(key, delta, init, ttl, now))
+        // A key made here with an `init` other than 0: other hosts learn its value.
+        let made = init != 0 && self.replicate && self.is_synced() && self.peek(key, now).is_none();
+        let r = dispatch!(self.add_in(key, delta, init, ttl, now));
+        if r.is_ok() {
+            if made {
+                self.record(|log| log.record_latest(key));
+            } else {
+                self.record(|log| log.record_add(key, delta));
+            }
+        }
+        r
     }
 
     /// Removes every entry, in one hold of the lock. [`Map::clear_batch`]
@@ -580,6 +614,11 @@ impl<'a, A: Arena> Map<'a, A> {
     /// process killed here leaks at most the entry it was freeing). Returns the
     /// cursor of the next batch, `None` when the last bucket was cleared.
     pub fn clear_batch(&mut self, cursor: u64, max_buckets: u64) -> Option<u64> {
+        // The first batch replicates the clear: writes made between batches
+        // follow it in the replication log.
+        if cursor == 0 {
+            self.record(|log| log.record_clear());
+        }
         dispatch!(self.clear_in(cursor, max_buckets))
     }
 
@@ -628,7 +667,121 @@ impl<'a, A: Arena> Map<'a, A> {
     /// expiry reset to `ttl` from `now`: a sliding expiry, as sessions need.
     /// An expired entry is removed and gives `None`, as in every lookup.
     pub fn get_renew(&mut self, key: &[u8], ttl: Ttl, now: u32) -> Option<Value<'_>> {
+        // The renewed expiry replicates; a miss records nothing.
+        if self.replicate && self.header().replog.load(Relaxed) != 0 && self.peek(key, now).is_some() {
+            self.record(|log| log.record_latest(key));
+        }
         dispatch!(self.get_renew_in(key, ttl, now))
+    }
+
+    /// Gives the map a replication log (`sync`) if it has none, named `host` at
+    /// the server (a number no earlier log used). `Err(NoRoom)` when the arena
+    /// cannot hold it.
+    pub fn enable_sync(&mut self, host: u64) -> Result<(), Error> {
+        if self.is_synced() {
+            return Ok(());
+        }
+        let capacity = self.header().max_entries;
+        let log = Log::create(self.arena, capacity, host).ok_or(Error::NoRoom)?;
+        self.header().replog.store(log, Release);
+        Ok(())
+    }
+
+    /// Drops the replication log and every change in it (`sync` removed).
+    pub fn disable_sync(&mut self) {
+        let offset = self.header().replog.swap(0, Relaxed);
+        // SAFETY: the offset came from `Log::create` on this arena; the lock is held.
+        if let Some(log) = unsafe { Log::attach(self.arena, offset, self.header().hash_key) } {
+            log.destroy();
+        }
+    }
+
+    /// Whether the map has a replication log.
+    pub fn is_synced(&self) -> bool {
+        self.header().replog.load(Relaxed) != 0
+    }
+
+    /// Whether writes through this handle are recorded for replication: off
+    /// while applying what other hosts wrote, or loading a state file.
+    pub fn set_replicate(&mut self, on: bool) {
+        self.replicate = on;
+    }
+
+    fn log(&mut self) -> Option<Log<'_, A>> {
+        let offset = self.header().replog.load(Relaxed);
+        // SAFETY: the offset is 0 or came from `Log::create` on this arena, and
+        // the lock is held for as long as this handle lives.
+        unsafe { Log::attach(self.arena, offset, self.header().hash_key) }
+    }
+
+    fn record(&mut self, f: impl FnOnce(&mut Log<'_, A>)) {
+        if self.replicate {
+            if let Some(mut log) = self.log() {
+                f(&mut log);
+            }
+        }
+    }
+
+    /// The batch of changes to send to the replication server: the one in
+    /// flight if it was not acknowledged (the same number, the same additions;
+    /// values as they are now), else up to `max` keys' pending changes. Values
+    /// and expiry times are read from the map as of `now`.
+    pub fn sync_take(&mut self, max: usize, now: u32) -> Option<Batch> {
+        let (mut batch, latest) = self.log()?.take(max)?;
+        for (change, latest) in batch.changes.iter_mut().zip(latest) {
+            let current = self
+                .peek_with_expiry(&change.key, now)
+                .map(|(v, expire)| (v.to_owned(), expire));
+            change.op = match (latest, current, &change.op) {
+                (true, Some((value, expire)), _) => Op::Put { value, expire },
+                (true, None, _) => Op::Remove,
+                (false, current, Op::Add { delta, .. }) => Op::Add {
+                    delta: *delta,
+                    expire: current.map_or(0, |(_, e)| e),
+                },
+                (false, _, op) => op.clone(),
+            };
+        }
+        Some(batch)
+    }
+
+    /// The server applied batch `seq`: its changes leave the log. False when
+    /// `seq` is not the batch in flight.
+    pub fn sync_ack(&mut self, seq: u64) -> bool {
+        self.log().is_some_and(|mut log| log.ack(seq))
+    }
+
+    /// Records what the replicating worker reports, for the statistics.
+    pub fn set_sync_status(&mut self, status: &Status<'_>) {
+        if let Some(mut log) = self.log() {
+            log.set_status(status);
+        }
+    }
+
+    /// The replication log's counters, for a map with `sync`.
+    pub fn sync_stats(&mut self) -> Option<LogStats> {
+        self.log().map(|log| log.stats())
+    }
+
+    /// The additions to `key` made here and not yet acknowledged: what the
+    /// local value holds beyond what the server has seen of this host.
+    pub fn unacked_delta(&mut self, key: &[u8]) -> i64 {
+        self.log().map_or(0, |log| log.unacked_delta(key))
+    }
+
+    /// Whether `key`'s latest state made here is not yet acknowledged.
+    pub fn has_unacked_latest(&mut self, key: &[u8]) -> bool {
+        self.log().is_some_and(|log| log.has_unacked_latest(key))
+    }
+
+    /// The replication log's name at the server.
+    pub fn sync_host(&mut self) -> u64 {
+        self.log().map_or(0, |log| log.host())
+    }
+
+    /// Whether `key` has a change made here and not yet acknowledged.
+    pub fn has_unacked(&mut self, key: &[u8]) -> bool {
+        self.log().is_some_and(|log| log.has_unacked(key))
     }
 }
 

@@ -1,4 +1,4 @@
-//! Parsing of a map specification: `tinymap?space=1m&entries=8096&timeout=1h&evict&state=/path`.
+//! Parsing of a map specification: `tinymap?space=1m&entries=8096&timeout=1h&evict&state=/path&sync`.
 //!
 //! Pure functions: the `shared_map` directive handler only reports the error.
 
@@ -70,6 +70,8 @@ pub struct Spec {
     pub state: Option<String>,
     /// How lookups match: `match=exact|prefix|ip`.
     pub matching: MatchMode,
+    /// Replicated through the Redis server `shared_map_redis` names.
+    pub sync: bool,
 }
 
 impl Spec {
@@ -144,6 +146,7 @@ pub fn parse(name: &str, spec: &str) -> Result<Spec, SpecError> {
     let mut evict = false;
     let mut state = None;
     let mut matching = None;
+    let mut sync = false;
 
     for param in params.into_iter().flat_map(|p| p.split('&')) {
         let (key, value) = match param.split_once('=') {
@@ -180,6 +183,12 @@ pub fn parse(name: &str, spec: &str) -> Result<Spec, SpecError> {
                     return Err(duplicate());
                 }
                 evict = true;
+            }
+            ("sync", None) => {
+                if sync {
+                    return Err(duplicate());
+                }
+                sync = true;
             }
             ("state", Some(v)) if !v.is_empty() => {
                 if state.replace(v.to_owned()).is_some() {
@@ -225,6 +234,7 @@ pub fn parse(name: &str, spec: &str) -> Result<Spec, SpecError> {
         evict,
         state,
         matching: matching.unwrap_or_default(),
+        sync,
     })
 }
 
@@ -321,18 +331,19 @@ mod tests {
         assert_eq!(s.space, 1 << 20);
         assert_eq!(s.entries, 8096);
         assert_eq!(s.buckets(), 16384);
-        assert_eq!((s.timeout, s.evict, s.state), (0, false, None));
+        assert_eq!((s.timeout, s.evict, s.state, s.sync), (0, false, None, false));
     }
 
     #[test]
     fn accepts_every_parameter() {
-        let s = parse("m", "hashmap?space=64k&timeout=1h30m&evict&state=/var/lib/m.state").unwrap();
+        let s = parse("m", "hashmap?space=64k&timeout=1h30m&evict&state=/var/lib/m.state&sync").unwrap();
         assert_eq!(s.kind, MapKind::Hash);
         assert_eq!(s.space, 65536);
         assert_eq!(s.entries, 512);
         assert_eq!(s.timeout, 5400);
         assert!(s.evict);
         assert_eq!(s.state.as_deref(), Some("/var/lib/m.state"));
+        assert!(s.sync);
     }
 
     #[test]
@@ -363,6 +374,8 @@ mod tests {
         assert_eq!(err("tinymap?space=1m&space=2m"), "duplicate parameter \"space\"");
         assert_eq!(err("tinymap?space=1m&evict=1"), "invalid parameter \"evict=1\"");
         assert_eq!(err("tinymap?space=1m&state="), "invalid parameter \"state=\"");
+        assert_eq!(err("tinymap?space=1m&sync=on"), "invalid parameter \"sync=on\"");
+        assert_eq!(err("tinymap?space=1m&sync&sync"), "duplicate parameter \"sync\"");
         assert_eq!(err("tinymap?space=1m&"), "invalid parameter \"\"");
         assert!(err("tinymap?space=5g").contains("too large"));
         assert_eq!(

@@ -270,6 +270,8 @@ impl LoadReport {
 pub fn load<A: Arena>(map: &mut Map<'_, A>, state: &State<'_>, now: u32) -> LoadReport {
     let config = map.config();
     map.reconfigure(config.timeout, false);
+    // What the file holds is this host's past, not a change to replicate.
+    map.set_replicate(false);
     let mut report = LoadReport::default();
     for r in state.records() {
         let ttl = match r.expire {
@@ -288,5 +290,6 @@ pub fn load<A: Arena>(map: &mut Map<'_, A>, state: &State<'_>, now: u32) -> Load
         }
     }
     map.reconfigure(config.timeout, config.evict);
+    map.set_replicate(true);
     report
 }

@@ -1,10 +1,12 @@
 //! Parsing for the HTTP side of the module, kept out of the nginx crate so that
 //! it is unit-tested, property-tested and fuzzed without nginx: the API's query
-//! strings (`query`), conditional requests (`conditional`) and the session store's directive, ids and cookies
-//! (`session`).
+//! strings (`query`), conditional requests (`conditional`), the session store's
+//! directive, ids and cookies (`session`) and the `shared_map_redis` directive's
+//! parameters (`redis`).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod conditional;
 pub mod query;
+pub mod redis;
 pub mod session;

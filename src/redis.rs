@@ -1,0 +1,493 @@
+//! Replication through Redis: the `shared_map_redis` directive and the one
+//! connection per host, held by worker 0 in nginx's event loop
+//! (`ngx_event_connect_peer`, non-blocking reads and writes, RESP through the
+//! `redis-protocol` crate). What travels on it is `sync.rs`'s.
+
+use std::collections::VecDeque;
+
+use core::ffi::{c_char, c_void};
+use core::ptr::{self, NonNull};
+
+use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::ffi::{
+    ngx_add_timer, ngx_close_connection, ngx_command_t, ngx_conf_t,
+    ngx_connection_log_error_e_NGX_ERROR_ERR as NGX_ERROR_ERR, ngx_connection_t, ngx_current_msec, ngx_cycle_t,
+    ngx_event_connect_peer, ngx_event_get_peer, ngx_event_t, ngx_exiting, ngx_handle_read_event,
+    ngx_handle_write_event, ngx_int_t, ngx_log_t, ngx_msec_t, ngx_parse_url, ngx_peer_connection_t, ngx_process,
+    ngx_url_t, ngx_worker, NGX_AGAIN, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_OK, NGX_PROCESS_SINGLE,
+    NGX_PROCESS_WORKER,
+};
+use ngx::http::HttpModuleMainConf;
+use ngx::{ngx_conf_log_error, ngx_log_error};
+use redis_protocol::resp2::decode::decode;
+use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame};
+use shared_map_http_parse::redis;
+
+use crate::conf::{args, lossy, MainConf, RedisConf};
+use crate::module::Module;
+use crate::sync::{self, MapSync};
+use crate::zone::SharedMap;
+
+/// Redis's own port, when the address names none.
+const DEFAULT_PORT: u16 = 6379;
+
+/// `shared_map_redis address [db=number] [password=text] [prefix=text];`
+pub unsafe extern "C" fn cmd_set_redis(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx passes our main conf (NGX_HTTP_MAIN_CONF_OFFSET).
+    let mcf = unsafe { &mut *(conf as *mut MainConf) };
+    if mcf.redis.is_some() {
+        return c"is duplicate".as_ptr() as *mut c_char;
+    }
+    // SAFETY: nginx passes the configuration being parsed.
+    let args = unsafe { args(cf) };
+    let words: Vec<String> = args[2..].iter().map(lossy).collect();
+    let params = match redis::parse(words.iter().map(String::as_str)) {
+        Ok(p) => p,
+        Err(e) => {
+            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
+            return NGX_CONF_ERROR;
+        }
+    };
+
+    // SAFETY: zeroed is ngx_url_t's documented initial state.
+    let mut u: ngx_url_t = unsafe { core::mem::zeroed() };
+    u.url = args[1];
+    u.default_port = DEFAULT_PORT;
+    // SAFETY: `u` is filled as ngx_parse_url expects; the results live in the
+    // configuration pool, as long as the cycle.
+    if unsafe { ngx_parse_url((*cf).pool, &mut u) } != NGX_OK as isize {
+        if !u.err.is_null() {
+            // SAFETY: nginx sets `err` to a static C string.
+            let err = unsafe { core::ffi::CStr::from_ptr(u.err) }.to_string_lossy();
+            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{} in \"{}\"", err, lossy(&u.url));
+        }
+        return NGX_CONF_ERROR;
+    }
+    let Some(addr) = NonNull::new(u.addrs) else {
+        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "no address in \"{}\"", lossy(&u.url));
+        return NGX_CONF_ERROR;
+    };
+    mcf.redis = Some(RedisConf { addr, params });
+    NGX_CONF_OK
+}
+
+/// How often the replicating worker runs a round trip, in milliseconds.
+const TICK: ngx_msec_t = 20;
+/// A round trip (or a connection) that takes longer is abandoned: the
+/// connection is closed and made again; the batch in flight is resent.
+const TIMEOUT: ngx_msec_t = 2000;
+/// The wait before connecting again after a failure.
+const RETRY: ngx_msec_t = 500;
+
+/// What a reply answers.
+enum Expect {
+    /// `AUTH` or `SELECT`: an error closes the connection.
+    Handshake,
+    /// `SCRIPT LOAD`: the script's SHA-1, for `EVALSHA`.
+    Script,
+    /// The round trip of the map at this index.
+    Map(usize),
+}
+
+/// The replicating worker's connection to Redis and what it remembers.
+struct Replicator {
+    timer: ngx_event_t,
+    pc: ngx_peer_connection_t,
+    /// The connection, or null.
+    conn: *mut ngx_connection_t,
+    /// The TCP (or unix) connection is established.
+    established: bool,
+    /// Replies are awaited.
+    busy: bool,
+    deadline: ngx_msec_t,
+    retry_at: ngx_msec_t,
+    out: Vec<u8>,
+    written: usize,
+    input: Vec<u8>,
+    expect: VecDeque<Expect>,
+    maps: Vec<MapSync>,
+    conf: &'static RedisConf,
+    log: *mut ngx_log_t,
+    last_error: String,
+    /// The script's SHA-1 as `SCRIPT LOAD` returned it on this connection.
+    sha: Vec<u8>,
+}
+
+fn current_msec() -> ngx_msec_t {
+    // SAFETY: a plain global of the worker, updated by its event loop.
+    unsafe { ngx_current_msec }
+}
+
+/// Starts replication in the one worker that talks to Redis: worker 0 (nginx
+/// starts a new worker 0 if it dies, which loads from Redis and resends the
+/// batch left in flight).
+///
+/// # Safety
+/// Called by nginx's `init_process` with the worker's cycle.
+pub unsafe fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx sets these globals before calling init_process.
+    let (process, worker) = unsafe { (ngx_process as u32, ngx_worker) };
+    if (process != NGX_PROCESS_WORKER && process != NGX_PROCESS_SINGLE) || worker != 0 {
+        return Status::NGX_OK.into();
+    }
+    // SAFETY: the cycle is live for the whole worker.
+    let cycle = unsafe { &*cycle };
+    let Some(mcf) = Module::main_conf(cycle) else {
+        return Status::NGX_OK.into();
+    };
+    let Some(conf) = mcf.redis.as_ref() else {
+        return Status::NGX_OK.into();
+    };
+    let maps: Vec<MapSync> = mcf
+        .maps
+        .iter()
+        .filter(|m| m.spec.sync)
+        .map(|m| MapSync {
+            // SAFETY: the main conf lives as long as the cycle, so its maps do.
+            map: unsafe { &*(&**m as *const SharedMap) },
+            last_id: String::new(),
+            flight: 0,
+            more: false,
+        })
+        .collect();
+    if maps.is_empty() {
+        return Status::NGX_OK.into();
+    }
+    // SAFETY: the configuration lives as long as the cycle.
+    let conf: &'static RedisConf = unsafe { &*(conf as *const RedisConf) };
+    let r = Box::leak(Box::new(Replicator {
+        // SAFETY: zeroed is nginx's own initial state for both.
+        timer: unsafe { core::mem::zeroed() },
+        // SAFETY: as above.
+        pc: unsafe { core::mem::zeroed() },
+        conn: ptr::null_mut(),
+        established: false,
+        busy: false,
+        deadline: 0,
+        retry_at: 0,
+        out: Vec::new(),
+        written: 0,
+        input: Vec::new(),
+        expect: VecDeque::new(),
+        maps,
+        conf,
+        log: cycle.log,
+        last_error: String::new(),
+        sha: Vec::new(),
+    }));
+    REPLICATOR.with(|cell| cell.set(r as *mut Replicator));
+    r.timer.handler = Some(on_tick);
+    r.timer.data = r as *mut Replicator as *mut c_void;
+    r.timer.log = cycle.log;
+    r.timer.set_cancelable(1);
+    // SAFETY: the replicator is leaked: it lives as long as the worker.
+    unsafe { ngx_add_timer(&mut r.timer, 1) };
+    Status::NGX_OK.into()
+}
+
+thread_local! {
+    static REPLICATOR: core::cell::Cell<*mut Replicator> = const { core::cell::Cell::new(ptr::null_mut()) };
+}
+
+/// `exit_process`: the connection is closed before nginx looks for sockets left open.
+pub fn exit_process() {
+    let r = REPLICATOR.with(|cell| cell.get());
+    // SAFETY: null or the worker's leaked replicator; nginx runs one thread.
+    if let Some(r) = unsafe { r.as_mut() } {
+        r.close();
+    }
+}
+
+unsafe extern "C" fn on_tick(ev: *mut ngx_event_t) {
+    // SAFETY: `data` is the leaked Replicator this event belongs to.
+    let r = unsafe { &mut *((*ev).data as *mut Replicator) };
+    // SAFETY: a plain global of the worker.
+    if unsafe { ngx_exiting } != 0 {
+        r.close();
+        return;
+    }
+    r.tick();
+    // SAFETY: the event lives as long as the worker; re-arming a fired timer.
+    unsafe { ngx_add_timer(ev, TICK) };
+}
+
+unsafe extern "C" fn on_write(ev: *mut ngx_event_t) {
+    // SAFETY: a connection event's data is its connection, whose data is the replicator.
+    let r = unsafe { &mut *((*((*ev).data as *mut ngx_connection_t)).data as *mut Replicator) };
+    if !r.established {
+        match r.socket_error() {
+            0 => r.established = true,
+            err => {
+                let msg = std::io::Error::from_raw_os_error(err).to_string();
+                return r.fail(&format!("connect() failed: {msg}"));
+            }
+        }
+    }
+    r.write();
+}
+
+unsafe extern "C" fn on_read(ev: *mut ngx_event_t) {
+    // SAFETY: as in on_write.
+    let r = unsafe { &mut *((*((*ev).data as *mut ngx_connection_t)).data as *mut Replicator) };
+    r.read();
+}
+
+impl Replicator {
+    fn tick(&mut self) {
+        let now = current_msec();
+        if self.conn.is_null() {
+            if now >= self.retry_at {
+                self.connect();
+            }
+            return;
+        }
+        if self.busy {
+            if now > self.deadline {
+                self.fail("timed out");
+            }
+            return;
+        }
+        let prefix = self.conf.params.prefix.as_str();
+        for (i, sync) in self.maps.iter_mut().enumerate() {
+            encode(&mut self.out, &sync::request(sync, prefix, &self.sha));
+            self.expect.push_back(Expect::Map(i));
+        }
+        self.busy = true;
+        self.deadline = now + TIMEOUT;
+        self.write();
+    }
+
+    fn connect(&mut self) {
+        let addr = self.conf.addr.as_ptr();
+        // SAFETY: the address lives in the configuration pool, as long as the
+        // cycle; the peer connection is the replicator's own.
+        let rc = unsafe {
+            self.pc = core::mem::zeroed();
+            self.pc.sockaddr = (*addr).sockaddr;
+            self.pc.socklen = (*addr).socklen;
+            self.pc.name = &mut (*addr).name;
+            self.pc.get = Some(ngx_event_get_peer);
+            self.pc.log = self.log;
+            self.pc.set_log_error(NGX_ERROR_ERR);
+            ngx_event_connect_peer(&mut self.pc)
+        };
+        let c = self.pc.connection;
+        if c.is_null() || (rc != NGX_OK as isize && rc != NGX_AGAIN as isize) {
+            if !c.is_null() {
+                // SAFETY: the connection ngx_event_connect_peer made and failed.
+                unsafe { ngx_close_connection(c) };
+            }
+            self.retry_at = current_msec() + RETRY;
+            self.set_error("connect() failed");
+            sync::report_error(&self.maps, false, "connect() failed");
+            return;
+        }
+        self.conn = c;
+        // SAFETY: a fresh connection with its events; ours until closed.
+        unsafe {
+            (*c).data = self as *mut Replicator as *mut c_void;
+            (*(*c).read).handler = Some(on_read);
+            (*(*c).write).handler = Some(on_write);
+            (*c).log = self.log;
+            (*(*c).read).log = self.log;
+            (*(*c).write).log = self.log;
+        }
+        self.established = rc == NGX_OK as isize;
+        self.busy = true;
+        self.deadline = current_msec() + TIMEOUT;
+        if let Some(password) = &self.conf.params.password {
+            encode(&mut self.out, &command(&[b"AUTH", password.as_bytes()]));
+            self.expect.push_back(Expect::Handshake);
+        }
+        let db = itoa::Buffer::new().format(self.conf.params.db).to_owned();
+        encode(&mut self.out, &command(&[b"SELECT", db.as_bytes()]));
+        self.expect.push_back(Expect::Handshake);
+        // Loaded again on every connection: a restarted Redis has forgotten it.
+        self.sha.clear();
+        encode(&mut self.out, &command(&[b"SCRIPT", b"LOAD", sync::SCRIPT.as_bytes()]));
+        self.expect.push_back(Expect::Script);
+        if self.established {
+            self.write();
+        }
+    }
+
+    fn socket_error(&self) -> i32 {
+        let mut err: libc::c_int = 0;
+        let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: the connection's socket is open; err and len are ours.
+        let rc = unsafe {
+            libc::getsockopt(
+                (*self.conn).fd,
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                &mut err as *mut libc::c_int as *mut c_void,
+                &mut len,
+            )
+        };
+        if rc == -1 {
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+        } else {
+            err
+        }
+    }
+
+    fn write(&mut self) {
+        let c = self.conn;
+        while self.written < self.out.len() {
+            let rest = &self.out[self.written..];
+            // SAFETY: an open connection; nginx's send reads `rest` only.
+            let n = unsafe { ((*c).send.expect("send"))(c, rest.as_ptr() as *mut u8, rest.len()) };
+            if n > 0 {
+                self.written += n as usize;
+            } else if n == NGX_AGAIN as isize {
+                // SAFETY: the connection's write event.
+                if unsafe { ngx_handle_write_event((*c).write, 0) } != NGX_OK as isize {
+                    self.fail("could not wait for the socket");
+                }
+                return;
+            } else {
+                return self.fail("send() failed");
+            }
+        }
+        self.out.clear();
+        self.written = 0;
+    }
+
+    fn read(&mut self) {
+        let c = self.conn;
+        let mut buf = [0u8; 16384];
+        loop {
+            // SAFETY: an open connection; recv writes at most buf.len() bytes.
+            let n = unsafe { ((*c).recv.expect("recv"))(c, buf.as_mut_ptr(), buf.len()) };
+            if n > 0 {
+                self.input.extend_from_slice(&buf[..n as usize]);
+                continue;
+            }
+            if n == 0 {
+                return self.fail("Redis closed the connection");
+            }
+            if n == NGX_AGAIN as isize {
+                break;
+            }
+            return self.fail("recv() failed");
+        }
+        loop {
+            match decode(&self.input) {
+                Ok(Some((frame, used))) => {
+                    self.input.drain(..used);
+                    if !self.reply(frame) {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => return self.fail(&format!("invalid reply: {e}")),
+            }
+        }
+        // SAFETY: the connection's read event, still open.
+        if unsafe { ngx_handle_read_event((*c).read, 0) } != NGX_OK as isize {
+            self.fail("could not wait for the socket");
+        }
+    }
+
+    /// Handles one reply; false when the connection was closed.
+    fn reply(&mut self, frame: OwnedFrame) -> bool {
+        match self.expect.pop_front() {
+            Some(Expect::Handshake) => {
+                if let OwnedFrame::Error(e) = frame {
+                    self.fail(&e);
+                    return false;
+                }
+            }
+            Some(Expect::Script) => match frame {
+                OwnedFrame::BulkString(sha) => self.sha = sha,
+                OwnedFrame::Error(e) => {
+                    self.fail(&e);
+                    return false;
+                }
+                _ => {}
+            },
+            Some(Expect::Map(i)) => {
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                if matches!(&frame, OwnedFrame::Error(e) if e.starts_with("NOSCRIPT")) {
+                    // SCRIPT FLUSH on the server: load it again on a new connection.
+                    self.fail("NOSCRIPT: the script was flushed");
+                    return false;
+                }
+                if let Err(e) = sync::apply(&mut self.maps[i], frame, now_ms) {
+                    let msg = format!("shared map \"{}\": {}", self.maps[i].map.name, e);
+                    self.set_error(&msg);
+                    sync::report_error(&self.maps[i..=i], true, &msg);
+                }
+            }
+            None => {
+                self.fail("unexpected reply");
+                return false;
+            }
+        }
+        if self.expect.is_empty() {
+            self.busy = false;
+            if !self.last_error.is_empty() && self.last_error != "connected" {
+                ngx_log_error!(NGX_LOG_NOTICE, self.log, "shared map: connected to Redis");
+                self.last_error = "connected".into();
+            }
+            // A backlog to send or to read: the next round trip now, not at
+            // the next tick (the event loop runs between round trips anyway).
+            if self.maps.iter().any(|m| m.more) {
+                self.tick();
+                return !self.conn.is_null();
+            }
+        }
+        true
+    }
+
+    fn set_error(&mut self, msg: &str) {
+        if self.last_error != msg {
+            ngx_log_error!(NGX_LOG_ERR, self.log, "shared map: Redis: {}", msg);
+            self.last_error = msg.to_owned();
+        }
+    }
+
+    /// Closes the connection after an error; the next tick after a pause
+    /// connects again, and the batch in flight is resent.
+    fn fail(&mut self, msg: &str) {
+        self.set_error(msg);
+        sync::report_error(&self.maps, false, msg);
+        self.close();
+        self.retry_at = current_msec() + RETRY;
+    }
+
+    fn close(&mut self) {
+        if !self.conn.is_null() {
+            // SAFETY: the open connection this replicator made.
+            unsafe { ngx_close_connection(self.conn) };
+            self.conn = ptr::null_mut();
+        }
+        self.established = false;
+        self.busy = false;
+        self.out.clear();
+        self.written = 0;
+        self.input.clear();
+        self.expect.clear();
+        for m in &mut self.maps {
+            m.flight = 0;
+        }
+    }
+}
+
+fn command(words: &[&[u8]]) -> OwnedFrame {
+    OwnedFrame::Array(words.iter().map(|w| OwnedFrame::BulkString(w.to_vec())).collect())
+}
+
+fn encode(out: &mut Vec<u8>, frame: &OwnedFrame) {
+    let start = out.len();
+    out.resize(start + frame.encode_len(false), 0);
+    if redis_protocol::resp2::encode::encode(&mut out[start..], frame, false).is_err() {
+        out.truncate(start);
+    }
+}
