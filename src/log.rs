@@ -1,9 +1,11 @@
 //! How the module words a refused write in the error log: the map, the key
-//! (escaped and cut to a readable length) and the reason, at `error`.
+//! (escaped and cut to a readable length) and the reason, at `error`; and the
+//! write of a dead worker finished by the next one, or its zone made again, at
+//! `warn`.
 
-use ngx::ffi::{ngx_log_t, NGX_LOG_ERR};
+use ngx::ffi::{ngx_cycle, ngx_log_t, NGX_LOG_ERR, NGX_LOG_WARN};
 use ngx::ngx_log_error;
-use shared_map_engine::{Error, Refusal};
+use shared_map_engine::{Error, Recovery, Refusal};
 
 /// A key as it may appear in a log line: escaped and cut to a readable length.
 pub fn printable(key: &[u8]) -> String {
@@ -56,4 +58,42 @@ pub fn log_refusal(log: *mut ngx_log_t, name: &str, key: &[u8], err: Error, why:
             ngx_log_error!(NGX_LOG_ERR, log, "shared map \"{}\": \"{}\": {}", name, key, other);
         }
     }
+}
+
+/// Logs that this process, taking the lock of the map `name`, finished the
+/// write of a process that died holding it (nginx's master logs the death and
+/// the lock it released just before, at `alert`).
+pub fn log_recovery(name: &str, r: Recovery) {
+    // SAFETY: `ngx_cycle` is the running cycle in a worker or the master.
+    let log = unsafe { (*ngx_cycle).log };
+    ngx_log_error!(
+        NGX_LOG_WARN,
+        log,
+        "shared map \"{}\": finished the write of a process that died holding its lock: {} the change, freed {} chunks{}",
+        name,
+        if r.committed { "kept" } else { "dropped" },
+        r.freed,
+        if r.recounted { ", counted the entries again" } else { "" }
+    );
+}
+
+/// Logs that this process made the zone of the map `name` again, after a
+/// process died inside nginx's allocator holding its lock.
+pub fn log_rebuild(name: &str, kept: u64, dropped: u64, synced: bool) {
+    // SAFETY: `ngx_cycle` is the running cycle in a worker or the master.
+    let log = unsafe { (*ngx_cycle).log };
+    ngx_log_error!(
+        NGX_LOG_WARN,
+        log,
+        "shared map \"{}\": a process died inside the allocator holding its lock: made the zone again, \
+         kept {} entries, dropped {}{}",
+        name,
+        kept,
+        dropped,
+        if synced {
+            ", replication starts again from the server"
+        } else {
+            ""
+        }
+    );
 }

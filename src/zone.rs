@@ -6,13 +6,14 @@ use core::ptr::{self, NonNull};
 
 use ngx::core::SlabPool;
 use ngx::ffi::{
-    ngx_conf_t, ngx_log_t, ngx_pagesize, ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock, ngx_shmtx_trylock,
-    ngx_shmtx_unlock, ngx_slab_alloc, ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_pool_t, ngx_str_t,
-    ngx_time, NGX_LOG_ALERT, NGX_LOG_EMERG,
+    ngx_conf_t, ngx_cycle, ngx_log_t, ngx_pagesize, ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock,
+    ngx_shmtx_trylock, ngx_shmtx_unlock, ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_init, ngx_slab_pool_t,
+    ngx_str_t, ngx_time, NGX_LOG_ALERT, NGX_LOG_EMERG,
 };
 use ngx::ngx_log_error;
 
-use crate::{clock, module};
+use crate::{clock, log, module};
+use shared_map_engine::state::Snapshot;
 use shared_map_engine::{Arena, Map, MapConfig, Spec};
 
 /// One `shared_map` directive: the map's name, its specification and its zone.
@@ -120,6 +121,15 @@ impl SharedMap {
         // SAFETY: `root` was returned by Map::create on this zone, and the mutex
         // is held until `locked` drops after `f` returns.
         let mut map = unsafe { Map::attach(&mut arena, self.root) }.ok_or(ZoneUnavailable)?;
+        if let Some(recovery) = map.recovery() {
+            if recovery.rebuild {
+                self.rebuild(&mut arena)?;
+                // SAFETY: as above; the map was made again at `root`.
+                map = unsafe { Map::attach(&mut arena, self.root) }.ok_or(ZoneUnavailable)?;
+            } else {
+                log::log_recovery(&self.name, recovery);
+            }
+        }
         if let Some(waited) = locked.waited {
             map.note_wait(waited);
         }
@@ -130,6 +140,52 @@ impl SharedMap {
 }
 
 impl SharedMap {
+    /// Makes the zone again after a process died inside nginx's slab allocator
+    /// (or the replication log) holding the mutex: the allocator's page lists
+    /// may be torn, and a later allocation would crash on them. The map's
+    /// chains are whole, so its entries are read (nothing is freed), the pool
+    /// is reset with `ngx_slab_init`, as at the zone's creation, and the map is
+    /// made again with the same allocations in the same order, so its header
+    /// is where every worker expects it. The one lock hold that grows with the
+    /// map, and only after such a death.
+    fn rebuild(&self, arena: &mut SlabArena) -> Result<(), ZoneUnavailable> {
+        let now = now();
+        let (snapshot, synced) = {
+            // SAFETY: as in `with`, whose caller holds the mutex.
+            let mut m = unsafe { Map::attach(arena, self.root) }.ok_or(ZoneUnavailable)?;
+            (Snapshot::take(&mut m, now), m.is_synced())
+        };
+        let shpool = arena.pool.as_ptr();
+        // SAFETY: the mutex is held, and nothing but the map (made again below)
+        // refers to the pool's pages: the handles of other workers exist only
+        // while they hold the mutex.
+        unsafe { ngx_slab_init(shpool) };
+        // SAFETY: as above; the pool was just reset.
+        let restored = unsafe { set_log_ctx(shpool, &self.name) }
+            .map_err(|()| shared_map_engine::Error::NoRoom)
+            .and_then(|()| snapshot.restore(arena, synced.then(host_id)));
+        let root = self.root;
+        match restored {
+            Ok((rebuilt, report)) if rebuilt == root => {
+                // SAFETY: the header lies inside the zone.
+                unsafe { (*shpool).data = (shpool as *mut u8).add(root as usize) as *mut c_void };
+                log::log_rebuild(&self.name, report.loaded + report.duplicates, report.dropped(), synced);
+                Ok(())
+            }
+            _ => {
+                // SAFETY: `ngx_cycle` is the running cycle.
+                let log = unsafe { (*ngx_cycle).log };
+                ngx_log_error!(
+                    NGX_LOG_ALERT,
+                    log,
+                    "shared map \"{}\" could not be made again after a process died in its allocator; restart nginx",
+                    self.name
+                );
+                Err(ZoneUnavailable)
+            }
+        }
+    }
+
     /// Maps every page of the zone into this process's page tables now, so
     /// that a walk of a large map never takes a page fault per entry while it
     /// holds the lock (a worker inherits the zone, not its page tables: every
@@ -287,17 +343,8 @@ pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<In
     }
 
     // A fresh zone.
-    // SAFETY: a fresh zone is ours alone in the master; ngx_slab_alloc locks.
-    unsafe {
-        let ctx = format!(" in shared map \"{}\"\0", map.name);
-        let log_ctx = ngx_slab_alloc(shpool, ctx.len()) as *mut u8;
-        if log_ctx.is_null() {
-            return Err(());
-        }
-        core::ptr::copy_nonoverlapping(ctx.as_ptr(), log_ctx, ctx.len());
-        (*shpool).log_ctx = log_ctx as *mut _;
-        (*shpool).set_log_nomem(0);
-    }
+    // SAFETY: a fresh zone is ours alone in the master.
+    unsafe { set_log_ctx(shpool, &map.name)? };
     let config = MapConfig::from(&map.spec);
     let created = {
         // SAFETY: as in `with`.
@@ -338,6 +385,28 @@ pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<In
             Err(())
         }
     }
+}
+
+/// Names the map in the slab allocator's own messages, and turns off its
+/// "no memory" message (a full map is reported by the module): the first
+/// allocation of a fresh or reset pool, before the map's.
+///
+/// # Safety
+/// `shpool` is the zone's pool, fresh or just reset, and nobody else uses it.
+unsafe fn set_log_ctx(shpool: *mut ngx_slab_pool_t, name: &str) -> Result<(), ()> {
+    let ctx = format!(" in shared map \"{name}\"\0");
+    // SAFETY: per the contract; `ngx_slab_alloc_locked` because the caller
+    // holds the mutex or is alone with the pool.
+    unsafe {
+        let log_ctx = ngx_slab_alloc_locked(shpool, ctx.len()) as *mut u8;
+        if log_ctx.is_null() {
+            return Err(());
+        }
+        core::ptr::copy_nonoverlapping(ctx.as_ptr(), log_ctx, ctx.len());
+        (*shpool).log_ctx = log_ctx as *mut _;
+        (*shpool).set_log_nomem(0);
+    }
+    Ok(())
 }
 
 /// Logs that the replication log of a synced map found no room.

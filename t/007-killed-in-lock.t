@@ -11,8 +11,16 @@
 # every string read back is one its client wrote, a churn of 3,000 writes
 # afterwards reads back exactly (the slab still works), and the slab a kill
 # cost is measured: after clearing both maps, the free space is compared with
-# that of the fresh maps. Needs gdb and root (ptrace); skipped otherwise.
-# About 20 seconds for 30 kills (TEST_KILLS_IN_LOCK=N for more).
+# that of the fresh maps.
+#
+# TEST 1 stops workers as they enter those functions: the next worker to take
+# the lock finishes the dead one's write from the map's journal, so nothing is
+# lost (before the journal: 45,056 bytes in 30 kills). TEST 2 steps them 1 to
+# 48 instructions on from there and kills them: mostly inside nginx's
+# allocator, between the stores that move a page between its lists, which no
+# journal of ours can see, sometimes just after it returned. It measures what
+# such a kill costs. Needs gdb and root (ptrace); skipped otherwise. About 10
+# seconds per 30 kills (TEST_KILLS_IN_LOCK=N for more).
 
 use Test::Nginx::Socket;
 use Test::More;
@@ -97,6 +105,8 @@ sub client {
 }
 
 sub run_kills {
+    my $mode = shift // 'entry';
+    my @points = $mode eq 'inside' ? grep { $_ ne 'ngx_shmtx_unlock' } @Breakpoints : @Breakpoints;
     require JSON::PP;
     require HTTP::Tiny;
     require POSIX;
@@ -116,7 +126,10 @@ sub run_kills {
     for my $round (1 .. $Kills) {
         my @workers = workers_of($master);
         my $w = $workers[rand @workers];
-        my $bp = $Breakpoints[($round - 1) % @Breakpoints];
+        my $bp = $points[($round - 1) % @points];
+        # Inside: from the function's entry, 1 to 48 instructions on along the
+        # path it takes (into the functions it calls), then the kill.
+        my @step = $mode eq 'inside' ? ('-ex', 'stepi ' . (1 + int rand 48), '-ex', 'x/i $pc') : ();
         my $skip = int rand 20;
         my $log = "$dir/gdb.$round";
         my $gdb = fork // die "fork: $!";
@@ -124,7 +137,7 @@ sub run_kills {
             open STDOUT, '>', $log;
             open STDERR, '>&', \*STDOUT;
             exec 'gdb', '-q', '-nx', '-batch', '--readnever', '-iex', 'set auto-load off', '-p', $w, '-ex', 'set pagination off',
-                 '-ex', "break $bp", '-ex', "ignore 1 $skip", '-ex', 'continue', '-ex', 'bt 3', '-ex', 'kill'
+                 '-ex', "break $bp", '-ex', "ignore 1 $skip", '-ex', 'continue', @step, '-ex', 'bt 3', '-ex', 'kill'
                 or POSIX::_exit(127);
         }
         # Wait until gdb has attached, set the breakpoint and let the worker go on
@@ -157,7 +170,9 @@ sub run_kills {
         my $out = `cat $log`;
         if ($out =~ /Breakpoint 1, .*\b\Q$bp\E\b/ && kill(0, $w) == 0) {
             $killed++;
-            $at{$bp}++;
+            # Where it died: the function the instruction belongs to.
+            my $where = $mode eq 'inside' && $out =~ /^=> 0x[0-9a-f]+ <([A-Za-z_]\w*)/m ? $1 : $bp;
+            $at{$where}++;
         } else {
             $missed++;
             Test::More::diag("round $round ($bp): no kill at the breakpoint\n$out");
@@ -178,6 +193,8 @@ sub run_kills {
     }
     Test::More::is($killed, $Kills, "$Kills workers killed at a breakpoint inside the lock")
         or Test::More::diag("missed: $missed");
+    my $inside = 0;
+    $inside += $at{$_} // 0 for @points;
     Test::More::diag('kills: ' . join ', ', map { "$_ $at{$_}" } sort keys %at) if $ENV{TEST_VERBOSE};
 
     # Every entry whole and counted; counters between answered and sent.
@@ -221,13 +238,24 @@ sub run_kills {
         Test::More::diag("map $m: $fresh{$m} bytes free when fresh, $free after $killed kills and a clear")
             if $ENV{TEST_VERBOSE};
     }
-    # A kill leaks what the write in progress had allocated and not yet linked,
-    # or unlinked and not yet freed: here values of up to 11 KiB (3 pages), an
-    # entry, a replaced value; a leaked small chunk keeps its whole page.
-    Test::More::cmp_ok($leak, '<=', 8 * 4096 * $killed, 'at most the write in progress is lost per kill (see README)');
+    # Killed entering the allocator, a worker leaves its write in the journal
+    # and the next lock holder frees what it held: nothing is lost. One page of
+    # slack: a page whose last chunk was freed just before the kill may stay on
+    # its size's list, empty and reusable, rather than count as free.
+    # Killed inside the allocator, a worker may also lose the page (4 KiB) whose
+    # list it was changing, or the chunk it was handing out (see README).
+    my $allowed = $mode eq 'inside' ? 4096 * $killed : 4096;
+    Test::More::cmp_ok($leak, '<=', $allowed, "killed $mode the allocator: the slab lost is within the README's figure");
+    my $errors = do { local (@ARGV, $/) = (server_root() . '/logs/error.log'); <> };
+    my $finished = () = $errors =~ /finished the write of a process that died holding its lock/g;
+    my $rebuilt = () = $errors =~ /a process died inside the allocator holding its lock: made the zone again/g;
+    Test::More::cmp_ok($rebuilt, '>', 0, 'the next lock holder made the zone again after a death inside the allocator (logged)');
+    my @crashed = $errors =~ /(worker process \d+ exited on signal (?!9\b)\d+)/g;
+    Test::More::is("@crashed", '', 'no worker crashed afterwards (a torn allocator crashes the next allocation)');
     if ($ENV{TEST_KILLS_REPORT}) {
-        open my $f, '>', $ENV{TEST_KILLS_REPORT} or die "$!";
-        print $f "kills=$killed leaked_bytes=$leak\n";
+        open my $f, '>>', $ENV{TEST_KILLS_REPORT} or die "$!";
+        print $f "mode=$mode kills=$killed in_allocator=$inside leaked_bytes=$leak finished=$finished rebuilt=$rebuilt at: ",
+                 join(', ', map { "$_ $at{$_}" } sort keys %at), "\n";
     }
 }
 
@@ -248,7 +276,7 @@ run_tests();
 
 __DATA__
 
-=== TEST 1: workers killed at breakpoints inside the critical section; the maps verify, nothing is counted twice
+=== TEST 1: workers killed entering the allocator inside the critical section; the maps verify, nothing is counted twice, nothing is lost
 --- main_config
 load_module $TEST_NGINX_MODULE;
 --- http_config
@@ -257,7 +285,27 @@ shared_map s hashmap?space=256k&entries=256&evict;
 --- config
 location /api/ { shared_map_api; }
 --- init
-run_kills();
+run_kills('entry');
+--- request
+GET /api/
+--- response_body_like eval
+qr/"name":"c"/
+--- no_error_log
+[crit]
+could not allocate
+
+
+
+=== TEST 2: workers killed at a random instruction inside nginx's allocator; the maps verify, the slab still works, the loss is measured
+--- main_config
+load_module $TEST_NGINX_MODULE;
+--- http_config
+shared_map c tinymap?space=64k&entries=512;
+shared_map s hashmap?space=256k&entries=256&evict;
+--- config
+location /api/ { shared_map_api; }
+--- init
+run_kills('inside');
 --- request
 GET /api/
 --- response_body_like eval

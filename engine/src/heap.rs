@@ -314,7 +314,6 @@ unsafe impl Arena for Heap {
         if class == RUN && !off.is_multiple_of(PAGE as u64) {
             return; // nginx: "pointer to wrong page"
         }
-        self.hdr_mut().live -= 1;
         if class == RUN {
             // SAFETY: the run's first page records its length; it becomes a free run.
             unsafe {
@@ -328,6 +327,9 @@ unsafe impl Arena for Heap {
             unsafe { *(ptr.as_ptr() as *mut u64) = self.hdr().small[class as usize] };
             self.hdr_mut().small[class as usize] = off;
         }
+        // Counted once the chunk is on its free list: a process killed between
+        // the two leaves the count high (a leak), never low.
+        self.hdr_mut().live -= 1;
     }
 
     fn free_bytes(&self) -> usize {

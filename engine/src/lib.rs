@@ -11,6 +11,7 @@
 mod arena;
 #[cfg(feature = "test-heap")]
 pub mod heap;
+mod journal;
 mod map;
 pub mod matching;
 mod raw;
@@ -19,6 +20,7 @@ pub mod spec;
 pub mod state;
 
 pub use arena::Arena;
+pub use journal::Recovery;
 pub use map::{hash_key, Error, Map, MapConfig, OwnedValue, Refusal, Stats, Ttl, Value, MAX_CHAIN, MAX_EVICTIONS};
 pub use matching::MatchMode;
 pub use raw::ValueType;

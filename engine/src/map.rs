@@ -16,12 +16,13 @@ use std::borrow::Cow;
 use siphasher::sip::SipHasher13;
 
 use crate::arena::Arena;
+use crate::journal::{Journal, Recovery, Tracked, RECOUNT};
 use crate::matching::{self, IpRange, MatchMode};
 use crate::raw::{footprint, Hash, Layout, NewEntry, Region, Tiny, ValueType};
 use crate::replog::{Batch, Log, LogStats, Op, Status};
 use crate::spec::{self, MapKind};
 
-const MAGIC: u64 = u64::from_le_bytes(*b"SHMAP\0\0\x03");
+const MAGIC: u64 = u64::from_le_bytes(*b"SHMAP\0\0\x04");
 
 /// How many buckets one eviction or reclamation step looks at, at most.
 const SCAN_BUCKETS: u64 = 256;
@@ -208,10 +209,11 @@ struct Header {
     /// Set once any entry was written with an expiry time; sweeping a map that
     /// never had one is skipped.
     expiring: AtomicU32,
-    /// Nonzero while a link or unlink and its update of `len` are under way. A
-    /// process killed between the two leaves it set, and the next lock holder
-    /// counts the chains again (`attach`), so `len` never drifts with crashes.
-    len_pending: AtomicU32,
+    /// What the write in progress holds outside the chains, and whether a link
+    /// or unlink is not yet counted in `len`: a process killed holding the lock
+    /// leaves it set, and the next lock holder finishes the write (`attach`),
+    /// so neither memory nor `len` drifts with crashes.
+    journal: Journal,
     /// How lookups match (`matching::MatchMode`), fixed at creation.
     match_mode: u32,
     match_pad: u32,
@@ -267,6 +269,8 @@ pub struct Map<'a, A: Arena> {
     refusal: Option<Refusal>,
     /// Writes through this handle are recorded in the replication log, if any.
     replicate: bool,
+    /// What `attach` finished for a writer that died holding the lock.
+    recovery: Option<Recovery>,
 }
 
 macro_rules! dispatch {
@@ -345,7 +349,7 @@ impl<'a, A: Arena> Map<'a, A> {
                 refused: AtomicU64::new(0),
                 saved: AtomicU64::new(0),
                 expiring: AtomicU32::new(0),
-                len_pending: AtomicU32::new(0),
+                journal: Journal::new(),
                 match_mode: MatchMode::Exact as u32,
                 match_pad: 0,
                 length_counts: 0,
@@ -386,17 +390,83 @@ impl<'a, A: Arena> Map<'a, A> {
         {
             return None;
         }
-        let recount = header.len_pending.load(Relaxed) != 0;
+        let pending = header.journal.pending();
         let mut map = Map {
             arena,
             hdr,
             refusal: None,
             replicate: true,
+            recovery: None,
         };
-        if recount {
-            dispatch!(map.recount_in());
+        if pending != 0 {
+            map.recover(pending);
         }
         Some(map)
+    }
+
+    /// Finishes the write of a process that died holding the lock (nginx's
+    /// master force-unlocked it): frees the chunks it held outside the chains,
+    /// and counts the chains again if it died between a link and its count.
+    #[cold]
+    fn recover(&mut self, pending: u32) {
+        // SAFETY: the caller of `attach` holds the lock; the journal is this
+        // map's, in the region, and no allocator call touches it.
+        let mut recovery = unsafe { (*self.hdr.as_ptr()).journal.recover(&mut *self.arena) };
+        if pending & RECOUNT != 0 {
+            dispatch!(self.recount_in());
+            recovery.recounted = true;
+        }
+        self.recovery = Some(recovery);
+    }
+
+    /// What [`Map::attach`] finished for a process that died holding the lock:
+    /// `Some` once, on the first attach after such a death.
+    pub fn recovery(&self) -> Option<Recovery> {
+        self.recovery
+    }
+
+    /// The map's SipHash key, to make the map again with it.
+    pub(crate) fn hash_secret(&self) -> [u64; 2] {
+        self.header().hash_key
+    }
+
+    fn journal(&self) -> &Journal {
+        &self.header().journal
+    }
+
+    /// The arena, with every allocation and free recorded in the journal.
+    fn tracked(&mut self) -> Tracked<'_, A> {
+        // SAFETY: the header lives in the region as long as the handle (see
+        // `header`); the journal is a field the arena's allocator never touches.
+        let journal = unsafe { &(*self.hdr.as_ptr()).journal };
+        Tracked {
+            arena: &mut *self.arena,
+            journal,
+        }
+    }
+
+    /// The offset of the word a link is stored in.
+    fn link_slot<L: Layout>(&self, link: Link) -> u64 {
+        match link {
+            Link::Bucket(i) => self.header().table + i * L::LINK_BYTES,
+            // An entry's `next` is its first field.
+            Link::Entry(prev) => prev,
+        }
+    }
+
+    /// Records `e`'s chunks (entry, key, string) as dropped by the coming commit.
+    fn retire_entry<L: Layout>(&self, e: u64) {
+        let base = self.base();
+        let j = self.journal();
+        // SAFETY: `e` is live under the lock.
+        unsafe {
+            for c in L::entry_chunks(base, e) {
+                j.retire(c);
+            }
+            if L::vtype(base, e) == ValueType::String {
+                j.retire(L::string_chunk(base, L::word(base, e).load(Relaxed)));
+            }
+        }
     }
 
     fn header(&self) -> &Header {
@@ -682,18 +752,24 @@ impl<'a, A: Arena> Map<'a, A> {
             return Ok(());
         }
         let capacity = self.header().max_entries;
-        let log = Log::create(self.arena, capacity, host).ok_or(Error::NoRoom)?;
-        self.header().replog.store(log, Release);
-        Ok(())
+        self.journal().enter_allocator();
+        let log = Log::create(self.arena, capacity, host);
+        if let Some(log) = log {
+            self.header().replog.store(log, Release);
+        }
+        self.journal().leave_allocator();
+        log.map(|_| ()).ok_or(Error::NoRoom)
     }
 
     /// Drops the replication log and every change in it (`sync` removed).
     pub fn disable_sync(&mut self) {
+        self.journal().enter_allocator();
         let offset = self.header().replog.swap(0, Relaxed);
         // SAFETY: the offset came from `Log::create` on this arena; the lock is held.
         if let Some(log) = unsafe { Log::attach(self.arena, offset, self.header().hash_key) } {
             log.destroy();
         }
+        self.journal().leave_allocator();
     }
 
     /// Whether the map has a replication log.
@@ -714,11 +790,21 @@ impl<'a, A: Arena> Map<'a, A> {
         unsafe { Log::attach(self.arena, offset, self.header().hash_key) }
     }
 
+    /// Changes the replication log: its two lists change in several stores,
+    /// and it allocates, so a death inside makes the next holder rebuild.
+    fn change_log<R>(&mut self, f: impl FnOnce(&mut Log<'_, A>) -> R) -> Option<R> {
+        if !self.is_synced() {
+            return None;
+        }
+        self.journal().enter_allocator();
+        let r = self.log().map(|mut log| f(&mut log));
+        self.journal().leave_allocator();
+        r
+    }
+
     fn record(&mut self, f: impl FnOnce(&mut Log<'_, A>)) {
         if self.replicate {
-            if let Some(mut log) = self.log() {
-                f(&mut log);
-            }
+            self.change_log(f);
         }
     }
 
@@ -727,7 +813,7 @@ impl<'a, A: Arena> Map<'a, A> {
     /// values as they are now), else up to `max` keys' pending changes. Values
     /// and expiry times are read from the map as of `now`.
     pub fn sync_take(&mut self, max: usize, now: u32) -> Option<Batch> {
-        let (mut batch, latest) = self.log()?.take(max)?;
+        let (mut batch, latest) = self.change_log(|log| log.take(max))??;
         for (change, latest) in batch.changes.iter_mut().zip(latest) {
             let current = self
                 .peek_with_expiry(&change.key, now)
@@ -748,14 +834,12 @@ impl<'a, A: Arena> Map<'a, A> {
     /// The server applied batch `seq`: its changes leave the log. False when
     /// `seq` is not the batch in flight.
     pub fn sync_ack(&mut self, seq: u64) -> bool {
-        self.log().is_some_and(|mut log| log.ack(seq))
+        self.change_log(|log| log.ack(seq)).unwrap_or(false)
     }
 
     /// Records what the replicating worker reports, for the statistics.
     pub fn set_sync_status(&mut self, status: &Status<'_>) {
-        if let Some(mut log) = self.log() {
-            log.set_status(status);
-        }
+        self.change_log(|log| log.set_status(status));
     }
 
     /// The replication log's counters, for a map with `sync`.
@@ -959,22 +1043,32 @@ impl<A: Arena> Map<'_, A> {
         Some((link, e))
     }
 
-    /// Unlinks a live entry, then frees it and its string.
+    /// Unlinks a live entry, then frees it and its string. Its chunks are in
+    /// the journal from before the unlink until each is freed.
     fn unlink_free<L: Layout>(&mut self, link: Link, e: u64) {
         let base = self.base();
-        self.header().len_pending.store(1, Relaxed);
+        self.retire_entry::<L>(e);
+        // SAFETY: `e` is live and linked from `link`.
+        let next = unsafe { L::next(base, e) };
+        let j = self.journal();
+        j.begin_commit(self.link_slot::<L>(link), L::LINK_BYTES == 8, next, false);
+        j.begin_count();
         // SAFETY: `e` is live and linked from `link`; after the unlink store no
         // chain reaches it, so freeing it cannot expose a dangling link.
         unsafe {
-            self.set_link::<L>(link, L::next(base, e));
+            self.set_link::<L>(link, next);
+            j.committed();
             sub_locked(&self.header().len, 1);
             self.count_length(L::key(base, e), false);
-            self.header().len_pending.store(0, Release);
-            if L::vtype(base, e) == ValueType::String {
-                L::free_string(self.arena, L::word(base, e).load(Relaxed));
+            j.end_count();
+            let word = (L::vtype(base, e) == ValueType::String).then(|| L::word(base, e).load(Relaxed));
+            let mut arena = self.tracked();
+            if let Some(word) = word {
+                L::free_string(&mut arena, word);
             }
-            L::free_entry(self.arena, e);
+            L::free_entry(&mut arena, e);
         }
+        self.journal().end_commit();
         self.wrote();
     }
 
@@ -1150,7 +1244,7 @@ impl<A: Arena> Map<'_, A> {
         }
         loop {
             // SAFETY: the lock is held; the new entry stays private until linked.
-            if let Some(entry) = unsafe { L::new_entry(self.arena, e, 0) } {
+            if let Some(entry) = unsafe { L::new_entry(&mut self.tracked(), e, 0) } {
                 return Ok(entry);
             }
             if !self.make_room::<L>(now, room) {
@@ -1163,7 +1257,7 @@ impl<A: Arena> Map<'_, A> {
     fn alloc_string<L: Layout>(&mut self, bytes: &[u8], now: u32, room: &mut Room) -> Result<u64, Error> {
         loop {
             // SAFETY: the lock is held; the string stays private until linked.
-            if let Some(word) = unsafe { L::new_string(self.arena, bytes) } {
+            if let Some(word) = unsafe { L::new_string(&mut self.tracked(), bytes) } {
                 return Ok(word);
             }
             if !self.make_room::<L>(now, room) {
@@ -1181,25 +1275,32 @@ impl<A: Arena> Map<'_, A> {
         Error::NoRoom
     }
 
-    /// Links a complete, unlinked entry at the head of its bucket's chain.
+    /// Links a complete, unlinked entry at the head of its bucket's chain: the
+    /// commit of the write's fresh chunks (the entry, its key, its string).
     fn link_new<L: Layout>(&mut self, hash: u32, entry: u64) {
         let h = self.header();
         let idx = hash as u64 & (h.buckets - 1);
-        h.len_pending.store(1, Relaxed);
+        let j = self.journal();
+        j.begin_commit(self.link_slot::<L>(Link::Bucket(idx)), L::LINK_BYTES == 8, entry, true);
+        j.begin_count();
         // SAFETY: `entry` is complete and private; setting its `next` first and
         // then the bucket publishes it with one (release) store, after the flag.
         unsafe {
             L::set_next(self.base(), entry, L::bucket(self.base(), h.table, idx));
             L::set_bucket(self.base(), h.table, idx, entry);
         }
+        j.committed();
         add_locked(&h.len, 1);
         // SAFETY: `entry` was just linked, complete, under the lock.
         self.count_length(unsafe { L::key(self.base(), entry) }, true);
-        h.len_pending.store(0, Release);
+        j.end_count();
+        j.end_commit();
         self.wrote();
     }
 
     fn refuse<T>(&self, err: Error) -> Result<T, Error> {
+        // A refused write frees what it allocated before it returns.
+        self.journal().settle();
         if err == Error::NoRoom || err == Error::ChainFull {
             add_locked(&self.header().refused, 1);
         }
@@ -1274,14 +1375,22 @@ impl<A: Arena> Map<'_, A> {
             if unsafe { L::vtype(base, e) } == ValueType::String && vtype == ValueType::String {
                 // SAFETY: as above; its string chunk is live until swapped out.
                 let prev = unsafe { self.read::<L>(e) }.to_owned();
-                // SAFETY: as above. One store swaps the value; the old string is
-                // freed after it, when nothing links it any more.
-                let old = unsafe { L::word(base, e).swap(word, Relaxed) };
+                // SAFETY: as above. One store swaps the value (the commit of the
+                // fresh string); the old string is freed after it, when nothing
+                // links it any more.
+                let old = unsafe {
+                    let slot = L::word(base, e);
+                    self.journal().retire(L::string_chunk(base, slot.load(Relaxed)));
+                    self.journal().begin_commit(e + L::WORD_AT, true, word, true);
+                    slot.swap(word, Relaxed)
+                };
+                self.journal().committed();
                 // SAFETY: `old` is the string this entry held and no longer links.
                 unsafe {
                     L::expire(base, e).store(expire, Relaxed);
-                    L::free_string(self.arena, old);
+                    L::free_string(&mut self.tracked(), old);
                 }
+                self.journal().end_commit();
                 self.touch::<L>(e);
                 self.wrote();
                 return Ok(Some(prev));
@@ -1303,7 +1412,7 @@ impl<A: Arena> Map<'_, A> {
             Err(err) => {
                 if vtype == ValueType::String {
                     // SAFETY: the string was never linked.
-                    unsafe { L::free_string(self.arena, word) };
+                    unsafe { L::free_string(&mut self.tracked(), word) };
                 }
                 return self.refuse(err);
             }
@@ -1314,15 +1423,23 @@ impl<A: Arena> Map<'_, A> {
                 let prev = unsafe { self.read::<L>(old) }.to_owned();
                 // SAFETY: `entry` is complete and unlinked, `old` is live and
                 // `link` points at it. The new entry takes the old one's place
-                // with one store; the old one is unreachable before it is freed.
+                // with one store (the commit of the fresh chunks); the old one is
+                // unreachable before it is freed.
                 unsafe {
                     L::set_next(base, entry, L::next(base, old));
+                    self.retire_entry::<L>(old);
+                    self.journal()
+                        .begin_commit(self.link_slot::<L>(link), L::LINK_BYTES == 8, entry, true);
                     self.set_link::<L>(link, entry);
-                    if L::vtype(base, old) == ValueType::String {
-                        L::free_string(self.arena, L::word(base, old).load(Relaxed));
+                    self.journal().committed();
+                    let word = (L::vtype(base, old) == ValueType::String).then(|| L::word(base, old).load(Relaxed));
+                    let mut arena = self.tracked();
+                    if let Some(word) = word {
+                        L::free_string(&mut arena, word);
                     }
-                    L::free_entry(self.arena, old);
+                    L::free_entry(&mut arena, old);
                 }
+                self.journal().end_commit();
                 self.wrote();
                 Ok(Some(prev))
             }
@@ -1510,7 +1627,7 @@ impl<A: Arena> Map<'_, A> {
         }
         let h = self.header();
         h.len.store(n, Relaxed);
-        h.len_pending.store(0, Release);
+        h.journal.end_count();
     }
 
     fn verify_in<L: Layout>(&mut self) -> Result<u64, String> {
@@ -1584,7 +1701,18 @@ impl<A: Arena> Map<'_, A> {
 impl<'a, A: Arena> Map<'a, A> {
     /// Creates an empty map that matches lookups by `mode`; see [`Map::create`].
     pub fn create_matching(arena: &'a mut A, config: &MapConfig, mode: MatchMode) -> Result<u64, Error> {
-        let root = Map::create(arena, config)?;
+        Self::create_matching_keyed(arena, config, mode, random_hash_key()?)
+    }
+
+    /// [`Map::create_matching`] with a given hash key: a map made again
+    /// (`state::Snapshot`) keeps its key.
+    pub(crate) fn create_matching_keyed(
+        arena: &'a mut A,
+        config: &MapConfig,
+        mode: MatchMode,
+        hash_key: [u64; 2],
+    ) -> Result<u64, Error> {
+        let root = Map::create_keyed(arena, config, hash_key)?;
         if mode == MatchMode::Exact {
             return Ok(root);
         }
@@ -1691,7 +1819,7 @@ impl<'a, A: Arena> Map<'a, A> {
 
     /// Counts a key linked (`added`) or unlinked in its length slot, keeping
     /// the slot's bit set exactly while the count is nonzero. Runs under the
-    /// lock, inside the `len_pending` window, so a crash is repaired by the
+    /// lock, inside the journal's `RECOUNT` window, so a crash is repaired by the
     /// recount in `attach`.
     fn count_length(&self, key: &[u8], added: bool) {
         let h = self.header();

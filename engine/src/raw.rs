@@ -5,7 +5,8 @@
 //!
 //! Publication rule: an entry is completely written before the single store that
 //! links it into a chain, and unlinked before it is freed, so a process killed at
-//! any instant leaves every reachable entry whole; at worst an unlinked chunk leaks.
+//! any instant leaves every reachable entry whole; the chunks it held outside the
+//! chains are in the map's journal (`journal`), and the next lock holder frees them.
 //!
 //! Nothing read from the zone is trusted: every offset (a bucket, a `next`, a key,
 //! a string) is checked against the zone's size, with one compare, before the
@@ -69,6 +70,11 @@ pub unsafe trait Layout {
     const MAX_STRING: usize;
     /// Bytes an entry takes besides its key.
     const ENTRY_BYTES: usize;
+    /// Bytes of a link (a bucket or an entry's `next`, which is an entry's
+    /// first field): 4 or 8.
+    const LINK_BYTES: u64;
+    /// Where an entry's value word is, from the entry's start.
+    const WORD_AT: u64;
 
     /// The least slab an entry with a key of `key_len` bytes takes.
     fn entry_footprint(key_len: usize) -> usize;
@@ -82,6 +88,8 @@ pub unsafe trait Layout {
     unsafe fn new_entry<A: Arena>(arena: &mut A, e: &NewEntry<'_>, next: u64) -> Option<u64>;
     /// Frees an unlinked entry and its key (not its string value).
     unsafe fn free_entry<A: Arena>(arena: &mut A, entry: u64);
+    /// The chunks `free_entry` frees: the entry's, and its key's or 0.
+    unsafe fn entry_chunks(base: Region, entry: u64) -> [u64; 2];
 
     unsafe fn next(base: Region, entry: u64) -> u64;
     unsafe fn set_next(base: Region, entry: u64, next: u64);
@@ -96,6 +104,8 @@ pub unsafe trait Layout {
     unsafe fn new_string<A: Arena>(arena: &mut A, bytes: &[u8]) -> Option<u64>;
     unsafe fn string<'a>(base: Region, word: u64) -> &'a [u8];
     unsafe fn free_string<A: Arena>(arena: &mut A, word: u64);
+    /// The chunk `free_string` frees for `word`, or 0.
+    fn string_chunk(base: Region, word: u64) -> u64;
 }
 
 /// The zone as the layouts read it: its base address and its size. Every offset
@@ -189,6 +199,7 @@ struct TinyEntry {
 
 const TINY_BYTES: usize = core::mem::size_of::<TinyEntry>();
 const _: () = assert!(TINY_BYTES == 32);
+const _: () = assert!(core::mem::offset_of!(TinyEntry, next) == 0);
 
 pub enum Tiny {}
 
@@ -208,6 +219,8 @@ unsafe impl Layout for Tiny {
     const MAX_KEY: usize = (1 << 24) - 1;
     const MAX_STRING: usize = u32::MAX as usize;
     const ENTRY_BYTES: usize = TINY_BYTES;
+    const LINK_BYTES: u64 = 4;
+    const WORD_AT: u64 = core::mem::offset_of!(TinyEntry, word) as u64;
 
     fn entry_footprint(key_len: usize) -> usize {
         footprint(TINY_BYTES) + if key_len == 0 { 0 } else { footprint(key_len) }
@@ -275,13 +288,24 @@ unsafe impl Layout for Tiny {
         // SAFETY: the entry is unlinked and live; a key chunk outside the zone is
         // left alone (leaked) rather than handed to the allocator.
         unsafe {
-            let e = Tiny::entry(base, entry);
-            let len = (e.meta & 0x00ff_ffff) as u64;
-            if e.key & 7 == 0 && e.key != 0 && base.bytes(e.key as u64, len.max(1)).is_some() {
-                arena.free(NonNull::new_unchecked(base.at(e.key as u64)));
+            let [_, key] = Tiny::entry_chunks(base, entry);
+            if key != 0 {
+                arena.free(NonNull::new_unchecked(base.at(key)));
             }
             arena.free(NonNull::new_unchecked(base.at(entry)));
         }
+    }
+
+    unsafe fn entry_chunks(base: Region, entry: u64) -> [u64; 2] {
+        // SAFETY: a live entry per the trait contract.
+        let e = unsafe { Tiny::entry(base, entry) };
+        let len = (e.meta & 0x00ff_ffff) as u64;
+        let key = if e.key & 7 == 0 && e.key != 0 && base.bytes(e.key as u64, len.max(1)).is_some() {
+            e.key as u64
+        } else {
+            0
+        };
+        [entry, key]
     }
 
     unsafe fn next(base: Region, entry: u64) -> u64 {
@@ -351,11 +375,19 @@ unsafe impl Layout for Tiny {
     }
 
     unsafe fn free_string<A: Arena>(arena: &mut A, word: u64) {
-        let base = Region::new(arena.base(), arena.size());
+        let chunk = Tiny::string_chunk(Region::new(arena.base(), arena.size()), word);
+        if chunk != 0 {
+            // SAFETY: a live chunk from `new_string` inside the zone, no longer referenced.
+            unsafe { arena.free(NonNull::new_unchecked(arena.base().add(chunk as usize))) }
+        }
+    }
+
+    fn string_chunk(base: Region, word: u64) -> u64 {
         let len = word >> 32;
         if len != 0 && word & 7 == 0 && base.bytes(word & 0xffff_ffff, len).is_some() {
-            // SAFETY: a live chunk from `new_string` inside the zone, no longer referenced.
-            unsafe { arena.free(NonNull::new_unchecked(base.at(word & 0xffff_ffff))) }
+            word & 0xffff_ffff
+        } else {
+            0
         }
     }
 }
@@ -376,6 +408,7 @@ struct HashEntry {
 
 const HASH_HDR: usize = core::mem::size_of::<HashEntry>();
 const _: () = assert!(HASH_HDR == 40);
+const _: () = assert!(core::mem::offset_of!(HashEntry, next) == 0);
 
 pub enum Hash {}
 
@@ -402,6 +435,8 @@ unsafe impl Layout for Hash {
     const MAX_KEY: usize = u32::MAX as usize - HASH_HDR;
     const MAX_STRING: usize = usize::MAX >> 1;
     const ENTRY_BYTES: usize = HASH_HDR;
+    const LINK_BYTES: u64 = 8;
+    const WORD_AT: u64 = core::mem::offset_of!(HashEntry, word) as u64;
 
     fn entry_footprint(key_len: usize) -> usize {
         footprint(HASH_HDR.saturating_add(key_len))
@@ -451,6 +486,10 @@ unsafe impl Layout for Hash {
     unsafe fn free_entry<A: Arena>(arena: &mut A, entry: u64) {
         // SAFETY: unlinked live entry, checked to lie inside the zone.
         unsafe { arena.free(NonNull::new_unchecked(arena.base().add(entry as usize))) }
+    }
+
+    unsafe fn entry_chunks(_: Region, entry: u64) -> [u64; 2] {
+        [entry, 0]
     }
 
     unsafe fn next(base: Region, entry: u64) -> u64 {
@@ -510,10 +549,18 @@ unsafe impl Layout for Hash {
     }
 
     unsafe fn free_string<A: Arena>(arena: &mut A, word: u64) {
-        let base = Region::new(arena.base(), arena.size());
-        if word != 0 && word & 7 == 0 && Hash::chunk(base, word).is_some() {
+        let chunk = Hash::string_chunk(Region::new(arena.base(), arena.size()), word);
+        if chunk != 0 {
             // SAFETY: a live chunk from `new_string` inside the zone, no longer referenced.
-            unsafe { arena.free(NonNull::new_unchecked(base.at(word))) }
+            unsafe { arena.free(NonNull::new_unchecked(arena.base().add(chunk as usize))) }
+        }
+    }
+
+    fn string_chunk(base: Region, word: u64) -> u64 {
+        if word != 0 && word & 7 == 0 && Hash::chunk(base, word).is_some() {
+            word
+        } else {
+            0
         }
     }
 }

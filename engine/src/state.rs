@@ -19,7 +19,8 @@
 use core::fmt;
 
 use crate::arena::Arena;
-use crate::map::{Error, Map, Ttl, Value};
+use crate::map::{Error, Map, MapConfig, Ttl, Value};
+use crate::matching::MatchMode;
 use crate::spec::MapKind;
 
 pub const MAGIC: [u8; 8] = *b"SHMSTATE";
@@ -292,4 +293,65 @@ pub fn load<A: Arena>(map: &mut Map<'_, A>, state: &State<'_>, now: u32) -> Load
     map.reconfigure(config.timeout, config.evict);
     map.set_replicate(true);
     report
+}
+
+/// A map held in process memory while its arena is reset: what is needed to
+/// make it again, as it was, in the emptied arena. After a process died inside
+/// the allocator (`Recovery::rebuild`), the allocator's own lists may be torn,
+/// but the map's chains are whole (an entry is linked by one store, and
+/// unlinked before it is freed): they are read, not freed, the arena is reset,
+/// and the map is made again with the same configuration, hash key and entries.
+pub struct Snapshot {
+    config: MapConfig,
+    mode: MatchMode,
+    hash_key: [u64; 2],
+    now: u32,
+    /// The live entries, as a state file.
+    entries: Vec<u8>,
+    len: u64,
+}
+
+impl Snapshot {
+    /// Reads the map's live entries and identity. Reads only: nothing is
+    /// allocated or freed in the arena.
+    pub fn take<A: Arena>(map: &mut Map<'_, A>, now: u32) -> Snapshot {
+        let mut enc = Encoder::new(map.config().kind, now);
+        map.for_each(b"", now, |key, value, expire| {
+            enc.push(key, value, expire);
+            true
+        });
+        Snapshot {
+            config: map.config(),
+            mode: map.match_mode(),
+            hash_key: map.hash_secret(),
+            now,
+            len: enc.count(),
+            entries: enc.finish(),
+        }
+    }
+
+    /// Entries held.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Makes the map again in `arena`, which was just reset: the allocations
+    /// happen in the order of the map's creation, so the map's header lands
+    /// where it was (the caller checks the returned offset). `sync_host` gives
+    /// the map a new, empty replication log under that name. Returns the
+    /// header's offset and what was loaded.
+    pub fn restore<A: Arena>(&self, arena: &mut A, sync_host: Option<u64>) -> Result<(u64, LoadReport), Error> {
+        let root = Map::create_matching_keyed(arena, &self.config, self.mode, self.hash_key)?;
+        // SAFETY: `root` was just made in this arena, whose lock the caller holds.
+        let mut map = unsafe { Map::attach(arena, root) }.ok_or(Error::NoRoom)?;
+        if let Some(host) = sync_host {
+            map.enable_sync(host)?;
+        }
+        let state = parse(&self.entries).map_err(|_| Error::NoRoom)?;
+        Ok((root, load(&mut map, &state, self.now)))
+    }
 }

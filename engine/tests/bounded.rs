@@ -162,17 +162,19 @@ fn fill_and_clear_forever(mut heap: Heap) -> ! {
     }
 }
 
-/// A process killed while clearing leaks at most the entry it was freeing: its
-/// entry chunk, its key chunk (tinymap) and its string. The rest of the chain
-/// stays linked and is cleared by the next clear.
+/// A process killed while clearing loses nothing: the next lock holder frees
+/// the entry it was freeing (from the journal), or rebuilds the heap when it
+/// died inside the allocator. The rest of the chain stays linked and is
+/// cleared by the next clear.
 #[test]
-fn a_clear_killed_at_any_instant_leaks_at_most_one_entry() {
+fn a_clear_killed_at_any_instant_leaks_nothing() {
     for kind in common::KINDS {
         let mut shared = common::SharedHeap::new(kind, 1 << 20, 400, false);
         let root = shared.heap.root();
         let baseline = shared.heap.live_allocations();
         let mut rng = 0x2545_f491_4f6c_dd1du64;
         let kills = 40;
+        let (mut finished, mut rebuilt) = (0, 0);
         for round in 0..kills {
             let child = shared.open_in_child();
             let pid = common::fork_child(move || fill_and_clear_forever(child));
@@ -182,18 +184,22 @@ fn a_clear_killed_at_any_instant_leaks_at_most_one_entry() {
                 libc::kill(pid, libc::SIGKILL);
                 libc::waitpid(pid, std::ptr::null_mut(), 0);
             }
-            shared.heap.force_unlock();
+            match shared.take_over() {
+                Some(r) if r.rebuild => rebuilt += 1,
+                Some(r) if r.freed > 0 => finished += 1,
+                _ => {}
+            }
             let _guard = shared.heap.lock();
             // SAFETY: the lock is held; the child is dead.
             let mut m = unsafe { Map::attach(&mut shared.heap, root) }.unwrap();
             assert_eq!(m.verify(), Ok(m.len()), "{kind:?} round {round}");
             m.clear();
         }
-        // Each kill may leave one entry's chunks (3 at most) allocated, plus one
-        // chunk when it lands inside the allocator itself between its list and
-        // its count.
+        // The next holder finishes the dead writer's free from the journal, or
+        // rebuilds the heap if the writer died inside the allocator: nothing is
+        // lost. (Before the journal: 18 to 39 chunks in 40 kills.)
         let leaked = shared.heap.live_allocations() - baseline;
-        assert!(leaked <= kills * 4, "{kind:?}: {leaked} chunks leaked in {kills} kills");
-        eprintln!("{kind:?}: {leaked} chunks leaked in {kills} kills");
+        assert_eq!(leaked, 0, "{kind:?}: {leaked} chunks leaked in {kills} kills");
+        eprintln!("{kind:?}: {leaked} chunks leaked in {kills} kills ({finished} frees finished, {rebuilt} rebuilds)");
     }
 }

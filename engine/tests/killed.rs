@@ -57,7 +57,7 @@ fn run(kind: MapKind) {
             libc::kill(pid, libc::SIGKILL);
             libc::waitpid(pid, std::ptr::null_mut(), 0);
         }
-        shared.heap.force_unlock();
+        shared.take_over();
 
         let _guard = shared.heap.lock();
         // The lock is held and the writer is dead.

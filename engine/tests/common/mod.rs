@@ -2,7 +2,8 @@
 #![allow(dead_code)]
 
 use shared_map_engine::heap::Heap;
-use shared_map_engine::{Map, MapConfig, MapKind};
+use shared_map_engine::state::Snapshot;
+use shared_map_engine::{Map, MapConfig, MapKind, Recovery};
 
 pub const KINDS: [MapKind; 2] = [MapKind::Tiny, MapKind::Hash];
 
@@ -63,6 +64,27 @@ impl SharedHeap {
         let root = Map::create(&mut heap, &config).expect("create map");
         heap.set_root(root);
         SharedHeap { base, size, heap }
+    }
+
+    /// Takes the map over after its writer died holding the lock, as the
+    /// module does: releases the lock (nginx's master force-unlocks a dead
+    /// worker's mutex), attaches, which finishes the dead writer's write from
+    /// the journal, and, if the writer died inside the allocator, rebuilds the
+    /// heap from the map's entries. Returns what attaching reported.
+    pub fn take_over(&mut self) -> Option<Recovery> {
+        self.heap.force_unlock();
+        let root = self.heap.root();
+        let recovery = map(&mut self.heap).recovery();
+        if recovery.is_some_and(|r| r.rebuild) {
+            let snapshot = Snapshot::take(&mut map(&mut self.heap), 0);
+            // SAFETY: the region is ours (the writer is dead) and stays mapped;
+            // formatting it again is what resetting nginx's slab pool does.
+            self.heap = unsafe { Heap::init(self.base, self.size) };
+            let (rebuilt, _) = snapshot.restore(&mut self.heap, None).expect("restore the map");
+            assert_eq!(rebuilt, root, "the map is made again where it was");
+            self.heap.set_root(root);
+        }
+        recovery
     }
 
     /// The heap as a forked child opens it (through the region's header only).
