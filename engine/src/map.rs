@@ -1459,8 +1459,6 @@ impl<A: Arena> Map<'_, A> {
     }
 
     fn add_in<L: Layout>(&mut self, key: &[u8], delta: i64, init: i64, ttl: Ttl, now: u32) -> Result<i64, Error> {
-        // A key that can never fit is refused before anything is evicted for it.
-        self.check_fits::<L>(key, None)?;
         let hash = self.hash(key);
         let base = self.base();
         self.refusal = None;
@@ -1489,6 +1487,9 @@ impl<A: Arena> Map<'_, A> {
             return Ok(new);
         }
         let v = init.checked_add(delta).ok_or(Error::Overflow)?;
+        // A key that can never fit is refused before anything is evicted for it
+        // (a key already stored fits).
+        self.check_fits::<L>(key, None)?;
         if let Err(err) = self.chain_room::<L>(hash, now) {
             return self.refuse(err);
         }
@@ -1741,7 +1742,11 @@ impl<'a, A: Arena> Map<'a, A> {
     /// The key a write stores or a delete removes: an ip map's keys in normal
     /// form (`Error::InvalidKey` for one that is no address or range), a prefix
     /// map's at most `MAX_PREFIX_KEY` bytes long.
+    #[inline]
     pub fn write_key<'k>(&self, key: &'k [u8]) -> Result<Cow<'k, [u8]>, Error> {
+        if self.header().match_mode == MatchMode::Exact as u32 {
+            return Ok(Cow::Borrowed(key));
+        }
         match self.match_mode() {
             MatchMode::Exact => Ok(Cow::Borrowed(key)),
             MatchMode::Prefix if key.len() > matching::MAX_PREFIX_KEY => Err(Error::KeyTooLarge),
