@@ -150,6 +150,7 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             // SAFETY: the main conf lives as long as the cycle, so its maps do.
             map: unsafe { &*(&**m as *const SharedMap) },
             last_id: String::new(),
+            host: 0,
             flight: 0,
             more: false,
         })

@@ -99,6 +99,10 @@ pub struct MapSync {
     pub map: &'static SharedMap,
     /// The last stream entry applied; empty: load the whole contents next.
     pub last_id: String,
+    /// The name of the map's replication log at the server, as last sent. A
+    /// map made again after a death in its allocator (`zone::rebuild`) has a
+    /// new log under a new name, and loads the whole contents again.
+    pub host: u64,
     /// The batch number of the round trip under way, if it carries one.
     pub flight: u64,
     /// The last round trip was full (a whole batch sent or a whole read
@@ -122,7 +126,11 @@ pub fn request(sync: &mut MapSync, prefix: &str, sha: &[u8]) -> OwnedFrame {
     let taken = map
         .with(|m| (m.sync_take(BATCH, now), m.sync_host(), m.config().entries))
         .ok();
-    let (batch, host, entries) = taken.unwrap_or((None, 0, 0));
+    let (batch, host, entries) = taken.unwrap_or((None, sync.host, 0));
+    if host != sync.host {
+        sync.host = host;
+        sync.last_id.clear();
+    }
     let batch = batch.unwrap_or_default();
     sync.flight = batch.seq;
     sync.more = batch.changes.len() >= BATCH;
