@@ -245,3 +245,36 @@ fn a_writer_dying_just_after_a_free_loses_nothing_and_frees_nothing_twice() {
         eprintln!("{kind:?}: died after each of {kills} frees, {rebuilds} rebuilds, nothing lost nor freed twice");
     }
 }
+
+/// How long the lock is held to make a large map again: the one hold that
+/// grows with the map, and only after a death inside the allocator. Run with
+/// `cargo test --release -p shared-map-engine --test journal -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn the_time_to_make_a_large_map_again() {
+    for kind in common::KINDS {
+        let n = 500_000u64;
+        let mut shared = SharedHeap::new(kind, 64 << 20, 1_000_000, false);
+        let root = shared.heap.root();
+        {
+            let mut m = common::map(&mut shared.heap);
+            for i in 0..n {
+                m.add(format!("/counter/{i:08}").as_bytes(), 1, 0, Ttl::Default, 0)
+                    .unwrap();
+            }
+        }
+        let t0 = std::time::Instant::now();
+        let snapshot = state::Snapshot::take(&mut common::map(&mut shared.heap), 0);
+        let t1 = std::time::Instant::now();
+        // SAFETY: nothing else uses the region; this is what `take_over` does.
+        shared.heap = unsafe { Heap::init(shared.base(), 64 << 20) };
+        let (rebuilt, report) = snapshot.restore(&mut shared.heap, None).unwrap();
+        let t2 = std::time::Instant::now();
+        assert_eq!((rebuilt, report.loaded), (root, n));
+        eprintln!(
+            "{kind:?}: {n} entries read in {:.0} ms, made again in {:.0} ms",
+            (t1 - t0).as_secs_f64() * 1e3,
+            (t2 - t1).as_secs_f64() * 1e3
+        );
+    }
+}

@@ -87,6 +87,11 @@ impl SharedHeap {
         recovery
     }
 
+    /// The start of the shared region.
+    pub fn base(&self) -> *mut u8 {
+        self.base
+    }
+
     /// The heap as a forked child opens it (through the region's header only).
     pub fn open_in_child(&self) -> Heap {
         // SAFETY: formatted in `new`; the child inherited the mapping at this address.
