@@ -1061,6 +1061,21 @@ impl<A: Arena> Map<'_, A> {
             sub_locked(&self.header().len, 1);
             self.count_length(L::key(base, e), false);
             j.end_count();
+            self.free_unlinked::<L>(e);
+        }
+        self.journal().end_commit();
+        self.wrote();
+    }
+
+    /// Frees an entry no chain reaches any more, and its string, forgetting
+    /// each chunk in the journal as it is freed.
+    ///
+    /// # Safety
+    /// `e` is an entry of layout `L` that was just unlinked under the lock.
+    unsafe fn free_unlinked<L: Layout>(&mut self, e: u64) {
+        let base = self.base();
+        // SAFETY: per the contract, `e` is whole, and nothing reaches it.
+        unsafe {
             let word = (L::vtype(base, e) == ValueType::String).then(|| L::word(base, e).load(Relaxed));
             let mut arena = self.tracked();
             if let Some(word) = word {
@@ -1068,8 +1083,6 @@ impl<A: Arena> Map<'_, A> {
             }
             L::free_entry(&mut arena, e);
         }
-        self.journal().end_commit();
-        self.wrote();
     }
 
     fn get_in<L: Layout>(&mut self, key: &[u8], now: u32, touch: bool) -> Option<Value<'_>> {
@@ -1432,12 +1445,7 @@ impl<A: Arena> Map<'_, A> {
                         .begin_commit(self.link_slot::<L>(link), L::LINK_BYTES == 8, entry, true);
                     self.set_link::<L>(link, entry);
                     self.journal().committed();
-                    let word = (L::vtype(base, old) == ValueType::String).then(|| L::word(base, old).load(Relaxed));
-                    let mut arena = self.tracked();
-                    if let Some(word) = word {
-                        L::free_string(&mut arena, word);
-                    }
-                    L::free_entry(&mut arena, old);
+                    self.free_unlinked::<L>(old);
                 }
                 self.journal().end_commit();
                 self.wrote();
