@@ -123,7 +123,11 @@ impl SharedMap {
         let mut map = unsafe { Map::attach(&mut arena, self.root) }.ok_or(ZoneUnavailable)?;
         if let Some(recovery) = map.recovery() {
             if recovery.rebuild {
-                self.rebuild(&mut arena)?;
+                // The chains are whole: read them (nothing is freed) before the
+                // pool is reset.
+                let snapshot = Snapshot::take(&mut map, now());
+                let synced = map.is_synced();
+                self.rebuild(&mut arena, &snapshot, synced)?;
                 // SAFETY: as above; the map was made again at `root`.
                 map = unsafe { Map::attach(&mut arena, self.root) }.ok_or(ZoneUnavailable)?;
             } else {
@@ -143,18 +147,13 @@ impl SharedMap {
     /// Makes the zone again after a process died inside nginx's slab allocator
     /// (or the replication log) holding the mutex: the allocator's page lists
     /// may be torn, and a later allocation would crash on them. The map's
-    /// chains are whole, so its entries are read (nothing is freed), the pool
-    /// is reset with `ngx_slab_init`, as at the zone's creation, and the map is
-    /// made again with the same allocations in the same order, so its header
-    /// is where every worker expects it. The one lock hold that grows with the
-    /// map, and only after such a death.
-    fn rebuild(&self, arena: &mut SlabArena) -> Result<(), ZoneUnavailable> {
-        let now = now();
-        let (snapshot, synced) = {
-            // SAFETY: as in `with`, whose caller holds the mutex.
-            let mut m = unsafe { Map::attach(arena, self.root) }.ok_or(ZoneUnavailable)?;
-            (Snapshot::take(&mut m, now), m.is_synced())
-        };
+    /// chains are whole, so the caller has read its entries (nothing freed);
+    /// the pool is reset with `ngx_slab_init`, as at the zone's creation, and
+    /// the map is made again with the same allocations in the same order, so
+    /// its header is where every worker expects it; `synced` gives it a new
+    /// replication log. The one lock hold that grows with the map, and only
+    /// after such a death.
+    fn rebuild(&self, arena: &mut SlabArena, snapshot: &Snapshot, synced: bool) -> Result<(), ZoneUnavailable> {
         let shpool = arena.pool.as_ptr();
         // SAFETY: the mutex is held, and nothing but the map (made again below)
         // refers to the pool's pages: the handles of other workers exist only

@@ -60,7 +60,8 @@ const ADOPT: u32 = 2;
 #[repr(C)]
 pub(crate) struct Journal {
     /// Nonzero when the last holder of the lock died with work unfinished:
-    /// `RECOUNT` and `JOURNALED` bits. The one word a lock holder reads.
+    /// `RECOUNT`, `JOURNALED` and `IN_ALLOCATOR` bits. The one word a lock
+    /// holder reads.
     pending: AtomicU32,
     flags: AtomicU32,
     fresh: [AtomicU64; SLOTS],
@@ -228,16 +229,12 @@ impl Journal {
         };
         let mut freed = 0;
         let mut free = |list: &[AtomicU64; SLOTS]| {
-            for s in list {
-                let off = s.load(Relaxed);
-                if inside(off, 8) {
-                    // SAFETY: a chunk the dead writer allocated and nothing links:
-                    // not linked before its commit, or unlinked by it. It died
-                    // outside the allocator, so the chunk is allocated.
-                    unsafe { arena.free(NonNull::new_unchecked(arena.base().add(off as usize))) };
-                    freed += 1;
-                }
-                s.store(0, Relaxed);
+            for off in list.iter().map(|s| s.load(Relaxed)).filter(|&off| inside(off, 8)) {
+                // SAFETY: a chunk the dead writer allocated and nothing links:
+                // not linked before its commit, or unlinked by it. It died
+                // outside the allocator, so the chunk is allocated.
+                unsafe { arena.free(NonNull::new_unchecked(arena.base().add(off as usize))) };
+                freed += 1;
             }
         };
         if !(committed && flags & ADOPT != 0) {
@@ -245,12 +242,8 @@ impl Journal {
         }
         if committed {
             free(&self.retired);
-        } else {
-            for s in &self.retired {
-                s.store(0, Relaxed);
-            }
         }
-        for s in &self.fresh {
+        for s in self.fresh.iter().chain(&self.retired) {
             s.store(0, Relaxed);
         }
         self.slot.store(0, Relaxed);
@@ -258,7 +251,7 @@ impl Journal {
         self.unset(JOURNALED);
         Recovery {
             freed,
-            committed: committed && slot != 0,
+            committed,
             ..Recovery::default()
         }
     }

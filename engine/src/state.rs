@@ -308,35 +308,19 @@ pub struct Snapshot {
     now: u32,
     /// The live entries, as a state file.
     entries: Vec<u8>,
-    len: u64,
 }
 
 impl Snapshot {
     /// Reads the map's live entries and identity. Reads only: nothing is
     /// allocated or freed in the arena.
     pub fn take<A: Arena>(map: &mut Map<'_, A>, now: u32) -> Snapshot {
-        let mut enc = Encoder::new(map.config().kind, now);
-        map.for_each(b"", now, |key, value, expire| {
-            enc.push(key, value, expire);
-            true
-        });
         Snapshot {
             config: map.config(),
             mode: map.match_mode(),
             hash_key: map.hash_secret(),
             now,
-            len: enc.count(),
-            entries: enc.finish(),
+            entries: save(map, now),
         }
-    }
-
-    /// Entries held.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// Makes the map again in `arena`, which was just reset: the allocations
