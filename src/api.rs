@@ -16,7 +16,7 @@ use ngx::ffi::{
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_conf_log_error, ngx_log_error};
-use shared_map_engine::{spec, Error, Map, MatchMode, OwnedValue, Ttl, Value};
+use shared_map_engine::{spec, Error, Map, MatchMode, OwnedValue, Read, Ttl, Value};
 use shared_map_http_parse::conditional;
 use shared_map_http_parse::query::{self, Arg, QueryError};
 
@@ -102,6 +102,8 @@ enum Op {
     Get {
         map: &'static SharedMap,
         key: Vec<u8>,
+        /// `stale`: an expired entry still held is answered too.
+        stale: bool,
     },
     Put {
         map: &'static SharedMap,
@@ -109,6 +111,8 @@ enum Op {
         ttl: Ttl,
         vtype: PutType,
         nx: bool,
+        /// `exchange`: the previous value is the reply.
+        exchange: bool,
         cond: Cond,
     },
     Incr {
@@ -129,6 +133,8 @@ enum Op {
         format: Format,
         prefix: Vec<u8>,
         limit: Option<u64>,
+        /// `stale`: expired entries still held are listed, marked.
+        stale: bool,
     },
     Clear {
         map: &'static SharedMap,
@@ -208,11 +214,13 @@ struct Reply {
     found: Option<Box<Found>>,
 }
 
-/// What a read of a key adds to its reply's headers.
+/// What a read of a key (or an exchange) adds to its reply's headers.
 struct Found {
     etag: String,
     /// The stored key a prefix or ip lookup found.
     matched: Option<String>,
+    /// The value has expired: a stale read answered it.
+    stale: bool,
 }
 
 const TEXT: &str = "text/plain";
@@ -382,7 +390,9 @@ fn parse_number<T: core::str::FromStr>(v: &[u8]) -> Option<T> {
     core::str::from_utf8(v).ok()?.parse().ok()
 }
 
-const ALL_ARGS: [&str; 9] = ["key", "prefix", "limit", "format", "ttl", "type", "nx", "incr", "init"];
+const ALL_ARGS: [&str; 11] = [
+    "key", "prefix", "limit", "format", "ttl", "type", "nx", "incr", "init", "exchange", "stale",
+];
 
 /// The map a request names, `Ok(None)` for the list of maps.
 fn find_map(r: &Request, api: &ApiConf) -> Result<Option<&'static SharedMap>, Reply> {
@@ -454,24 +464,30 @@ fn plan(r: &Request, api: &ApiConf) -> Result<Op, Reply> {
     let key = args.value("key")?.map(<[u8]>::to_vec);
     match (method, key) {
         (NGX_HTTP_GET | NGX_HTTP_HEAD, Some(key)) => {
-            args.only(&["key"])?;
-            Ok(Op::Get { map, key })
+            args.only(&["key", "stale"])?;
+            let stale = args.flag("stale")?;
+            Ok(Op::Get { map, key, stale })
         }
         (NGX_HTTP_GET | NGX_HTTP_HEAD, None) => {
-            args.only(&["format", "prefix", "limit"])?;
+            args.only(&["format", "prefix", "limit", "stale"])?;
             let format = args.format()?;
             if format == Format::Html {
                 return Err(bad_request("format \"html\" is for the list of maps only"));
+            }
+            let stale = args.flag("stale")?;
+            if stale && format != Format::Json {
+                return Err(bad_request("argument \"stale\" is for JSON listings only"));
             }
             Ok(Op::List {
                 map,
                 format,
                 prefix: args.value("prefix")?.unwrap_or_default().to_vec(),
                 limit: args.number("limit")?,
+                stale,
             })
         }
         (NGX_HTTP_PUT, key) => {
-            args.only(&["key", "ttl", "type", "nx"])?;
+            args.only(&["key", "ttl", "type", "nx", "exchange"])?;
             let key = key.ok_or_else(|| bad_request("missing argument \"key\""))?;
             let vtype = match args.value("type")? {
                 None | Some(b"string") => PutType::Str,
@@ -479,12 +495,17 @@ fn plan(r: &Request, api: &ApiConf) -> Result<Op, Reply> {
                 Some(b"long") => PutType::Long,
                 Some(v) => return Err(bad_request(format!("invalid type \"{}\"", printable(v)))),
             };
+            let (nx, exchange) = (args.flag("nx")?, args.flag("exchange")?);
+            if nx && exchange {
+                return Err(bad_request("arguments \"nx\" and \"exchange\" exclude each other"));
+            }
             Ok(Op::Put {
                 map,
                 key,
                 ttl: args.ttl()?,
                 vtype,
-                nx: args.flag("nx")?,
+                nx,
+                exchange,
                 cond: Cond::of(r),
             })
         }
@@ -520,28 +541,18 @@ fn plan(r: &Request, api: &ApiConf) -> Result<Op, Reply> {
 fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
     let now = now();
     match op {
-        Op::Get { map, key } => match map.with(|m| {
+        // API reads peek: looking at a map leaves what eviction chooses alone.
+        Op::Get { map, key, stale } => match map.with(|m| {
             let matching = m.match_mode() != MatchMode::Exact;
-            m.get_match(&key, now).map(|(k, v)| {
+            m.read_match(&key, now, Read { touch: false, stale }).map(|hit| {
                 // Escaped as variables are: a stored key may hold CR or LF.
-                let matched = matching.then(|| String::from_utf8_lossy(&header_safe(k)).into_owned());
-                (v.to_owned(), value_etag(&v), matched)
+                let matched = matching.then(|| String::from_utf8_lossy(&header_safe(hit.key)).into_owned());
+                (hit.value.to_owned(), value_etag(&hit.value), matched, hit.stale)
             })
         }) {
             Err(_) => unavailable(r, map),
             Ok(None) => Reply::error(NGX_HTTP_NOT_FOUND, "key not found"),
-            Ok(Some((v, etag, matched))) => {
-                let (t, body) = match v {
-                    OwnedValue::Int(i) => ("int", i.to_string().into_bytes()),
-                    OwnedValue::Long(l) => ("long", l.to_string().into_bytes()),
-                    OwnedValue::Str(s) => ("string", s),
-                };
-                Reply {
-                    value_type: Some(t),
-                    found: Some(Box::new(Found { etag, matched })),
-                    ..Reply::new(NGX_HTTP_OK, TEXT, body)
-                }
-            }
+            Ok(Some((v, etag, matched, stale))) => value_reply(v, Found { etag, matched, stale }),
         },
         Op::Put {
             map,
@@ -549,6 +560,7 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
             ttl,
             vtype,
             nx,
+            exchange,
             cond,
         } => {
             let value = match vtype {
@@ -578,6 +590,17 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
             match result {
                 Err(_) => unavailable(r, map),
                 Ok(Ok(None)) => Reply::empty(NGX_HTTP_CREATED),
+                Ok(Ok(Some(prev))) if exchange => {
+                    let etag = value_etag(&prev.as_value());
+                    value_reply(
+                        prev,
+                        Found {
+                            etag,
+                            matched: None,
+                            stale: false,
+                        },
+                    )
+                }
                 Ok(Ok(Some(_))) => Reply::empty(NGX_HTTP_NO_CONTENT),
                 Ok(Err(e)) => refused_write(r, map, &key, e),
             }
@@ -646,6 +669,20 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
     }
 }
 
+/// A 200 answering a value: a read's, or the previous value of an exchange.
+fn value_reply(v: OwnedValue, found: Found) -> Reply {
+    let (t, body) = match v {
+        OwnedValue::Int(i) => ("int", i.to_string().into_bytes()),
+        OwnedValue::Long(l) => ("long", l.to_string().into_bytes()),
+        OwnedValue::Str(s) => ("string", s),
+    };
+    Reply {
+        value_type: Some(t),
+        found: Some(Box::new(found)),
+        ..Reply::new(NGX_HTTP_OK, TEXT, body)
+    }
+}
+
 /// The requests whose work grows with the map, as a [`Stream`]: listings and
 /// clears. Others are given back.
 fn streamed(r: &Request, op: Op) -> Result<Stream, Op> {
@@ -656,18 +693,16 @@ fn streamed(r: &Request, op: Op) -> Result<Stream, Op> {
             format: Format::Json,
             prefix,
             limit,
-        } => Ok(Stream::new(
-            Work::Json,
-            vec![map],
-            prefix,
-            Some(limit.unwrap_or(DEFAULT_LIMIT)),
-            now,
-        )),
+            stale,
+        } => {
+            Ok(Stream::new(Work::Json, vec![map], prefix, Some(limit.unwrap_or(DEFAULT_LIMIT)), now).with_stale(stale))
+        }
         Op::List {
             map,
             format: Format::Prometheus,
             prefix,
             limit,
+            ..
         } => Ok(Stream::new(Work::Prometheus, vec![map], prefix, limit, now)),
         Op::ListMaps {
             format: Format::Prometheus,
@@ -700,6 +735,10 @@ unsafe fn send(r: *mut ngx_http_request_t, reply: Reply) -> ngx_int_t {
             "X-Shared-Map-Key",
             reply.found.as_ref().and_then(|f| f.matched.as_deref()),
         ),
+        (
+            "X-Shared-Map-Stale",
+            reply.found.as_ref().and_then(|f| f.stale.then_some("1")),
+        ),
     ];
     let extra = reply.extra.iter().map(|&(name, value)| (name, Some(value)));
     for (name, value) in headers.into_iter().chain(extra) {
@@ -720,9 +759,12 @@ unsafe fn send(r: *mut ngx_http_request_t, reply: Reply) -> ngx_int_t {
             }
         }
     }
-    if reply.found.is_none() {
+    // SAFETY: a live request.
+    let read = matches!(unsafe { (*r).method } as u32, NGX_HTTP_GET | NGX_HTTP_HEAD);
+    if reply.found.is_none() || !read {
         // The API evaluated a write's preconditions itself, under the map's lock;
-        // nginx's filter must not judge the reply again against no ETag.
+        // nginx's filter must not judge the reply again (an exchange answers
+        // the previous value's ETag, not the stored one's).
         // SAFETY: a live request whose header has not been sent.
         unsafe { (*r).set_disable_not_modified(1) };
     }

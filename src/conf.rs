@@ -45,6 +45,8 @@ pub struct NamedVar {
     pub incr: Option<NamedIncr>,
     /// The counter's number among the request's counts.
     pub slot: usize,
+    /// `shared_map_var ... peek`: reads leave the entry's recency alone.
+    pub peek: bool,
 }
 
 /// The parameters of a `shared_map_incr`.

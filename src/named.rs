@@ -1,5 +1,5 @@
-//! Named variables: `shared_map_var key $variable map=NAME;` binds a variable
-//! to a lookup (and `set $variable VALUE;` to a write), `shared_map_incr key
+//! Named variables: `shared_map_var key $variable map=NAME [peek];` binds a
+//! variable to a lookup (and `set $variable VALUE;` to a write), `shared_map_incr key
 //! $variable map=NAME [by=] [init=] [ttl=];` to a counter that counts once per
 //! request. Their directives, getters and setter.
 
@@ -12,7 +12,7 @@ use ngx::ffi::{
 };
 use ngx::http::Request;
 use ngx::{ngx_conf_log_error, ngx_log_error};
-use shared_map_engine::{spec, Ttl, Value};
+use shared_map_engine::{spec, Read, Ttl, Value};
 
 use crate::conf::{self, args, lossy, MainConf, NamedIncr, NamedVar};
 use crate::count;
@@ -21,7 +21,7 @@ use crate::log::log_refusal;
 use crate::value::{cached_by_nginx, header_safe, set_value};
 use crate::zone::{now, SharedMap};
 
-/// `shared_map_var key $variable map=NAME;`
+/// `shared_map_var key $variable map=NAME [peek];`
 ///
 /// # Safety
 /// Called by nginx with the configuration being parsed and our main conf.
@@ -51,10 +51,13 @@ pub unsafe extern "C" fn cmd_shared_map_incr(
 struct Params {
     map: Option<ngx_str_t>,
     incr: NamedIncr,
+    /// `peek`, of a lookup only.
+    peek: bool,
 }
 
 fn parse_params(args: &[ngx_str_t], counter: bool) -> Result<Params, String> {
     let mut map = None;
+    let mut peek = false;
     let mut seen: Vec<&[u8]> = Vec::new();
     let mut incr = NamedIncr {
         by: 1,
@@ -64,6 +67,13 @@ fn parse_params(args: &[ngx_str_t], counter: bool) -> Result<Params, String> {
     for arg in args {
         let bytes = arg.as_bytes();
         let invalid = || format!("invalid parameter \"{}\"", lossy(arg));
+        if bytes == b"peek" && !counter {
+            if peek {
+                return Err("duplicate parameter \"peek\"".into());
+            }
+            peek = true;
+            continue;
+        }
         let Some(eq) = bytes.iter().position(|&b| b == b'=') else {
             return Err(invalid());
         };
@@ -101,7 +111,7 @@ fn parse_params(args: &[ngx_str_t], counter: bool) -> Result<Params, String> {
             _ => return Err(invalid()),
         }
     }
-    Ok(Params { map, incr })
+    Ok(Params { map, incr, peek })
 }
 
 /// Declares one named variable.
@@ -170,6 +180,7 @@ unsafe fn declare(cf: *mut ngx_conf_t, conf: *mut c_void, counter: bool) -> *mut
         mk,
         incr: counter.then_some(params.incr),
         slot,
+        peek: params.peek,
     });
     // SAFETY: a variable slot that is ours now; the Box lives in the main conf
     // for the cycle's life.
@@ -219,18 +230,23 @@ fn resolve(r: &Request, data: usize) -> Option<(&NamedVar, &SharedMap, &[u8])> {
 }
 
 /// `shared_map_var`: the value the key finds with the map's matching, escaped
-/// as `$shared_map_value` is; empty when absent. Changes nothing.
+/// as `$shared_map_value` is; empty when absent. Changes no value; marks the
+/// entry as used unless declared with `peek`.
 unsafe extern "C" fn var_named(r: *mut ngx_http_request_t, v: *mut ngx_variable_value_t, data: usize) -> ngx_int_t {
     // SAFETY: nginx passes a live request.
     let r = unsafe { Request::from_ngx_http_request(r) };
-    let Some((_, map, key)) = resolve(r, data) else {
+    let Some((named, map, key)) = resolve(r, data) else {
         return Status::NGX_ERROR.into();
     };
     let mut buf = itoa::Buffer::new();
-    let value = map.with(|m| match m.get_match(key, now()) {
-        Some((_, Value::Int(i))) => buf.format(i).as_bytes().to_vec(),
-        Some((_, Value::Long(l))) => buf.format(l).as_bytes().to_vec(),
-        Some((_, Value::Str(s))) => header_safe(s).into_owned(),
+    let how = Read {
+        touch: !named.peek,
+        stale: false,
+    };
+    let value = map.with(|m| match m.read_match(key, now(), how).map(|hit| hit.value) {
+        Some(Value::Int(i)) => buf.format(i).as_bytes().to_vec(),
+        Some(Value::Long(l)) => buf.format(l).as_bytes().to_vec(),
+        Some(Value::Str(s)) => header_safe(s).into_owned(),
         None => Vec::new(),
     });
     set_value(r, v, &value.unwrap_or_default())

@@ -148,6 +148,10 @@ fn entry_json(e: &Entry, now: u32) -> Json {
     if e.expire != 0 {
         obj.insert("ttl".into(), e.expire.saturating_sub(now).into());
     }
+    // Only a `?stale` listing holds an entry expired by `now`.
+    if e.expire != 0 && e.expire < now {
+        obj.insert("stale".into(), true.into());
+    }
     Json::Object(obj)
 }
 

@@ -68,6 +68,8 @@ pub struct Stream {
     pending: Vec<u8>,
     /// Adds `Vary: Accept` (the list of maps, which answers HTML to browsers).
     vary: bool,
+    /// Lists expired entries still held too (`?stale`), marked as such.
+    stale: bool,
 }
 
 impl Stream {
@@ -84,7 +86,14 @@ impl Stream {
             sent: VecDeque::new(),
             pending: Vec::new(),
             vary: false,
+            stale: false,
         }
+    }
+
+    /// Lists expired entries still held too.
+    pub fn with_stale(mut self, stale: bool) -> Self {
+        self.stale = stale;
+        self
     }
 
     /// The response varies with the request's `Accept` header.
@@ -140,10 +149,12 @@ impl Stream {
             let numeric = self.work == Work::Prometheus;
             let left = self.limit - self.emitted;
             let (prefix, now) = (&self.prefix, self.now);
+            // A walk as of the epoch skips no entry held, expired or not.
+            let held_at = if self.stale { 0 } else { now };
             let walked = map.with(|m| {
                 let mut entries = Vec::new();
                 let mut more = false;
-                let next = m.walk(self.cursor, BATCH, prefix, now, |key, value, expire| {
+                let next = m.walk(self.cursor, BATCH, prefix, held_at, |key, value, expire| {
                     if numeric && matches!(value, Value::Str(_)) {
                         return;
                     }

@@ -177,7 +177,9 @@ fn report(
 }
 
 /// Sweeps one map's share of buckets for this tick, a batch per lock hold.
+/// Entries expired less than the map's `stale=` ago stay for stale reads.
 fn sweep(map: &SharedMap, now: u32) -> usize {
+    let now = now.saturating_sub(map.spec.stale);
     let Ok(buckets) = map.with(|m| m.buckets()) else {
         return 0;
     };

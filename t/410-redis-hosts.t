@@ -25,7 +25,8 @@ if (!$redis_bin) {
 my $nginx  = $ENV{TEST_NGINX_BINARY} or die "TEST_NGINX_BINARY is not set";
 my $module = $ENV{TEST_NGINX_MODULE} or die "TEST_NGINX_MODULE is not set";
 my $port   = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
-my $rport  = 16384 + $port % 1000;
+# TEST_REDIS_PORT: where Redis listens (default 16384 + the port mod 1000).
+my $rport  = $ENV{TEST_REDIS_PORT} || 16384 + $port % 1000;
 my $root   = ($ENV{TEST_NGINX_SERVROOT} || getcwd() . '/t/servroot') . '-redis';
 remove_tree($root);
 make_path("$root/redis");
@@ -193,6 +194,9 @@ my $ttls = join ',', map {
 like($ttls, qr/^(359[5-9]|3600),(359[5-9]|3600),(359[5-9]|3600)$/, "the time to live travels as an absolute time ($ttls)");
 is(put(2, 's', 'greeting', 'bonjour'), 204, 'host 2 replaces it');
 ok(defined converge('s', 'greeting', 'bonjour', 3), 'the last value reaches every host');
+my $ex = $http->put(url(1, '/maps/s?key=greeting&exchange'), { content => 'hej' });
+is("$ex->{status} $ex->{content}", '200 bonjour', 'host 1 exchanges it for the previous value');
+ok(defined converge('s', 'greeting', 'hej', 3), 'the exchanged value reaches every host, as a put does');
 is(put(3, 's', 'short', 'x', '&ttl=1'), 201, 'a value with a time to live of one second');
 ok(defined converge('s', 'short', 'x', 3), 'it reaches every host');
 ok(defined converge('s', 'short', undef, 5), 'and expires on every host');

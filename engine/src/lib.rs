@@ -21,7 +21,9 @@ pub mod state;
 
 pub use arena::Arena;
 pub use journal::Recovery;
-pub use map::{hash_key, Error, Map, MapConfig, OwnedValue, Refusal, Stats, Ttl, Value, MAX_CHAIN, MAX_EVICTIONS};
+pub use map::{
+    hash_key, Error, Hit, Map, MapConfig, OwnedValue, Read, Refusal, Stats, Ttl, Value, MAX_CHAIN, MAX_EVICTIONS,
+};
 pub use matching::MatchMode;
 pub use raw::ValueType;
 pub use replog::{Batch, Change, LogStats, Op, Status as SyncStatus};

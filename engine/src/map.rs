@@ -98,6 +98,29 @@ pub enum Ttl {
     Secs(u32),
 }
 
+/// How a read by key treats the entry it finds. No read removes an entry, an
+/// expired one included: expired entries go with the sweep, an eviction, or a
+/// write to their key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Read {
+    /// Marks the entry as used, for eviction. Without: a peek, which leaves
+    /// the entry's recency as it was.
+    pub touch: bool,
+    /// Also finds an expired entry still held (not yet swept, evicted or
+    /// overwritten): a stale read.
+    pub stale: bool,
+}
+
+/// What a read by key found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit<'a> {
+    /// The stored key: the key itself, or what a prefix or ip lookup matched.
+    pub key: &'a [u8],
+    pub value: Value<'a>,
+    /// The entry has expired: only a stale read finds it.
+    pub stale: bool,
+}
+
 /// Why an operation was refused. A refused operation changes nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Error {
@@ -607,7 +630,9 @@ impl<'a, A: Arena> Map<'a, A> {
         dispatch!(self.peek_expiry_in(key, now))
     }
 
-    /// Stores `value`, returning the previous value.
+    /// Stores `value`, returning the previous value: an exchange, as the
+    /// lookup and the store happen in one hold of the caller's lock. An expired
+    /// previous value is no value (`None`).
     pub fn put(&mut self, key: &[u8], value: Value<'_>, ttl: Ttl, now: u32) -> Result<Option<OwnedValue>, Error> {
         let key = self.write_key(key)?;
         let key = &*key;
@@ -1031,7 +1056,17 @@ impl<A: Arena> Map<'_, A> {
         None
     }
 
-    /// Finds the key's live entry, reclaiming it if it has expired.
+    /// Finds the key's entry unless it has expired by `now`, leaving an
+    /// expired one in place: reads never remove, so a stale read still finds
+    /// it. `now` 0 finds any entry held.
+    fn find_held<L: Layout>(&self, hash: u32, key: &[u8], now: u32) -> Option<(Link, u64)> {
+        let (link, e) = self.find::<L>(hash, key)?;
+        // SAFETY: `e` is live.
+        let expire = unsafe { L::expire(self.base(), e).load(Relaxed) };
+        (!expired(expire, now)).then_some((link, e))
+    }
+
+    /// Finds the key's live entry for a write, reclaiming it if it has expired.
     fn lookup<L: Layout>(&mut self, hash: u32, key: &[u8], now: u32) -> Option<(Link, u64)> {
         let (link, e) = self.find::<L>(hash, key)?;
         // SAFETY: `e` is live.
@@ -1087,7 +1122,7 @@ impl<A: Arena> Map<'_, A> {
 
     fn get_in<L: Layout>(&mut self, key: &[u8], now: u32, touch: bool) -> Option<Value<'_>> {
         let hash = self.hash(key);
-        match self.lookup::<L>(hash, key, now) {
+        match self.find_held::<L>(hash, key, now) {
             Some((_, e)) => {
                 if touch {
                     add_locked(&self.header().hits, 1);
@@ -1122,7 +1157,7 @@ impl<A: Arena> Map<'_, A> {
     }
 
     fn peek_expiry_in<L: Layout>(&mut self, key: &[u8], now: u32) -> Option<(Value<'_>, u32)> {
-        let (_, e) = self.lookup::<L>(self.hash(key), key, now)?;
+        let (_, e) = self.find_held::<L>(self.hash(key), key, now)?;
         // SAFETY: `e` is live.
         unsafe { Some((self.read::<L>(e), L::expire(self.base(), e).load(Relaxed))) }
     }
@@ -1777,7 +1812,18 @@ impl<'a, A: Arena> Map<'a, A> {
     /// prefix of `key`. Ip maps: the most specific stored range holding the
     /// address (or range) `key`; a key that is no address finds nothing.
     pub fn get_match(&mut self, key: &[u8], now: u32) -> Option<(&[u8], Value<'_>)> {
-        dispatch!(self.get_match_in(key, now))
+        let how = Read {
+            touch: true,
+            stale: false,
+        };
+        self.read_match(key, now, how).map(|hit| (hit.key, hit.value))
+    }
+
+    /// A lookup as [`Map::get_match`] (counted as a hit or a miss), with `how`
+    /// saying whether it marks the entry as used and whether it also finds an
+    /// expired entry still held.
+    pub fn read_match(&mut self, key: &[u8], now: u32, how: Read) -> Option<Hit<'_>> {
+        dispatch!(self.read_match_in(key, now, how))
     }
 
     /// How many probes a lookup of `key` makes at most: one per length the map
@@ -1799,15 +1845,17 @@ impl<'a, A: Arena> Map<'a, A> {
         core::array::from_fn(|i| h.length_bits[i].load(Relaxed))
     }
 
-    fn get_match_in<L: Layout>(&mut self, key: &[u8], now: u32) -> Option<(&[u8], Value<'_>)> {
+    fn read_match_in<L: Layout>(&mut self, key: &[u8], now: u32, how: Read) -> Option<Hit<'_>> {
+        // A stale read takes any held entry: one that expired before the epoch.
+        let held_at = if how.stale { 0 } else { now };
         let found = match self.match_mode() {
-            MatchMode::Exact => self.lookup::<L>(self.hash(key), key, now),
+            MatchMode::Exact => self.find_held::<L>(self.hash(key), key, held_at),
             MatchMode::Prefix => {
                 let bits = self.length_bits();
                 let top = key.len().min(matching::MAX_PREFIX_KEY);
                 matching::slots_down(bits, top, 0).find_map(|s| {
                     let candidate = &key[..s];
-                    self.lookup::<L>(self.hash(candidate), candidate, now)
+                    self.find_held::<L>(self.hash(candidate), candidate, held_at)
                 })
             }
             MatchMode::Ip => IpRange::parse(key).and_then(|range| {
@@ -1816,7 +1864,7 @@ impl<'a, A: Arena> Map<'a, A> {
                 matching::slots_down(bits, range.slot(), bottom).find_map(|s| {
                     let candidate = range.network((s - bottom) as u8).key();
                     let candidate = candidate.as_bytes();
-                    self.lookup::<L>(self.hash(candidate), candidate, now)
+                    self.find_held::<L>(self.hash(candidate), candidate, held_at)
                 })
             }),
         };
@@ -1825,9 +1873,17 @@ impl<'a, A: Arena> Map<'a, A> {
             return None;
         };
         add_locked(&self.header().hits, 1);
-        self.touch::<L>(e);
+        if how.touch {
+            self.touch::<L>(e);
+        }
         // SAFETY: `e` is live until the next write, which needs `&mut self`.
-        unsafe { Some((L::key(self.base(), e), self.read::<L>(e))) }
+        unsafe {
+            Some(Hit {
+                key: L::key(self.base(), e),
+                value: self.read::<L>(e),
+                stale: expired(L::expire(self.base(), e).load(Relaxed), now),
+            })
+        }
     }
 
     /// Counts a key linked (`added`) or unlinked in its length slot, keeping

@@ -72,6 +72,9 @@ pub struct Spec {
     pub matching: MatchMode,
     /// Replicated through the Redis server `shared_map_redis` names.
     pub sync: bool,
+    /// Seconds the periodic sweep leaves an expired entry for stale reads
+    /// (`stale=time`); 0, the default, sweeps it at once.
+    pub stale: u32,
 }
 
 impl Spec {
@@ -147,6 +150,7 @@ pub fn parse(name: &str, spec: &str) -> Result<Spec, SpecError> {
     let mut state = None;
     let mut matching = None;
     let mut sync = false;
+    let mut stale = None;
 
     for param in params.into_iter().flat_map(|p| p.split('&')) {
         let (key, value) = match param.split_once('=') {
@@ -195,6 +199,12 @@ pub fn parse(name: &str, spec: &str) -> Result<Spec, SpecError> {
                     return Err(duplicate());
                 }
             }
+            ("stale", Some(v)) => {
+                let secs = parse_time_secs(v).ok_or_else(invalid)?;
+                if stale.replace(secs).is_some() {
+                    return Err(duplicate());
+                }
+            }
             ("match", Some(v)) => {
                 let mode = MatchMode::from_name(v).ok_or_else(invalid)?;
                 if matching.replace(mode).is_some() {
@@ -235,6 +245,7 @@ pub fn parse(name: &str, spec: &str) -> Result<Spec, SpecError> {
         state,
         matching: matching.unwrap_or_default(),
         sync,
+        stale: stale.unwrap_or(0),
     })
 }
 
@@ -336,7 +347,11 @@ mod tests {
 
     #[test]
     fn accepts_every_parameter() {
-        let s = parse("m", "hashmap?space=64k&timeout=1h30m&evict&state=/var/lib/m.state&sync").unwrap();
+        let s = parse(
+            "m",
+            "hashmap?space=64k&timeout=1h30m&evict&state=/var/lib/m.state&sync&stale=1m",
+        )
+        .unwrap();
         assert_eq!(s.kind, MapKind::Hash);
         assert_eq!(s.space, 65536);
         assert_eq!(s.entries, 512);
@@ -344,6 +359,8 @@ mod tests {
         assert!(s.evict);
         assert_eq!(s.state.as_deref(), Some("/var/lib/m.state"));
         assert!(s.sync);
+        assert_eq!(s.stale, 60);
+        assert_eq!(parse("m", "hashmap?space=64k").unwrap().stale, 0);
     }
 
     #[test]
@@ -376,6 +393,8 @@ mod tests {
         assert_eq!(err("tinymap?space=1m&state="), "invalid parameter \"state=\"");
         assert_eq!(err("tinymap?space=1m&sync=on"), "invalid parameter \"sync=on\"");
         assert_eq!(err("tinymap?space=1m&sync&sync"), "duplicate parameter \"sync\"");
+        assert_eq!(err("tinymap?space=1m&stale=soon"), "invalid parameter \"stale=soon\"");
+        assert_eq!(err("tinymap?space=1m&stale"), "invalid parameter \"stale\"");
         assert_eq!(err("tinymap?space=1m&"), "invalid parameter \"\"");
         assert!(err("tinymap?space=5g").contains("too large"));
         assert_eq!(

@@ -150,10 +150,15 @@ function renderMap(m, listing, now) {
     const k = keyText(e);
     const before = previous.get(k);
     const rate = before !== undefined && dt > 0 ? ((Number(e.value) - before) / dt).toFixed(1) : '–';
-    const row = el('tr', {},
-      el('td', { className: 'key', textContent: k }),
-      el('td', { className: 'num', textContent: number(e.value) }),
-      el('td', { className: 'num', textContent: rate }));
+    // An expired entry the map still holds (listed with `stale`): marked, dimmed.
+    const value = el('td', { className: 'num', textContent: number(e.value) });
+    if (e.stale) {
+      value.prepend(el('span', { className: 'stale', textContent: 'stale',
+        title: 'expired; held until the sweep, an eviction or a write to the key' }), ' ');
+    }
+    const row = el('tr', { className: e.stale ? 'stale' : '' },
+      el('td', { className: 'key', textContent: k }), value,
+      el('td', { className: 'num', textContent: e.stale ? '–' : rate }));
     if (writable) {
       row.append(el('td', {}, el('button', {
         textContent: 'reset', title: 'set to 0',
@@ -182,7 +187,7 @@ async function refresh() {
     const list = await (await api('?format=json')).json();
     const prefix = prefixEl.value;
     const listings = await Promise.all(list.maps.map(m =>
-      api(encodeURIComponent(m.name) + '?limit=' + LISTED +
+      api(encodeURIComponent(m.name) + '?stale&limit=' + LISTED +
           (prefix ? '&prefix=' + encodeURIComponent(prefix) : '')).then(r => r.json())));
     const now = Date.now();
     mapsEl.replaceChildren(...list.maps.map((m, i) => renderMap(m, listings[i], now)));

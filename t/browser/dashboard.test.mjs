@@ -30,7 +30,7 @@ events { worker_connections 256; }
 http {
     access_log off;
     shared_map hits tinymap?space=1m&entries=1000;
-    shared_map notes hashmap?space=1m;
+    shared_map notes hashmap?space=1m&stale=1h;
     server {
         listen 127.0.0.1:${port};
         location /count/ { shared_map_count hits $uri; return 204; }
@@ -179,6 +179,19 @@ test('after some traffic the page charts it (screenshot in build/dashboard.png)'
   }
   await waitForValue(page, 'hits', '/count/', 210);
   await page.screenshot({ path: resolve(root, 'build/dashboard.png') });
+  await assertClean(page, seen);
+  await page.close();
+});
+
+test('an expired entry the map still holds is marked stale; live ones are not', async () => {
+  await api('PUT', '/maps/notes?key=old&type=long&ttl=1', '7');
+  await api('PUT', '/maps/notes?key=fresh&type=long', '8');
+  const { page, seen } = await open('/maps/');
+  const row = key => page.locator('section[data-map="notes"] tr', { has: page.locator('td.key', { hasText: key }) });
+  await row('old').locator('span.stale').waitFor({ timeout: 6000 });
+  assert.match(await row('old').locator('td.num').first().textContent(), /^stale 7$/);
+  assert.equal(await row('fresh').locator('span.stale').count(), 0);
+  assert.equal((await fetch(origin + '/maps/notes?key=old')).status, 404, 'a plain read finds nothing');
   await assertClean(page, seen);
   await page.close();
 });
