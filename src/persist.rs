@@ -90,6 +90,19 @@ pub fn load(map: &SharedMap, log: *mut ngx_log_t) {
             return;
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        // O_NOFOLLOW: a symbolic link at the path is never followed, so the
+        // master (often root) reads no file someone else chose.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                log,
+                "\"{}\" is a symbolic link, which is not followed: shared map \"{}\" starts empty \
+                 and its saves replace the link",
+                path,
+                map.name
+            );
+            return;
+        }
         Err(e) => {
             ngx_log_error!(
                 NGX_LOG_ERR,
@@ -392,9 +405,10 @@ fn write(map: &SharedMap, path: &str, generation: u64, bytes: &[u8]) -> Result<b
     if map.with(|m| m.saved_generation()).unwrap_or(0) >= generation {
         return Ok(false);
     }
-    // A FIFO or a device at the path is never written to nor replaced.
-    match fs::metadata(path) {
-        Ok(m) if !m.is_file() => {
+    // A FIFO or a device at the path is never written to nor replaced; a
+    // symbolic link is replaced by the rename, its target never touched.
+    match fs::symlink_metadata(path) {
+        Ok(m) if !m.is_file() && !m.file_type().is_symlink() => {
             return Err((
                 format!("rename() over \"{path}\""),
                 io::Error::other("not a regular file"),
@@ -402,19 +416,13 @@ fn write(map: &SharedMap, path: &str, generation: u64, bytes: &[u8]) -> Result<b
         }
         _ => {}
     }
-    let tmp = format!("{path}.{}.tmp", std::process::id());
+    let (mut f, tmp) = create_temporary(path)?;
     let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)
-            .map_err(at(|| format!("open() \"{tmp}\"")))?;
         f.write_all(bytes).map_err(at(|| format!("write() \"{tmp}\"")))?;
         f.sync_all().map_err(at(|| format!("fsync() \"{tmp}\"")))?;
         fs::rename(&tmp, path).map_err(at(|| format!("rename() \"{tmp}\" to \"{path}\"")))
     })();
+    drop(f);
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -426,6 +434,49 @@ fn write(map: &SharedMap, path: &str, generation: u64, bytes: &[u8]) -> Result<b
     let _ = map.with(|m| m.set_saved_generation(generation));
     Ok(true)
 }
+
+/// Creates the temporary file of a save of `path`: `PATH.PID.RANDOM.tmp`,
+/// where RANDOM is 64 bits from the system's random source, so nobody can
+/// plant anything at the name beforehand. The file is created exclusively and
+/// never through a symbolic link (`O_CREAT|O_EXCL|O_NOFOLLOW`): whatever is
+/// found at the name (a planted link, a file) fails the attempt, and another
+/// name is drawn. The PID lets the start-up cleanup tell a live saver's file
+/// from a killed one's ([`remove_leftovers`]).
+fn create_temporary(path: &str) -> Result<(File, String), Failed> {
+    let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
+    for _ in 0..TEMPORARY_TRIES {
+        let mut random = [0u8; 8];
+        // SAFETY: the buffer is 8 writable bytes; getrandom() writes at most that.
+        let n = unsafe { libc::getrandom(random.as_mut_ptr().cast(), random.len(), 0) };
+        if n != random.len() as isize {
+            let e = if n < 0 {
+                io::Error::last_os_error()
+            } else {
+                io::Error::from(io::ErrorKind::UnexpectedEof)
+            };
+            return Err(("getrandom()".to_owned(), e));
+        }
+        let tmp = format!("{path}.{}.{:016x}.tmp", std::process::id(), u64::from_ne_bytes(random));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((f, tmp)),
+            // Something is already there (ELOOP: a link, on systems that
+            // report O_NOFOLLOW so): left alone, another name is drawn.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists || e.raw_os_error() == Some(libc::ELOOP) => last = e,
+            Err(e) => return Err((format!("open() \"{tmp}\""), e)),
+        }
+    }
+    Err((format!("open() \"{path}.{}.*.tmp\"", std::process::id()), last))
+}
+
+/// Names [`create_temporary`] draws before giving up: only a name someone
+/// planted a file at fails, which needs the 64 random bits guessed.
+const TEMPORARY_TRIES: usize = 4;
 
 /// Takes the directory's lock without ever blocking in the kernel: a saver
 /// that finds it taken sleeps and tries again (the saver thread, or a worker
@@ -449,11 +500,11 @@ fn flock(f: &File) -> io::Result<()> {
 /// The contents of the file at `path`, or `None` when it is not a regular file
 /// (a FIFO, a device, a directory). It is opened without blocking, so a FIFO
 /// with no writer never makes nginx wait, and checked with `fstat()` before
-/// anything is read.
+/// anything is read. A symbolic link is not followed (`ELOOP`).
 fn read_regular(path: &str) -> io::Result<Option<Vec<u8>>> {
     let mut f = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_NOFOLLOW)
         .open(path)?;
     if !f.metadata()?.is_file() {
         return Ok(None);
@@ -463,8 +514,11 @@ fn read_regular(path: &str) -> io::Result<Option<Vec<u8>>> {
     Ok(Some(bytes))
 }
 
-/// Removes `PATH.PID.tmp` files that savers killed midway left behind: those
-/// whose process no longer exists (a live saver's file is left alone).
+/// Removes the temporary files that savers killed midway left behind:
+/// `PATH.PID.RANDOM.tmp` (and `PATH.PID.tmp`, the name of earlier versions)
+/// whose process no longer exists; a live saver's file is left alone. Only
+/// regular files are removed (the type comes from the directory entry, no link
+/// is followed), and `unlink()` removes a name, never what a link points to.
 pub fn remove_leftovers(path: &str, log: *mut ngx_log_t) {
     let p = Path::new(path);
     let (Some(dir), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str())) else {
@@ -480,11 +534,13 @@ pub fn remove_leftovers(path: &str, log: *mut ngx_log_t) {
             .and_then(|f| f.strip_prefix(name))
             .and_then(|f| f.strip_prefix('.'))
             .and_then(|f| f.strip_suffix(".tmp"))
-            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|pid| pid.parse::<libc::pid_t>().ok())
+            .and_then(temporary_pid)
         else {
             continue;
         };
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
         // SAFETY: kill() with signal 0 only checks that the process exists.
         let alive = pid > 0
             && (unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH));
@@ -512,6 +568,17 @@ pub fn remove_leftovers(path: &str, log: *mut ngx_log_t) {
             }
         }
     }
+}
+
+/// The saver's PID in the middle part of a temporary file's name: `PID` or
+/// `PID.RANDOM` (16 hexadecimal digits).
+fn temporary_pid(middle: &str) -> Option<libc::pid_t> {
+    let (pid, random) = middle.split_once('.').unwrap_or((middle, ""));
+    let random_ok = random.is_empty() || (random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !random_ok || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
 }
 
 /// A relative `state=` path made absolute against nginx's prefix (`-p`), as
