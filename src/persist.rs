@@ -22,12 +22,13 @@ use core::ptr::NonNull;
 
 use ngx::core::Status;
 use ngx::ffi::{
-    ngx_core_conf_t, ngx_core_module, ngx_cycle, ngx_cycle_t, ngx_int_t, ngx_list_part_t, ngx_log_t, ngx_shm_zone_t,
-    NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN,
+    ngx_core_conf_t, ngx_core_module, ngx_cycle, ngx_int_t, ngx_list_part_t, ngx_log_t, ngx_shm_zone_t,
+    ngx_test_config, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN,
 };
 use ngx::ngx_log_error;
 use shared_map_engine::state;
 
+use crate::lock::{self, Refused};
 use crate::zone::{self, now, Init, SharedMap};
 
 /// An I/O error as nginx prints one: `(13: Permission denied)`.
@@ -51,6 +52,17 @@ impl core::fmt::Display for OsError<'_> {
 /// Called by nginx with a zone whose `data` is a SharedMap and, on a reload that
 /// reuses the zone, `old` pointing to the previous cycle's SharedMap.
 pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> ngx_int_t {
+    // SAFETY: per the contract: a live zone whose data is our map, created
+    // (with its cycle) by the cycle nginx is initialising.
+    let claimed = unsafe {
+        match SharedMap::from_zone(shm_zone) {
+            Some(map) => claim_state_file(map, (*shm_zone).shm.log),
+            None => Ok(()),
+        }
+    };
+    if claimed.is_err() {
+        return Status::NGX_ERROR.into();
+    }
     // SAFETY: per the contract, passed through.
     match unsafe { zone::init(shm_zone, old) } {
         Ok(Init::Kept) => Status::NGX_OK.into(),
@@ -608,35 +620,47 @@ pub fn same_state_file(a: &str, b: &str) -> bool {
     a == b || canonical(a) == canonical(b)
 }
 
-/// Checks that the worker processes, running as `uid`/`gid` (`user`), can
-/// create files in the directory of every state file: otherwise every save
-/// would fail and every write be lost at the next restart. Run once the whole
-/// configuration is known (`init_module`), so `nginx -t` reports it.
+/// Claims a `state=` map's file for this nginx, in the zone's `init` (every
+/// cycle: a start, a reload, `nginx -t`), where a refusal fails the cycle
+/// cleanly: a start or a test stops with `[emerg]`, a reload is refused and
+/// the running configuration keeps serving.
+///
+/// - The worker processes, running as `user`, must be able to create files in
+///   the directory: otherwise every save would fail and every write be lost at
+///   the next restart.
+/// - No other nginx may name the same file: the master holds a lock on
+///   `PATH.lock` for as long as a map names `PATH` (`lock.rs`); `nginx -t` of
+///   the nginx holding it passes.
 ///
 /// # Safety
-/// `cycle` is the cycle being initialised, in the (single-threaded) master.
-pub unsafe fn check_state_dirs(cycle: *mut ngx_cycle_t, maps: &[Box<SharedMap>]) -> ngx_int_t {
-    // SAFETY: per the contract; the core module's configuration is complete.
-    let (log, user) = unsafe {
+/// `map.cycle` is the cycle being initialised, in the (single-threaded)
+/// master, with its core configuration complete.
+unsafe fn claim_state_file(map: &SharedMap, log: *mut ngx_log_t) -> Result<(), ()> {
+    let Some(path) = map.spec.state.as_deref() else {
+        return Ok(());
+    };
+    // SAFETY: per the contract; nginx ran the core module's init_conf before
+    // initialising the zones, so the user and the pid file are final.
+    let (user, owner, test) = unsafe {
+        let cycle = map.cycle.as_ptr();
         let ccf = *(*cycle).conf_ctx.add(ngx_core_module.index) as *const ngx_core_conf_t;
         let user = if ccf.is_null() || (*ccf).user == libc::uid_t::MAX {
             None
         } else {
             Some(((*ccf).user, (*ccf).group, (*ccf).username))
         };
-        ((*cycle).log, user)
+        let owner = if ccf.is_null() {
+            String::new()
+        } else {
+            String::from_utf8_lossy((*ccf).pid.as_bytes()).into_owned()
+        };
+        (user, owner, ngx_test_config != 0)
     };
-    for map in maps {
-        let Some(path) = map.spec.state.as_deref() else {
-            continue;
-        };
-        let dir = match Path::new(path).parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let Ok(cdir) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
-            continue;
-        };
+    let dir = match Path::new(path).parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(cdir) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) {
         // SAFETY: a valid C string; the master is single-threaded here.
         let err = unsafe { writable_by(&cdir, user) };
         if err != 0 {
@@ -659,10 +683,52 @@ pub unsafe fn check_state_dirs(cycle: *mut ngx_cycle_t, maps: &[Box<SharedMap>])
                 OsError(&e),
                 path
             );
-            return Status::NGX_ERROR.into();
+            return Err(());
         }
     }
-    Status::NGX_OK.into()
+    match lock::claim(path, &owner, test) {
+        Ok(()) => Ok(()),
+        Err(Refused::Used { owner }) if owner.is_empty() => {
+            ngx_log_error!(
+                NGX_LOG_EMERG,
+                log,
+                "shared_map \"{}\": state file \"{}\" is already used by another nginx (\"{}\" is locked)",
+                map.name,
+                path,
+                lock::lock_path(path)
+            );
+            Err(())
+        }
+        Err(Refused::Used { owner }) => {
+            ngx_log_error!(
+                NGX_LOG_EMERG,
+                log,
+                "shared_map \"{}\": state file \"{}\" is already used by another nginx (pid file \"{}\")",
+                map.name,
+                path,
+                owner
+            );
+            Err(())
+        }
+        Err(Refused::Io(what, e)) => {
+            ngx_log_error!(
+                NGX_LOG_EMERG,
+                log,
+                "shared_map \"{}\": {} failed {}, so \"{}\" cannot be claimed for this nginx",
+                map.name,
+                what,
+                OsError(&e),
+                path
+            );
+            Err(())
+        }
+    }
+}
+
+/// Once a cycle is complete (`init_module`), releases the locks of the state
+/// files that none of its maps names any more.
+pub fn release_unnamed(maps: &[Box<SharedMap>]) {
+    lock::keep_only(maps.iter().filter_map(|m| m.spec.state.as_deref()));
 }
 
 /// 0 when `user` (nginx's own user when `None`) may create files in `dir`,

@@ -1,0 +1,267 @@
+# One nginx per state file (issue 20, finding 7). Two nginx instances naming
+# one state file used to lose data silently: each saved its own map over the
+# other's. Now the master of the first holds a lock on STATE.lock for as long
+# as a map names STATE: a second nginx (another prefix, its own pid file)
+# refuses to start with [emerg] naming the file, and so does its `nginx -t`;
+# the first's own `nginx -t` and reloads pass and it keeps counting; a reload
+# that adds a map whose file another nginx holds is refused (the running
+# configuration keeps serving), one that removes a map releases its file; once
+# the first stops, the second starts and finds every count. The state
+# directory is the README's: owned by the workers' user ("nobody"), mode 0700.
+# The second nginx listens on TEST_NGINX_SERVER_PORT + 1.
+
+BEGIN { $ENV{TEST_NGINX_WORKER_USER} = 'nobody ' . (getgrnam('nogroup') ? 'nogroup' : 'nobody') }
+
+use Test::Nginx::Socket;
+use Test::More;
+use File::Temp qw(tempdir);
+use HTTP::Tiny;
+use Time::HiRes ();
+
+if ($> != 0) {
+    plan(skip_all => 'needs root, to run the workers as another user');
+} else {
+    plan('no_plan');
+}
+
+my $dir = $ENV{TEST_NGINX_STATE_DIR} = tempdir(CLEANUP => 1);
+chmod 0755, $dir;
+$dir = "$dir/state";
+mkdir $dir or die "mkdir: $!";
+chown scalar(getpwnam('nobody')), -1, $dir or die "chown: $!";
+chmod 0700, $dir;
+$ENV{TEST_NGINX_STATE_DIR} = $dir;
+our $Other = tempdir(CLEANUP => 1);
+my $other = $Other;
+mkdir "$other/$_" for qw(conf logs);
+my $other_port = $ENV{TEST_NGINX_SERVER_PORT} + 1;
+my $user = $ENV{TEST_NGINX_WORKER_USER};
+
+sub wait_gone {
+    my ($pid) = @_;
+    for (1 .. 200) {
+        return 1 if !kill 0, $pid;
+        waitpid $pid, 1;
+        Time::HiRes::sleep(0.05);
+    }
+    return 0;
+}
+
+sub pid_of {
+    my ($file) = @_;
+    open my $f, '<', $file or return undef;
+    my $pid = <$f>;
+    chomp $pid if defined $pid;
+    return $pid;
+}
+
+# The other nginx, with maps MAP => STATE FILE (in the state directory).
+sub other_conf {
+    my (%maps) = @_;
+    my $maps = join '', map { "    shared_map $_ tinymap?space=64k&state=$dir/$maps{$_};\n" } sort keys %maps;
+    my ($first) = sort keys %maps;
+    open my $f, '>', "$other/conf/nginx.conf" or die "$!";
+    print $f <<"_EOC_";
+load_module $ENV{TEST_NGINX_MODULE};
+user $user;
+worker_processes 1;
+error_log logs/error.log;
+pid logs/nginx.pid;
+events { worker_connections 64; }
+http {
+    access_log off;
+$maps    server {
+        listen 127.0.0.1:$other_port;
+        location /incr { shared_map_key $first \$arg_k; return 200 "[\$shared_map_incr]\\n"; }
+        location /value { shared_map_key $first \$arg_k; return 200 "[\$shared_map_value]\\n"; }
+    }
+}
+_EOC_
+    close $f;
+}
+
+# Runs the nginx binary on the other prefix (or on this test's, with `mine`):
+# its exit status and what it printed.
+sub run_nginx {
+    my ($which, @args) = @_;
+    my $root = $which eq 'mine' ? Test::Nginx::Util::server_root() : $other;
+    my $out = `$ENV{TEST_NGINX_BINARY} -p $root/ -c $root/conf/nginx.conf @args 2>&1`;
+    return ($? >> 8, $out);
+}
+
+sub other_start {
+    other_conf(@_);
+    return run_nginx('other');
+}
+
+sub other_stop {
+    my $pid = pid_of("$other/logs/nginx.pid") or return;
+    kill 'QUIT', $pid;
+    wait_gone($pid) or die "the other nginx ($pid) did not stop";
+}
+
+sub other_get {
+    my ($path) = @_;
+    return HTTP::Tiny->new(keep_alive => 0)->get("http://127.0.0.1:$other_port$path")->{content};
+}
+
+sub my_pid { pid_of(Test::Nginx::Util::server_root() . '/logs/nginx.pid') }
+
+# Reloads this test's nginx and waits for the new workers (and the old ones to go).
+sub reload {
+    my $master = my_pid();
+    kill 'HUP', $master or die "HUP: $!";
+    Time::HiRes::sleep(1.2);
+}
+
+# Edits this test's nginx.conf: CODE gets the text in $_.
+sub edit_my_conf {
+    my ($code) = @_;
+    my $conf = Test::Nginx::Util::server_root() . '/conf/nginx.conf';
+    local $_ = do { local (@ARGV, $/) = ($conf); <> };
+    $code->();
+    open my $f, '>', $conf or die "$conf: $!";
+    print $f $_;
+    close $f;
+}
+
+sub refused_like {
+    my ($rc, $out, $map, $file, $holder, $what) = @_;
+    isnt($rc, 0, "$what: exits with a failure");
+    like($out, qr/\[emerg\] .*shared_map "$map": state file "\Q$dir\E\/\Q$file\E" is already used by another nginx \(pid file "\Q$holder\E"\)/,
+         "$what: [emerg] names the state file and the nginx holding it");
+}
+
+{
+    no strict 'refs';
+    for my $pkg (qw(Test::Nginx::Util Test::Nginx::Socket)) {
+        *{"${pkg}::$_"} = \&{"main::$_"}
+            for qw(other_start other_stop other_get run_nginx my_pid reload edit_my_conf refused_like wait_gone);
+    }
+}
+
+master_on();
+workers(1);
+no_shuffle();
+timeout(10);
+run_tests();
+
+__DATA__
+
+=== TEST 1: the first nginx counts into its state file
+--- main_config
+load_module $TEST_NGINX_MODULE;
+--- http_config
+shared_map c tinymap?space=64k&state=$TEST_NGINX_STATE_DIR/c.state;
+--- config
+location /incr { shared_map_key c $arg_k; return 200 "[$shared_map_incr]\n"; }
+location /value { shared_map_key c $arg_k; return 200 "[$shared_map_value]\n"; }
+--- request eval
+["GET /incr?k=p", "GET /incr?k=p", "GET /incr?k=p"]
+--- response_body eval
+["[1]\n", "[2]\n", "[3]\n"]
+--- no_error_log
+[emerg]
+
+
+
+=== TEST 2: ... a second nginx naming the same state file refuses to start, [emerg] naming the file
+--- init
+my ($rc, $out) = other_start(c => 'c.state');
+refused_like($rc, $out, 'c', 'c.state', Test::Nginx::Util::server_root() . '/logs/nginx.pid', 'the second start');
+Test::More::ok(!-e "$main::Other/logs/nginx.pid", 'the second nginx is not running');
+--- request
+GET /incr?k=p
+--- response_body
+[4]
+
+
+
+=== TEST 3: ... the first's own nginx -t passes, the second's does not
+--- init
+my ($rc, $out) = run_nginx('mine', '-t');
+Test::More::is($rc, 0, "the running nginx's own configuration test passes");
+Test::More::like($out, qr/test is successful/, '... and says so');
+($rc, $out) = run_nginx('other', '-t');
+refused_like($rc, $out, 'c', 'c.state', Test::Nginx::Util::server_root() . '/logs/nginx.pid', "the second's test");
+--- request
+GET /incr?k=p
+--- response_body
+[5]
+
+
+
+=== TEST 4: ... a reload (HUP) of the first keeps the file and the counts; the second is still refused
+--- init
+reload();
+my ($rc, $out) = other_start(c => 'c.state');
+refused_like($rc, $out, 'c', 'c.state', Test::Nginx::Util::server_root() . '/logs/nginx.pid', 'a start after the reload');
+--- request eval
+["GET /incr?k=p", "GET /value?k=p"]
+--- response_body eval
+["[6]\n", "[6]\n"]
+
+
+
+=== TEST 5: a reload that adds a map whose state file another nginx holds is refused; the running configuration keeps serving
+--- init
+my ($rc, $out) = other_start(d => 'd.state');
+Test::More::is($rc, 0, 'another nginx with another state file starts') or Test::More::diag($out);
+edit_my_conf(sub { s{^(\s*shared_map c .*\n)}{$1    shared_map d tinymap?space=64k&state=$ENV{TEST_NGINX_STATE_DIR}/d.state;\n}m or die "no map c" });
+reload();
+--- request
+GET /incr?k=p
+--- response_body
+[7]
+--- error_log eval
+qr/\[emerg\] .*shared_map "d": state file "[^"]*\/d\.state" is already used by another nginx \(pid file "[^"]*\/logs\/nginx\.pid"\)/
+
+
+
+=== TEST 6: ... once the other nginx stops, the same reload takes the file
+--- init
+# The refusal above was expected: later blocks do not warn about it.
+truncate Test::Nginx::Util::server_root() . '/logs/error.log', 0;
+Test::More::is(other_get('/incr?k=o'), "[1]\n", 'the other nginx counts');
+other_stop();
+reload();
+my ($rc, $out) = other_start(d => 'd.state');
+refused_like($rc, $out, 'd', 'd.state', Test::Nginx::Util::server_root() . '/logs/nginx.pid', 'the other start, after the reload');
+--- request
+GET /incr?k=p
+--- response_body
+[8]
+
+
+
+=== TEST 7: a reload that removes a map releases its state file
+--- init
+edit_my_conf(sub { s{^\s*shared_map d .*\n}{}m or die "no map d" });
+reload();
+my ($rc, $out) = other_start(d => 'd.state');
+Test::More::is($rc, 0, 'the other nginx starts on the released file') or Test::More::diag($out);
+Test::More::is(other_get('/value?k=o'), "[1]\n", '... and finds what it saved there');
+other_stop();
+--- request
+GET /incr?k=p
+--- response_body
+[9]
+
+
+
+=== TEST 8: after the first nginx stops, the second starts on its file, finds its counts and saves its own for it
+--- init
+my $master = my_pid();
+kill 'QUIT', $master;
+wait_gone($master) or die "nginx ($master) did not stop";
+my ($rc, $out) = other_start(c => 'c.state');
+Test::More::is($rc, 0, 'the second nginx starts once the first has stopped') or Test::More::diag($out);
+Test::More::is(other_get('/value?k=p'), "[9]\n", "it finds the first's counts");
+Test::More::is(other_get("/incr?k=q"), "[$_]\n", "it counts ($_)") for 1 .. 5;
+other_stop();
+($rc, $out) = run_nginx('mine');
+Test::More::is($rc, 0, 'the first nginx starts again') or Test::More::diag($out);
+--- request eval
+["GET /value?k=q", "GET /value?k=p"]
+--- response_body eval
+["[5]\n", "[9]\n"]
