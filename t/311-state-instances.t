@@ -84,7 +84,7 @@ _EOC_
 # its exit status and what it printed.
 sub run_nginx {
     my ($which, @args) = @_;
-    my $root = $which eq 'mine' ? Test::Nginx::Util::server_root() : $other;
+    my $root = $which eq 'mine' ? main::server_root() : $other;
     my $out = `$ENV{TEST_NGINX_BINARY} -p $root/ -c $root/conf/nginx.conf @args 2>&1`;
     return ($? >> 8, $out);
 }
@@ -105,7 +105,7 @@ sub other_get {
     return HTTP::Tiny->new(keep_alive => 0)->get("http://127.0.0.1:$other_port$path")->{content};
 }
 
-sub my_pid { pid_of(Test::Nginx::Util::server_root() . '/logs/nginx.pid') }
+sub my_pid { pid_of(main::server_root() . '/logs/nginx.pid') }
 
 # Reloads this test's nginx and waits for the new workers (and the old ones to go).
 sub reload {
@@ -117,7 +117,7 @@ sub reload {
 # Edits this test's nginx.conf: CODE gets the text in $_.
 sub edit_my_conf {
     my ($code) = @_;
-    my $conf = Test::Nginx::Util::server_root() . '/conf/nginx.conf';
+    my $conf = main::server_root() . '/conf/nginx.conf';
     local $_ = do { local (@ARGV, $/) = ($conf); <> };
     $code->();
     open my $f, '>', $conf or die "$conf: $!";
@@ -131,6 +131,10 @@ sub refused_like {
     like($out, qr/\[emerg\] .*shared_map "$map": state file "\Q$dir\E\/\Q$file\E" is already used by another nginx \(pid file "\Q$holder\E"\)/,
          "$what: [emerg] names the state file and the nginx holding it");
 }
+
+# The other nginx never outlives the test, whatever failed.
+my $test_pid = $$;
+END { other_stop() if $$ == $test_pid }
 
 {
     no strict 'refs';
@@ -168,7 +172,7 @@ location /value { shared_map_key c $arg_k; return 200 "[$shared_map_value]\n"; }
 === TEST 2: ... a second nginx naming the same state file refuses to start, [emerg] naming the file
 --- init
 my ($rc, $out) = other_start(c => 'c.state');
-refused_like($rc, $out, 'c', 'c.state', Test::Nginx::Util::server_root() . '/logs/nginx.pid', 'the second start');
+refused_like($rc, $out, 'c', 'c.state', main::server_root() . '/logs/nginx.pid', 'the second start');
 Test::More::ok(!-e "$main::Other/logs/nginx.pid", 'the second nginx is not running');
 --- request
 GET /incr?k=p
@@ -183,7 +187,7 @@ my ($rc, $out) = run_nginx('mine', '-t');
 Test::More::is($rc, 0, "the running nginx's own configuration test passes");
 Test::More::like($out, qr/test is successful/, '... and says so');
 ($rc, $out) = run_nginx('other', '-t');
-refused_like($rc, $out, 'c', 'c.state', Test::Nginx::Util::server_root() . '/logs/nginx.pid', "the second's test");
+refused_like($rc, $out, 'c', 'c.state', main::server_root() . '/logs/nginx.pid', "the second's test");
 --- request
 GET /incr?k=p
 --- response_body
@@ -195,7 +199,7 @@ GET /incr?k=p
 --- init
 reload();
 my ($rc, $out) = other_start(c => 'c.state');
-refused_like($rc, $out, 'c', 'c.state', Test::Nginx::Util::server_root() . '/logs/nginx.pid', 'a start after the reload');
+refused_like($rc, $out, 'c', 'c.state', main::server_root() . '/logs/nginx.pid', 'a start after the reload');
 --- request eval
 ["GET /incr?k=p", "GET /value?k=p"]
 --- response_body eval
@@ -203,7 +207,32 @@ refused_like($rc, $out, 'c', 'c.state', Test::Nginx::Util::server_root() . '/log
 
 
 
-=== TEST 5: a reload that adds a map whose state file another nginx holds is refused; the running configuration keeps serving
+=== TEST 5: a binary upgrade (USR2) passes: the new master adopts the lock, the second nginx is still refused
+--- init
+my $old = my_pid();
+my $pidfile = main::server_root() . '/logs/nginx.pid';
+Time::HiRes::sleep(1.2);    # the map is saved: the new master loads it whole
+kill 'USR2', $old or die "USR2: $!";
+my $new;
+for (1 .. 100) {
+    $new = my_pid();
+    last if -e "$pidfile.oldbin" && $new && $new != $old;
+    Time::HiRes::sleep(0.05);
+}
+Test::More::ok($new && $new != $old && kill(0, $new), 'the new binary runs as the master');
+Time::HiRes::sleep(0.5);
+kill 'QUIT', $old;
+wait_gone($old) or die "the old master ($old) did not stop";
+my ($rc, $out) = other_start(c => 'c.state');
+refused_like($rc, $out, 'c', 'c.state', $pidfile, 'a start after the upgrade');
+--- request eval
+["GET /incr?k=p", "GET /value?k=p"]
+--- response_body eval
+["[7]\n", "[7]\n"]
+
+
+
+=== TEST 6: a reload that adds a map whose state file another nginx holds is refused; the running configuration keeps serving
 --- init
 my ($rc, $out) = other_start(d => 'd.state');
 Test::More::is($rc, 0, 'another nginx with another state file starts') or Test::More::diag($out);
@@ -212,29 +241,29 @@ reload();
 --- request
 GET /incr?k=p
 --- response_body
-[7]
+[8]
 --- error_log eval
 qr/\[emerg\] .*shared_map "d": state file "[^"]*\/d\.state" is already used by another nginx \(pid file "[^"]*\/logs\/nginx\.pid"\)/
 
 
 
-=== TEST 6: ... once the other nginx stops, the same reload takes the file
+=== TEST 7: ... once the other nginx stops, the same reload takes the file
 --- init
 # The refusal above was expected: later blocks do not warn about it.
-truncate Test::Nginx::Util::server_root() . '/logs/error.log', 0;
+truncate main::server_root() . '/logs/error.log', 0;
 Test::More::is(other_get('/incr?k=o'), "[1]\n", 'the other nginx counts');
 other_stop();
 reload();
 my ($rc, $out) = other_start(d => 'd.state');
-refused_like($rc, $out, 'd', 'd.state', Test::Nginx::Util::server_root() . '/logs/nginx.pid', 'the other start, after the reload');
+refused_like($rc, $out, 'd', 'd.state', main::server_root() . '/logs/nginx.pid', 'the other start, after the reload');
 --- request
 GET /incr?k=p
 --- response_body
-[8]
+[9]
 
 
 
-=== TEST 7: a reload that removes a map releases its state file
+=== TEST 8: a reload that removes a map releases its state file
 --- init
 edit_my_conf(sub { s{^\s*shared_map d .*\n}{}m or die "no map d" });
 reload();
@@ -245,18 +274,18 @@ other_stop();
 --- request
 GET /incr?k=p
 --- response_body
-[9]
+[10]
 
 
 
-=== TEST 8: after the first nginx stops, the second starts on its file, finds its counts and saves its own for it
+=== TEST 9: after the first nginx stops, the second starts on its file, finds its counts and saves its own for it
 --- init
 my $master = my_pid();
 kill 'QUIT', $master;
 wait_gone($master) or die "nginx ($master) did not stop";
 my ($rc, $out) = other_start(c => 'c.state');
 Test::More::is($rc, 0, 'the second nginx starts once the first has stopped') or Test::More::diag($out);
-Test::More::is(other_get('/value?k=p'), "[9]\n", "it finds the first's counts");
+Test::More::is(other_get('/value?k=p'), "[10]\n", "it finds the first's counts");
 Test::More::is(other_get("/incr?k=q"), "[$_]\n", "it counts ($_)") for 1 .. 5;
 other_stop();
 ($rc, $out) = run_nginx('mine');
@@ -264,4 +293,4 @@ Test::More::is($rc, 0, 'the first nginx starts again') or Test::More::diag($out)
 --- request eval
 ["GET /value?k=q", "GET /value?k=p"]
 --- response_body eval
-["[5]\n", "[9]\n"]
+["[5]\n", "[10]\n"]
