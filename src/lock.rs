@@ -132,7 +132,10 @@ pub fn claim(state: &str, owner: &str, test: bool) -> Result<(), Refused> {
 /// names any more: after a reload, once its cycle is complete (a reload that
 /// fails keeps the old configuration, whose locks must stay). The kernel drops
 /// a lock when the last process holding its description (old workers still
-/// saving, on their way out) has closed it.
+/// saving, on their way out) has closed it. A reload refused after it took
+/// the lock of a map it added (another map's refusal, a later module's)
+/// leaves that lock held until the next reload that completes: nginx tells a
+/// module of no failed cycle.
 pub fn keep_only<'a>(states: impl Iterator<Item = &'a str>) {
     let named: Vec<(u64, u64)> = states
         .filter_map(|s| fs::symlink_metadata(lock_path(s)).ok())
