@@ -6,7 +6,9 @@
 # the first's own `nginx -t` and reloads pass and it keeps counting; a reload
 # that adds a map whose file another nginx holds is refused (the running
 # configuration keeps serving), one that removes a map releases its file; once
-# the first stops, the second starts and finds every count. The state
+# the first stops, the second starts and finds every count; a master killed
+# with SIGKILL leaves the file to its orphaned workers (they still serve and
+# save) until they are gone, and nothing stale after them. The state
 # directory is the README's: owned by the workers' user ("nobody"), mode 0700.
 # The second nginx listens on TEST_NGINX_SERVER_PORT + 1.
 
@@ -37,10 +39,19 @@ mkdir "$other/$_" for qw(conf logs);
 my $other_port = $ENV{TEST_NGINX_SERVER_PORT} + 1;
 my $user = $ENV{TEST_NGINX_WORKER_USER};
 
+# A process that exited: gone, or a zombie nobody reaps (a daemon's parent
+# may be a container's init that does not).
+sub gone {
+    my ($pid) = @_;
+    return 1 if !kill 0, $pid;
+    my $stat = do { local (@ARGV, $/) = ("/proc/$pid/stat"); <> } // '';
+    return $stat =~ /^\d+ \(.*\) Z/;
+}
+
 sub wait_gone {
     my ($pid) = @_;
     for (1 .. 200) {
-        return 1 if !kill 0, $pid;
+        return 1 if gone($pid);
         waitpid $pid, 1;
         Time::HiRes::sleep(0.05);
     }
@@ -105,6 +116,17 @@ sub other_get {
     return HTTP::Tiny->new(keep_alive => 0)->get("http://127.0.0.1:$other_port$path")->{content};
 }
 
+# The children of process PID.
+sub children_of {
+    my ($pid) = @_;
+    my @kids;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        my $text = do { local (@ARGV, $/) = ($stat); <> } // next;
+        push @kids, $1 if $text =~ /^(\d+) \(.*\) \S (\d+) / && $2 == $pid;
+    }
+    return @kids;
+}
+
 sub my_pid { pid_of(main::server_root() . '/logs/nginx.pid') }
 
 # Reloads this test's nginx and waits for the new workers (and the old ones to go).
@@ -140,7 +162,8 @@ END { other_stop() if $$ == $test_pid }
     no strict 'refs';
     for my $pkg (qw(Test::Nginx::Util Test::Nginx::Socket)) {
         *{"${pkg}::$_"} = \&{"main::$_"}
-            for qw(other_start other_stop other_get run_nginx my_pid reload edit_my_conf refused_like wait_gone);
+            for qw(other_start other_stop other_get run_nginx my_pid reload edit_my_conf refused_like wait_gone
+                    children_of);
     }
 }
 
@@ -294,3 +317,28 @@ Test::More::is($rc, 0, 'the first nginx starts again') or Test::More::diag($out)
 ["GET /value?k=q", "GET /value?k=p"]
 --- response_body eval
 ["[5]\n", "[10]\n"]
+
+
+
+=== TEST 10: a master killed with SIGKILL: its orphaned workers, still serving and saving, keep the file; once they are gone, so is the lock
+--- init
+my $master = my_pid();
+my @workers = children_of($master);
+Test::More::ok(scalar @workers, 'the master has workers');
+kill 'KILL', $master;
+wait_gone($master) or die "nginx ($master) did not die";
+my ($rc, $out) = other_start(c => 'c.state');
+refused_like($rc, $out, 'c', 'c.state', main::server_root() . '/logs/nginx.pid', 'a start while the orphans live');
+kill 'TERM', @workers;
+wait_gone($_) or die "worker $_ did not stop" for @workers;
+($rc, $out) = other_start(c => 'c.state');
+Test::More::is($rc, 0, 'the second nginx starts once they are gone') or Test::More::diag($out);
+Test::More::is(other_get('/value?k=q'), "[5]\n", '... and finds the counts the orphans saved');
+other_stop();
+unlink main::server_root() . '/logs/nginx.pid';
+($rc, $out) = run_nginx('mine');
+Test::More::is($rc, 0, 'the first nginx starts again') or Test::More::diag($out);
+--- request
+GET /value?k=q
+--- response_body
+[5]
