@@ -34,6 +34,7 @@ chown scalar(getpwnam('nobody')), -1, $dir or die "chown: $!";
 chmod 0700, $dir;
 $ENV{TEST_NGINX_STATE_DIR} = $dir;
 our $Other = tempdir(CLEANUP => 1);
+chmod 0755, $Other;
 my $other = $Other;
 mkdir "$other/$_" for qw(conf logs);
 my $other_port = $ENV{TEST_NGINX_SERVER_PORT} + 1;
@@ -66,10 +67,12 @@ sub pid_of {
     return $pid;
 }
 
-# The other nginx, with maps MAP => STATE FILE (in the state directory).
+# The other nginx, with maps MAP => STATE FILE (in the state directory, or
+# as written after a "=": a path of its own).
 sub other_conf {
     my (%maps) = @_;
-    my $maps = join '', map { "    shared_map $_ tinymap?space=64k&state=$dir/$maps{$_};\n" } sort keys %maps;
+    my $path = sub { $_[0] =~ /^=(.*)/ ? $1 : "$dir/$_[0]" };
+    my $maps = join '', map { "    shared_map $_ tinymap?space=64k&state=" . $path->($maps{$_}) . ";\n" } sort keys %maps;
     my ($first) = sort keys %maps;
     open my $f, '>', "$other/conf/nginx.conf" or die "$!";
     print $f <<"_EOC_";
@@ -194,7 +197,16 @@ location /value { shared_map_key c $arg_k; return 200 "[$shared_map_value]\n"; }
 
 === TEST 2: ... a second nginx naming the same state file refuses to start, [emerg] naming the file
 --- init
-my ($rc, $out) = other_start(c => 'c.state');
+# The same file named another way: through "..", and relative to the other
+# prefix through a link to the state directory.
+my ($rc, $out) = other_start(c => '../state/c.state');
+refused_like($rc, $out, 'c', '../state/c.state', main::server_root() . '/logs/nginx.pid', 'a start naming it through ".."');
+symlink($ENV{TEST_NGINX_STATE_DIR}, "$main::Other/st") or die "symlink: $!";
+($rc, $out) = other_start(c => '=st/c.state');
+Test::More::isnt($rc, 0, 'a start naming it relative to its prefix, through a link: exits with a failure');
+Test::More::like($out, qr/\[emerg\] .*state file "\Q$main::Other\E\/st\/c\.state" is already used by another nginx/,
+                 '... [emerg] names the file as that nginx knows it');
+($rc, $out) = other_start(c => 'c.state');
 refused_like($rc, $out, 'c', 'c.state', main::server_root() . '/logs/nginx.pid', 'the second start');
 Test::More::ok(!-e "$main::Other/logs/nginx.pid", 'the second nginx is not running');
 --- request
