@@ -375,8 +375,9 @@ unsafe impl HttpModuleLocationConf for Module {
 
 /// `init_module`: the cycle is complete (a failure here would stop nginx, so
 /// every check that may refuse a configuration runs in the zones' `init`,
-/// `persist::init_zone`): the old maps a reload copied are retired, and the
-/// locks of state files no map names any more are released.
+/// `persist::init_zone`): the old maps a reload copied are retired, the locks
+/// of state files the cycle took are its own, and those no map names any
+/// more are released.
 ///
 /// # Safety
 /// Called by nginx in the master with the cycle being initialised.
@@ -384,7 +385,7 @@ pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: per the contract.
     let maps = maps(unsafe { &*cycle });
     persist::retire_old_maps(maps);
-    persist::release_unnamed(maps);
+    persist::commit_locks(cycle, maps);
     ngx::core::Status::NGX_OK.into()
 }
 

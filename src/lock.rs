@@ -29,6 +29,9 @@ struct Held {
     ino: u64,
     /// The pid file recorded in it.
     owner: String,
+    /// The cycle that took it, until that cycle completes ([`commit`]); a
+    /// cycle that fails releases what it took ([`abandon`]).
+    pending: Option<usize>,
 }
 
 /// The locks the master holds, kept across reloads (a configuration's cycle is
@@ -48,16 +51,17 @@ pub fn lock_path(state: &str) -> String {
     format!("{state}.lock")
 }
 
-/// Claims the state file `state` for the nginx whose pid file is `owner`.
+/// Claims the state file `state` for the nginx whose pid file is `owner`, in
+/// the configuration cycle `cycle` (its address, an identity only).
 ///
 /// - Already held by this process (a reload): kept.
-/// - Free: taken and held until [`keep_only`] drops it; with `test`
+/// - Free: taken and held until [`commit`] drops it; with `test`
 ///   (`nginx -t`) only tried, and released at once.
 /// - Held through a descriptor this process inherited (a binary upgrade: the
 ///   old master's description, kept across `execve`): adopted.
 /// - Held by another process: refused, unless `test` and the holder recorded
 ///   `owner` as its pid file: the running nginx's own configuration test.
-pub fn claim(state: &str, owner: &str, test: bool) -> Result<(), Refused> {
+pub fn claim(state: &str, owner: &str, test: bool, cycle: usize) -> Result<(), Refused> {
     let path = lock_path(state);
     let io_error = |what: &str| {
         let path = path.clone();
@@ -104,6 +108,7 @@ pub fn claim(state: &str, owner: &str, test: bool) -> Result<(), Refused> {
             dev,
             ino,
             owner: owner.to_owned(),
+            pending: Some(cycle),
         });
         return Ok(());
     }
@@ -115,6 +120,7 @@ pub fn claim(state: &str, owner: &str, test: bool) -> Result<(), Refused> {
                 dev,
                 ino,
                 owner: owner.to_owned(),
+                pending: Some(cycle),
             });
         }
         return Ok(());
@@ -128,21 +134,31 @@ pub fn claim(state: &str, owner: &str, test: bool) -> Result<(), Refused> {
     Err(Refused::Used { owner: recorded })
 }
 
-/// Releases the locks of the state files no map of the running configuration
-/// names any more: after a reload, once its cycle is complete (a reload that
-/// fails keeps the old configuration, whose locks must stay). The kernel drops
-/// a lock when the last process holding its description (old workers still
-/// saving, on their way out) has closed it. A reload refused after it took
-/// the lock of a map it added (another map's refusal, a later module's)
-/// leaves that lock held until the next reload that completes: nginx tells a
-/// module of no failed cycle.
-pub fn keep_only<'a>(states: impl Iterator<Item = &'a str>) {
+/// The cycle `cycle` is complete (`init_module`): the locks it took are its
+/// own for good, and those of the state files none of its maps (`states`)
+/// names any more are released. Not done before: a reload that fails keeps
+/// the old configuration, whose locks must stay. The kernel drops a lock when
+/// the last process holding its description (old workers still saving, on
+/// their way out) has closed it.
+pub fn commit<'a>(cycle: usize, states: impl Iterator<Item = &'a str>) {
     let named: Vec<(u64, u64)> = states
         .filter_map(|s| fs::symlink_metadata(lock_path(s)).ok())
         .map(|m| (m.dev(), m.ino()))
         .collect();
     if let Ok(mut held) = HELD.lock() {
         held.retain(|h| named.contains(&(h.dev, h.ino)));
+        for h in held.iter_mut().filter(|h| h.pending == Some(cycle)) {
+            h.pending = None;
+        }
+    }
+}
+
+/// The cycle `cycle` is freed (its pool's cleanup): if it never completed (a
+/// refused reload), the locks it took for maps it added are released, so
+/// another nginx may take those files. A completed cycle has none left.
+pub fn abandon(cycle: usize) {
+    if let Ok(mut held) = HELD.lock() {
+        held.retain(|h| h.pending != Some(cycle));
     }
 }
 

@@ -22,8 +22,8 @@ use core::ptr::NonNull;
 
 use ngx::core::Status;
 use ngx::ffi::{
-    ngx_core_conf_t, ngx_core_module, ngx_cycle, ngx_int_t, ngx_list_part_t, ngx_log_t, ngx_shm_zone_t,
-    ngx_test_config, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN,
+    ngx_core_conf_t, ngx_core_module, ngx_cycle, ngx_cycle_t, ngx_int_t, ngx_list_part_t, ngx_log_t,
+    ngx_pool_cleanup_add, ngx_shm_zone_t, ngx_test_config, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN,
 };
 use ngx::ngx_log_error;
 use shared_map_engine::state;
@@ -639,10 +639,10 @@ unsafe fn claim_state_file(map: &SharedMap, log: *mut ngx_log_t) -> Result<(), (
     let Some(path) = map.spec.state.as_deref() else {
         return Ok(());
     };
+    let cycle = map.cycle.as_ptr();
     // SAFETY: per the contract; nginx ran the core module's init_conf before
     // initialising the zones, so the user and the pid file are final.
     let (user, owner, test) = unsafe {
-        let cycle = map.cycle.as_ptr();
         let ccf = *(*cycle).conf_ctx.add(ngx_core_module.index) as *const ngx_core_conf_t;
         let user = if ccf.is_null() || (*ccf).user == libc::uid_t::MAX {
             None
@@ -686,8 +686,21 @@ unsafe fn claim_state_file(map: &SharedMap, log: *mut ngx_log_t) -> Result<(), (
             return Err(());
         }
     }
-    match lock::claim(path, &owner, test) {
-        Ok(()) => Ok(()),
+    match lock::claim(path, &owner, test, cycle as usize) {
+        Ok(()) => {
+            // A lock taken by a cycle that then fails (a refused reload) is
+            // released when nginx frees that cycle's pool.
+            // SAFETY: the cycle's pool lives until the cycle is freed; the
+            // cleanup only passes the cycle's address on, as an identity.
+            unsafe {
+                let cln = ngx_pool_cleanup_add((*cycle).pool, 0);
+                if !cln.is_null() {
+                    (*cln).handler = Some(abandon_locks);
+                    (*cln).data = cycle.cast();
+                }
+            }
+            Ok(())
+        }
         Err(Refused::Used { owner }) if owner.is_empty() => {
             ngx_log_error!(
                 NGX_LOG_EMERG,
@@ -725,10 +738,16 @@ unsafe fn claim_state_file(map: &SharedMap, log: *mut ngx_log_t) -> Result<(), (
     }
 }
 
-/// Once a cycle is complete (`init_module`), releases the locks of the state
-/// files that none of its maps names any more.
-pub fn release_unnamed(maps: &[Box<SharedMap>]) {
-    lock::keep_only(maps.iter().filter_map(|m| m.spec.state.as_deref()));
+/// Once a cycle is complete (`init_module`), keeps the locks it took and
+/// releases those of the state files that none of its maps names any more.
+pub fn commit_locks(cycle: *mut ngx_cycle_t, maps: &[Box<SharedMap>]) {
+    lock::commit(cycle as usize, maps.iter().filter_map(|m| m.spec.state.as_deref()));
+}
+
+/// The cleanup of a cycle's pool: the locks that cycle took are released if
+/// it never completed.
+unsafe extern "C" fn abandon_locks(cycle: *mut c_void) {
+    lock::abandon(cycle as usize);
 }
 
 /// 0 when `user` (nginx's own user when `None`) may create files in `dir`,

@@ -269,28 +269,39 @@ refused_like($rc, $out, 'c', 'c.state', $pidfile, 'a start after the upgrade');
 
 === TEST 6: a reload that adds a map whose state file another nginx holds is refused; the running configuration keeps serving
 --- init
-my ($rc, $out) = other_start(d => 'd.state');
+my ($rc, $out) = other_start(e => 'e.state');
 Test::More::is($rc, 0, 'another nginx with another state file starts') or Test::More::diag($out);
-edit_my_conf(sub { s{^(\s*shared_map c .*\n)}{$1    shared_map d tinymap?space=64k&state=$ENV{TEST_NGINX_STATE_DIR}/d.state;\n}m or die "no map c" });
+edit_my_conf(sub {
+    s{^(\s*shared_map c .*\n)}{$1    shared_map d tinymap?space=64k&state=$ENV{TEST_NGINX_STATE_DIR}/d.state;\n    shared_map e tinymap?space=64k&state=$ENV{TEST_NGINX_STATE_DIR}/e.state;\n}m
+        or die "no map c";
+});
 reload();
+Test::More::is(other_get('/incr?k=o'), "[1]\n", 'the other nginx counts');
+other_stop();
+# Map d's file was free, and the refused reload took it before it met e's:
+# the lock goes with the refused configuration.
+($rc, $out) = other_start(d => 'd.state');
+Test::More::is($rc, 0, 'a refused reload leaves no lock on the files of the maps it added') or Test::More::diag($out);
+other_stop();
 --- request
 GET /incr?k=p
 --- response_body
 [8]
 --- error_log eval
-qr/\[emerg\] .*shared_map "d": state file "[^"]*\/d\.state" is already used by another nginx \(pid file "[^"]*\/logs\/nginx\.pid"\)/
+qr/\[emerg\] .*shared_map "e": state file "[^"]*\/e\.state" is already used by another nginx \(pid file "[^"]*\/logs\/nginx\.pid"\)/
 
 
 
-=== TEST 7: ... once the other nginx stops, the same reload takes the file
+=== TEST 7: ... once the other nginx stops, the same reload takes the files
 --- init
 # The refusal above was expected: later blocks do not warn about it.
 truncate main::server_root() . '/logs/error.log', 0;
-Test::More::is(other_get('/incr?k=o'), "[1]\n", 'the other nginx counts');
-other_stop();
 reload();
-my ($rc, $out) = other_start(d => 'd.state');
-refused_like($rc, $out, 'd', 'd.state', main::server_root() . '/logs/nginx.pid', 'the other start, after the reload');
+my $pidfile = main::server_root() . '/logs/nginx.pid';
+my ($rc, $out) = other_start(e => 'e.state');
+refused_like($rc, $out, 'e', 'e.state', $pidfile, 'the other start on e, after the reload');
+($rc, $out) = other_start(d => 'd.state');
+refused_like($rc, $out, 'd', 'd.state', $pidfile, 'the other start on d, after the reload');
 --- request
 GET /incr?k=p
 --- response_body
@@ -300,9 +311,9 @@ GET /incr?k=p
 
 === TEST 8: a reload that removes a map releases its state file
 --- init
-edit_my_conf(sub { s{^\s*shared_map d .*\n}{}m or die "no map d" });
+edit_my_conf(sub { s{^\s*shared_map [de] .*\n}{}mg or die "no maps d and e" });
 reload();
-my ($rc, $out) = other_start(d => 'd.state');
+my ($rc, $out) = other_start(e => 'e.state');
 Test::More::is($rc, 0, 'the other nginx starts on the released file') or Test::More::diag($out);
 Test::More::is(other_get('/value?k=o'), "[1]\n", '... and finds what it saved there');
 other_stop();
