@@ -254,7 +254,11 @@ pub unsafe extern "C" fn cmd_set_shared_map(
     let Some(zone) = (unsafe { zone::add_zone(cf, &mut args[1], spec.space) }) else {
         return NGX_CONF_ERROR;
     };
-    let map = Box::new(SharedMap::new(name, spec, zone));
+    // SAFETY: nginx passes the configuration being parsed, of a live cycle.
+    let Some(cycle) = NonNull::new(unsafe { (*cf).cycle }) else {
+        return NGX_CONF_ERROR;
+    };
+    let map = Box::new(SharedMap::new(name, spec, zone, cycle));
     // SAFETY: the zone is ours (same tag); the Box outlives the cycle's use of it
     // because the main conf is dropped only with the cycle's pool.
     unsafe {
@@ -371,21 +375,20 @@ unsafe impl HttpModuleLocationConf for Module {
     type LocationConf = LocConf;
 }
 
-/// `init_module`: checks what only the whole configuration tells, such as the
-/// workers' user (`user`, parsed anywhere in the main context), so that
-/// `nginx -t` reports it.
+/// `init_module`: the cycle is complete (a failure here would stop nginx, so
+/// every check that may refuse a configuration runs in the zones' `init`,
+/// `persist::init_zone`): the old maps a reload copied are retired, the locks
+/// of state files the cycle took are its own, and those no map names any
+/// more are released.
 ///
 /// # Safety
 /// Called by nginx in the master with the cycle being initialised.
 pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: per the contract.
     let maps = maps(unsafe { &*cycle });
-    // SAFETY: per the contract.
-    let rc = unsafe { persist::check_state_dirs(cycle, maps) };
-    if rc == ngx_int_t::from(ngx::core::Status::NGX_OK) {
-        persist::retire_old_maps(maps);
-    }
-    rc
+    persist::retire_old_maps(maps);
+    persist::commit_locks(cycle, maps);
+    ngx::core::Status::NGX_OK.into()
 }
 
 /// Every map of the running configuration.

@@ -7,7 +7,7 @@
 //! features down to the leaves:
 //!
 //! ```text
-//! lib ─→ named, variables ─→ count, api (→ render, stream), session, timer (→ saver) ─→ conf ─→ persist ─→ zone ─→ module, log, ctx, value, http, clock
+//! lib ─→ named, variables ─→ count, api (→ render, stream), session, timer (→ saver) ─→ conf ─→ persist (→ lock) ─→ zone ─→ module, log, ctx, value, http, clock
 //! ```
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -18,6 +18,7 @@ mod count;
 mod ctx;
 mod dashboard;
 mod http;
+mod lock;
 mod log;
 mod module;
 mod named;

@@ -22,12 +22,13 @@ use core::ptr::NonNull;
 
 use ngx::core::Status;
 use ngx::ffi::{
-    ngx_core_conf_t, ngx_core_module, ngx_cycle, ngx_cycle_t, ngx_int_t, ngx_list_part_t, ngx_log_t, ngx_shm_zone_t,
-    NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN,
+    ngx_core_conf_t, ngx_core_module, ngx_cycle, ngx_cycle_t, ngx_int_t, ngx_list_part_t, ngx_log_t,
+    ngx_pool_cleanup_add, ngx_shm_zone_t, ngx_test_config, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN,
 };
 use ngx::ngx_log_error;
 use shared_map_engine::state;
 
+use crate::lock::{self, Refused};
 use crate::zone::{self, now, Init, SharedMap};
 
 /// An I/O error as nginx prints one: `(13: Permission denied)`.
@@ -51,6 +52,17 @@ impl core::fmt::Display for OsError<'_> {
 /// Called by nginx with a zone whose `data` is a SharedMap and, on a reload that
 /// reuses the zone, `old` pointing to the previous cycle's SharedMap.
 pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> ngx_int_t {
+    // SAFETY: per the contract: a live zone whose data is our map, created
+    // (with its cycle) by the cycle nginx is initialising.
+    let claimed = unsafe {
+        match SharedMap::from_zone(shm_zone) {
+            Some(map) => claim_state_file(map, (*shm_zone).shm.log),
+            None => Ok(()),
+        }
+    };
+    if claimed.is_err() {
+        return Status::NGX_ERROR.into();
+    }
     // SAFETY: per the contract, passed through.
     match unsafe { zone::init(shm_zone, old) } {
         Ok(Init::Kept) => Status::NGX_OK.into(),
@@ -90,6 +102,19 @@ pub fn load(map: &SharedMap, log: *mut ngx_log_t) {
             return;
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+        // O_NOFOLLOW: a symbolic link at the path is never followed, so the
+        // master (often root) reads no file someone else chose.
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                log,
+                "\"{}\" is a symbolic link, which is not followed: shared map \"{}\" starts empty \
+                 and its saves replace the link",
+                path,
+                map.name
+            );
+            return;
+        }
         Err(e) => {
             ngx_log_error!(
                 NGX_LOG_ERR,
@@ -392,9 +417,10 @@ fn write(map: &SharedMap, path: &str, generation: u64, bytes: &[u8]) -> Result<b
     if map.with(|m| m.saved_generation()).unwrap_or(0) >= generation {
         return Ok(false);
     }
-    // A FIFO or a device at the path is never written to nor replaced.
-    match fs::metadata(path) {
-        Ok(m) if !m.is_file() => {
+    // A FIFO or a device at the path is never written to nor replaced; a
+    // symbolic link is replaced by the rename, its target never touched.
+    match fs::symlink_metadata(path) {
+        Ok(m) if !m.is_file() && !m.file_type().is_symlink() => {
             return Err((
                 format!("rename() over \"{path}\""),
                 io::Error::other("not a regular file"),
@@ -402,19 +428,13 @@ fn write(map: &SharedMap, path: &str, generation: u64, bytes: &[u8]) -> Result<b
         }
         _ => {}
     }
-    let tmp = format!("{path}.{}.tmp", std::process::id());
+    let (mut f, tmp) = create_temporary(path)?;
     let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)
-            .map_err(at(|| format!("open() \"{tmp}\"")))?;
         f.write_all(bytes).map_err(at(|| format!("write() \"{tmp}\"")))?;
         f.sync_all().map_err(at(|| format!("fsync() \"{tmp}\"")))?;
         fs::rename(&tmp, path).map_err(at(|| format!("rename() \"{tmp}\" to \"{path}\"")))
     })();
+    drop(f);
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -426,6 +446,49 @@ fn write(map: &SharedMap, path: &str, generation: u64, bytes: &[u8]) -> Result<b
     let _ = map.with(|m| m.set_saved_generation(generation));
     Ok(true)
 }
+
+/// Creates the temporary file of a save of `path`: `PATH.PID.RANDOM.tmp`,
+/// where RANDOM is 64 bits from the system's random source, so nobody can
+/// plant anything at the name beforehand. The file is created exclusively and
+/// never through a symbolic link (`O_CREAT|O_EXCL|O_NOFOLLOW`): whatever is
+/// found at the name (a planted link, a file) fails the attempt, and another
+/// name is drawn. The PID lets the start-up cleanup tell a live saver's file
+/// from a killed one's ([`remove_leftovers`]).
+fn create_temporary(path: &str) -> Result<(File, String), Failed> {
+    let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
+    for _ in 0..TEMPORARY_TRIES {
+        let mut random = [0u8; 8];
+        // SAFETY: the buffer is 8 writable bytes; getrandom() writes at most that.
+        let n = unsafe { libc::getrandom(random.as_mut_ptr().cast(), random.len(), 0) };
+        if n != random.len() as isize {
+            let e = if n < 0 {
+                io::Error::last_os_error()
+            } else {
+                io::Error::from(io::ErrorKind::UnexpectedEof)
+            };
+            return Err(("getrandom()".to_owned(), e));
+        }
+        let tmp = format!("{path}.{}.{:016x}.tmp", std::process::id(), u64::from_ne_bytes(random));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+        {
+            Ok(f) => return Ok((f, tmp)),
+            // Something is already there (ELOOP: a link, on systems that
+            // report O_NOFOLLOW so): left alone, another name is drawn.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists || e.raw_os_error() == Some(libc::ELOOP) => last = e,
+            Err(e) => return Err((format!("open() \"{tmp}\""), e)),
+        }
+    }
+    Err((format!("open() \"{path}.{}.*.tmp\"", std::process::id()), last))
+}
+
+/// Names [`create_temporary`] draws before giving up: only a name someone
+/// planted a file at fails, which needs the 64 random bits guessed.
+const TEMPORARY_TRIES: usize = 4;
 
 /// Takes the directory's lock without ever blocking in the kernel: a saver
 /// that finds it taken sleeps and tries again (the saver thread, or a worker
@@ -449,11 +512,11 @@ fn flock(f: &File) -> io::Result<()> {
 /// The contents of the file at `path`, or `None` when it is not a regular file
 /// (a FIFO, a device, a directory). It is opened without blocking, so a FIFO
 /// with no writer never makes nginx wait, and checked with `fstat()` before
-/// anything is read.
+/// anything is read. A symbolic link is not followed (`ELOOP`).
 fn read_regular(path: &str) -> io::Result<Option<Vec<u8>>> {
     let mut f = OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_NOFOLLOW)
         .open(path)?;
     if !f.metadata()?.is_file() {
         return Ok(None);
@@ -463,8 +526,11 @@ fn read_regular(path: &str) -> io::Result<Option<Vec<u8>>> {
     Ok(Some(bytes))
 }
 
-/// Removes `PATH.PID.tmp` files that savers killed midway left behind: those
-/// whose process no longer exists (a live saver's file is left alone).
+/// Removes the temporary files that savers killed midway left behind:
+/// `PATH.PID.RANDOM.tmp` (and `PATH.PID.tmp`, the name of earlier versions)
+/// whose process no longer exists; a live saver's file is left alone. Only
+/// regular files are removed (the type comes from the directory entry, no link
+/// is followed), and `unlink()` removes a name, never what a link points to.
 pub fn remove_leftovers(path: &str, log: *mut ngx_log_t) {
     let p = Path::new(path);
     let (Some(dir), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str())) else {
@@ -480,11 +546,13 @@ pub fn remove_leftovers(path: &str, log: *mut ngx_log_t) {
             .and_then(|f| f.strip_prefix(name))
             .and_then(|f| f.strip_prefix('.'))
             .and_then(|f| f.strip_suffix(".tmp"))
-            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|pid| pid.parse::<libc::pid_t>().ok())
+            .and_then(temporary_pid)
         else {
             continue;
         };
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
+            continue;
+        }
         // SAFETY: kill() with signal 0 only checks that the process exists.
         let alive = pid > 0
             && (unsafe { libc::kill(pid, 0) } == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH));
@@ -514,6 +582,17 @@ pub fn remove_leftovers(path: &str, log: *mut ngx_log_t) {
     }
 }
 
+/// The saver's PID in the middle part of a temporary file's name: `PID` or
+/// `PID.RANDOM` (16 hexadecimal digits).
+fn temporary_pid(middle: &str) -> Option<libc::pid_t> {
+    let (pid, random) = middle.split_once('.').unwrap_or((middle, ""));
+    let random_ok = random.is_empty() || (random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !random_ok || pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
 /// A relative `state=` path made absolute against nginx's prefix (`-p`), as
 /// nginx does for `proxy_temp_path` and the other paths of its configuration.
 pub fn full_path(prefix: &[u8], path: &str) -> String {
@@ -541,35 +620,47 @@ pub fn same_state_file(a: &str, b: &str) -> bool {
     a == b || canonical(a) == canonical(b)
 }
 
-/// Checks that the worker processes, running as `uid`/`gid` (`user`), can
-/// create files in the directory of every state file: otherwise every save
-/// would fail and every write be lost at the next restart. Run once the whole
-/// configuration is known (`init_module`), so `nginx -t` reports it.
+/// Claims a `state=` map's file for this nginx, in the zone's `init` (every
+/// cycle: a start, a reload, `nginx -t`), where a refusal fails the cycle
+/// cleanly: a start or a test stops with `[emerg]`, a reload is refused and
+/// the running configuration keeps serving.
+///
+/// - The worker processes, running as `user`, must be able to create files in
+///   the directory: otherwise every save would fail and every write be lost at
+///   the next restart.
+/// - No other nginx may name the same file: the master holds a lock on
+///   `PATH.lock` for as long as a map names `PATH` (`lock.rs`); `nginx -t` of
+///   the nginx holding it passes.
 ///
 /// # Safety
-/// `cycle` is the cycle being initialised, in the (single-threaded) master.
-pub unsafe fn check_state_dirs(cycle: *mut ngx_cycle_t, maps: &[Box<SharedMap>]) -> ngx_int_t {
-    // SAFETY: per the contract; the core module's configuration is complete.
-    let (log, user) = unsafe {
+/// `map.cycle` is the cycle being initialised, in the (single-threaded)
+/// master, with its core configuration complete.
+unsafe fn claim_state_file(map: &SharedMap, log: *mut ngx_log_t) -> Result<(), ()> {
+    let Some(path) = map.spec.state.as_deref() else {
+        return Ok(());
+    };
+    let cycle = map.cycle.as_ptr();
+    // SAFETY: per the contract; nginx ran the core module's init_conf before
+    // initialising the zones, so the user and the pid file are final.
+    let (user, owner, test) = unsafe {
         let ccf = *(*cycle).conf_ctx.add(ngx_core_module.index) as *const ngx_core_conf_t;
         let user = if ccf.is_null() || (*ccf).user == libc::uid_t::MAX {
             None
         } else {
             Some(((*ccf).user, (*ccf).group, (*ccf).username))
         };
-        ((*cycle).log, user)
+        let owner = if ccf.is_null() {
+            String::new()
+        } else {
+            String::from_utf8_lossy((*ccf).pid.as_bytes()).into_owned()
+        };
+        (user, owner, ngx_test_config != 0)
     };
-    for map in maps {
-        let Some(path) = map.spec.state.as_deref() else {
-            continue;
-        };
-        let dir = match Path::new(path).parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let Ok(cdir) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) else {
-            continue;
-        };
+    let dir = match Path::new(path).parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if let Ok(cdir) = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()) {
         // SAFETY: a valid C string; the master is single-threaded here.
         let err = unsafe { writable_by(&cdir, user) };
         if err != 0 {
@@ -592,10 +683,71 @@ pub unsafe fn check_state_dirs(cycle: *mut ngx_cycle_t, maps: &[Box<SharedMap>])
                 OsError(&e),
                 path
             );
-            return Status::NGX_ERROR.into();
+            return Err(());
         }
     }
-    Status::NGX_OK.into()
+    match lock::claim(path, &owner, test, cycle as usize) {
+        Ok(()) => {
+            // A lock taken by a cycle that then fails (a refused reload) is
+            // released when nginx frees that cycle's pool.
+            // SAFETY: the cycle's pool lives until the cycle is freed; the
+            // cleanup only passes the cycle's address on, as an identity.
+            unsafe {
+                let cln = ngx_pool_cleanup_add((*cycle).pool, 0);
+                if !cln.is_null() {
+                    (*cln).handler = Some(abandon_locks);
+                    (*cln).data = cycle.cast();
+                }
+            }
+            Ok(())
+        }
+        Err(Refused::Used { owner }) if owner.is_empty() => {
+            ngx_log_error!(
+                NGX_LOG_EMERG,
+                log,
+                "shared_map \"{}\": state file \"{}\" is already used by another nginx (\"{}\" is locked)",
+                map.name,
+                path,
+                lock::lock_path(path)
+            );
+            Err(())
+        }
+        Err(Refused::Used { owner }) => {
+            ngx_log_error!(
+                NGX_LOG_EMERG,
+                log,
+                "shared_map \"{}\": state file \"{}\" is already used by another nginx (pid file \"{}\")",
+                map.name,
+                path,
+                owner
+            );
+            Err(())
+        }
+        Err(Refused::Io(what, e)) => {
+            ngx_log_error!(
+                NGX_LOG_EMERG,
+                log,
+                "shared_map \"{}\": {} failed {}, so \"{}\" cannot be claimed for this nginx",
+                map.name,
+                what,
+                OsError(&e),
+                path
+            );
+            Err(())
+        }
+    }
+}
+
+/// Once a cycle is complete (`init_module`), keeps the locks it took and
+/// releases those of the state files that none of its maps names any more.
+pub fn commit_locks(cycle: *mut ngx_cycle_t, maps: &[Box<SharedMap>]) {
+    lock::commit(cycle as usize, maps.iter().filter_map(|m| m.spec.state.as_deref()));
+}
+
+/// The cleanup of a cycle's pool: the locks that cycle took are released if
+/// it never completed.
+unsafe extern "C" fn abandon_locks(cycle: *mut c_void) {
+    lock::abandon(cycle as usize);
 }
 
 /// 0 when `user` (nginx's own user when `None`) may create files in `dir`,

@@ -6,7 +6,7 @@ use core::ptr::{self, NonNull};
 
 use ngx::core::SlabPool;
 use ngx::ffi::{
-    ngx_conf_t, ngx_cycle, ngx_log_t, ngx_pagesize, ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock,
+    ngx_conf_t, ngx_cycle, ngx_cycle_t, ngx_log_t, ngx_pagesize, ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock,
     ngx_shmtx_trylock, ngx_shmtx_unlock, ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_init, ngx_slab_pool_t,
     ngx_str_t, ngx_time, NGX_LOG_ALERT, NGX_LOG_EMERG,
 };
@@ -23,6 +23,9 @@ pub struct SharedMap {
     pub name: String,
     pub spec: Spec,
     pub shm_zone: NonNull<ngx_shm_zone_t>,
+    /// The cycle whose configuration defined the map: its zone's `init` reads
+    /// the workers' user and the pid file from it (nginx passes it no cycle).
+    pub cycle: NonNull<ngx_cycle_t>,
     /// Offset of the map's header in the zone, set by `init_zone` in the master
     /// and inherited by the workers.
     root: u64,
@@ -82,11 +85,12 @@ pub fn now() -> u32 {
 pub struct ZoneUnavailable;
 
 impl SharedMap {
-    pub fn new(name: String, spec: Spec, shm_zone: NonNull<ngx_shm_zone_t>) -> Self {
+    pub fn new(name: String, spec: Spec, shm_zone: NonNull<ngx_shm_zone_t>, cycle: NonNull<ngx_cycle_t>) -> Self {
         SharedMap {
             name,
             spec,
             shm_zone,
+            cycle,
             root: 0,
             filled_from: core::cell::Cell::new(None),
         }

@@ -2,6 +2,9 @@
 # finding 4): otherwise every save fails and every write since the start is lost
 # at the next restart. `nginx -t` and a start stop with [emerg] naming the path.
 # Workers run as "nobody" here, as nginx's own default for a master run as root.
+# A reload that adds such a map is refused, and the running nginx serves on
+# (issue 20: the check used to run where nginx treats a failure as fatal, and
+# the master exited, leaving its workers orphaned).
 
 BEGIN { $ENV{TEST_NGINX_WORKER_USER} = 'nobody ' . (getgrnam('nogroup') ? 'nogroup' : 'nobody') }
 
@@ -21,6 +24,31 @@ mkdir "$dir/root-only", 0755 or die "mkdir: $!";
 mkdir "$dir/shared", 0777 or die "mkdir: $!";
 chmod 0777, "$dir/shared";
 $ENV{TEST_NGINX_STATE_DIR} = $dir;
+
+# Adds a map in the root-only directory to the running nginx's configuration
+# and reloads it: the master must still be there afterwards.
+sub reload_with_unwritable_map {
+    require Time::HiRes;
+    my $root = main::server_root();
+    my $conf = "$root/conf/nginx.conf";
+    my $text = do { local (@ARGV, $/) = ($conf); <> };
+    $text =~ s{^(\s*shared_map c .*\n)}{$1    shared_map d tinymap?space=64k&state=$dir/root-only/d.state;\n}m
+        or die "no map c in $conf";
+    open my $out, '>', $conf or die "$conf: $!";
+    print $out $text;
+    close $out;
+    my $master = do { local (@ARGV, $/) = ("$root/logs/nginx.pid"); <> };
+    chomp $master;
+    kill 'HUP', $master or die "HUP: $!";
+    Time::HiRes::sleep(1);
+    my $state = do { local (@ARGV, $/) = ("/proc/$master/stat"); <> } // '';
+    my ($s) = $state =~ /^\d+ \(.*\) (\S)/;
+    Test::More::ok(defined $s && $s ne 'Z', 'the master is still running after the refused reload');
+}
+{
+    no strict 'refs';
+    *{"Test::Nginx::Util::reload_with_unwritable_map"} = \&reload_with_unwritable_map;
+}
 
 master_on();
 workers(1);
@@ -80,3 +108,15 @@ GET /incr?k=a
 [2]
 --- no_error_log
 [error]
+
+
+
+=== TEST 5: a reload that adds a map in a directory the workers cannot write is refused; nginx serves on
+--- init
+reload_with_unwritable_map();
+--- request
+GET /incr?k=a
+--- response_body
+[3]
+--- error_log eval
+qr/\[emerg\] .*shared_map "d": the worker processes \(user "nobody"\) cannot write state files in "[^"]*root-only" \(13: Permission denied\)/
