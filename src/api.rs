@@ -9,10 +9,10 @@ use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_discard_request_body, ngx_http_finalize_request,
     ngx_http_read_client_request_body, ngx_http_request_t, ngx_int_t, ngx_str_t, NGX_HTTP_BAD_REQUEST,
-    NGX_HTTP_CONFLICT, NGX_HTTP_CREATED, NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INSUFFICIENT_STORAGE,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND, NGX_HTTP_NO_CONTENT, NGX_HTTP_OK,
-    NGX_HTTP_POST, NGX_HTTP_PRECONDITION_FAILED, NGX_HTTP_PUT, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-    NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_LOG_ERR,
+    NGX_HTTP_CONFLICT, NGX_HTTP_CREATED, NGX_HTTP_DELETE, NGX_HTTP_FORBIDDEN, NGX_HTTP_GET, NGX_HTTP_HEAD,
+    NGX_HTTP_INSUFFICIENT_STORAGE, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND,
+    NGX_HTTP_NO_CONTENT, NGX_HTTP_OK, NGX_HTTP_POST, NGX_HTTP_PRECONDITION_FAILED, NGX_HTTP_PUT,
+    NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_LOG_ERR,
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_conf_log_error, ngx_log_error};
@@ -20,6 +20,7 @@ use shared_map_engine::{spec, Error, Map, MatchMode, OwnedValue, Read, Ttl, Valu
 use shared_map_http_parse::conditional;
 use shared_map_http_parse::query::{self, Arg, QueryError};
 
+use crate::browser;
 use crate::conf::{self, ApiConf, LocConf};
 use crate::dashboard;
 use crate::http;
@@ -786,7 +787,13 @@ unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let Some(api) = api_conf(req) else {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
-    match plan(req, api) {
+    // A browser's request for another site, or for a host that is not ours,
+    // is refused before anything is planned, read or changed.
+    let planned = match browser::refusal(req) {
+        Some(refusal) => Err(Reply::error(NGX_HTTP_FORBIDDEN, refusal.to_string())),
+        None => plan(req, api),
+    };
+    match planned {
         Ok(Op::Put { .. }) => {
             // The body is read first; the post handler plans the request again
             // (it is cheap and deterministic) rather than keeping state.

@@ -36,6 +36,7 @@ use shared_map_http_parse::session::{
     self as session_spec, flag_is_set, upstream_write, ApiAccess, UpstreamWrite, ID_BYTES, ID_LEN,
 };
 
+use crate::browser;
 use crate::conf::{args, lossy, LocConf, SessionConf};
 use crate::ctx::{request_ctx, CookieOut, Live, SessionState};
 use crate::http;
@@ -669,6 +670,17 @@ unsafe extern "C" fn api_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         .and_then(|l| l.session_api)
         .unwrap_or(ApiAccess::ReadOnly);
     let method = req.as_ref().method as u32;
+    // Where it writes, the API is for trusted callers: a browser's request for
+    // another site, or for a host that is not ours, is refused unread.
+    if access == ApiAccess::Write {
+        if let Some(refusal) = browser::refusal(req) {
+            // SAFETY: a live request.
+            if unsafe { ngx_http_discard_request_body(r) } != ngx_int_t::from(Status::NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            }
+            return send(req, 403, format!("{refusal}\n").as_bytes());
+        }
+    }
     let allowed = match method {
         NGX_HTTP_GET | NGX_HTTP_HEAD => true,
         NGX_HTTP_PUT | NGX_HTTP_DELETE => access == ApiAccess::Write,
