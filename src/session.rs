@@ -190,8 +190,10 @@ fn new_id() -> io::Result<[u8; ID_LEN]> {
 }
 
 /// Finds the request's live session, once per request, renewing its expiry.
-/// Only a cookie shaped like our ids is looked up, and only a live session is
-/// taken: an unknown id is ignored, never adopted.
+/// Only a cookie shaped like our ids is looked up, the first
+/// `session_spec::MAX_LOOKUPS` of them in the request's order, and only a live
+/// session is taken: an unknown id is ignored, never adopted. With two live
+/// ids, the first wins.
 fn resolve(r: &Request, conf: &SessionConf, st: &mut SessionState) {
     if st.resolved {
         return;
@@ -199,6 +201,7 @@ fn resolve(r: &Request, conf: &SessionConf, st: &mut SessionState) {
     st.resolved = true;
     let Some(map) = conf.map() else { return };
     let name = conf.spec.cookie.as_bytes();
+    let mut lookups = 0;
     for h in cookie_lines(r) {
         for value in session_spec::cookie_values(h.value.as_bytes(), name) {
             st.had_cookie = true;
@@ -208,6 +211,10 @@ fn resolve(r: &Request, conf: &SessionConf, st: &mut SessionState) {
             let Ok(id) = <[u8; ID_LEN]>::try_from(value) else {
                 continue;
             };
+            if lookups == session_spec::MAX_LOOKUPS {
+                return;
+            }
+            lookups += 1;
             let found = map.with(|m| match m.get_renew(&id, conf.ttl(), now()) {
                 Some(Value::Str(data)) => Some(data.to_vec()),
                 _ => None,
