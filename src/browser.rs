@@ -1,6 +1,6 @@
 //! The API's guard against browsers used by other sites: gathers what a
-//! request says about itself (its `Host`, `Origin` and `Sec-Fetch-Site`
-//! headers, its scheme) and the names of the server nginx chose for it, and
+//! request says about itself (its `Host`, `Origin`, `Sec-Fetch-Site` and
+//! `User-Agent` headers, its scheme) and the names of the server nginx chose for it, and
 //! lets `shared_map_http_parse::browser` decide. `shared_map_api` and
 //! `shared_map_session_api write` ask before anything else.
 
@@ -30,6 +30,8 @@ pub fn refusal(r: &Request) -> Option<Refusal> {
         host: hr.headers_in.server.as_bytes(),
         origins: Vec::new(),
         fetch_sites: Vec::new(),
+        // SAFETY: nginx's pointer to the request's own User-Agent line, or null.
+        user_agent: unsafe { hr.headers_in.user_agent.as_ref() }.map(|h| h.value.as_bytes()),
     };
     for (name, value) in r.headers_in_iterator() {
         let name = name.as_bytes();

@@ -1,8 +1,9 @@
 # The API in front of browsers (issue 20, finding 1): a write that a browser
 # sent for another site gets 403 and changes nothing; a browser's request for a
 # Host that is not an address, localhost or a server_name gets 403, reads too
-# (DNS rebinding). Clients without Origin and Sec-Fetch-Site (curl) are served
-# as before. The headers below are those Chromium sends for each case
+# (DNS rebinding). A browser's request is one with Origin, Sec-Fetch-Site or a
+# User-Agent starting with Mozilla/. Clients without them (curl) are served as
+# before. The headers below are those Chromium sends for each case
 # (t/browser/attacker.test.mjs drives a real one).
 use Test::Nginx::Socket 'no_plan';
 use FindBin;
@@ -127,7 +128,21 @@ __DATA__
 
 
 
-=== TEST 7: ... names of the server: exact, leading wildcards and regular expressions count; trailing wildcards do not
+=== TEST 7: ... a rebinding page's same-origin GET on plain HTTP carries neither header: a browser's User-Agent is enough
+--- request eval
+["GET /api/", "GET /api/m?key=f", "GET /api/", "GET /api/", "GET /api/"]
+--- more_headers eval
+["Host: rebind.attacker.test:$::P\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/140.0.0.0 Safari/537.36",
+ "Host: rebind.attacker.test:$::P\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0",
+ "Host: 127.0.0.1:$::P\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:140.0) Gecko/20100101 Firefox/140.0",
+ "Host: rebind.attacker.test:$::P\nUser-Agent: curl/8.14.1",
+ "Host: rebind.attacker.test:$::P\nUser-Agent: Prometheus/3.0.0"]
+--- error_code eval
+[403, 403, 200, 200, 200]
+
+
+
+=== TEST 8: ... names of the server: exact, leading wildcards and regular expressions count; trailing wildcards do not
 --- request eval
 ["GET /api/m?key=f", "GET /api/m?key=f", "GET /api/m?key=f", "GET /api/m?key=f", "GET /api/m?key=f", "GET /api/m?key=f",
  "GET /api/m?key=f", "GET /api/m?key=f", "GET /api/m?key=f", "GET /api/m?key=f", "GET /api/m?key=f"]
@@ -140,7 +155,7 @@ __DATA__
 
 
 
-=== TEST 8: ... a cross-site navigation to the dashboard or a listing is a read: served
+=== TEST 9: ... a cross-site navigation to the dashboard or a listing is a read: served
 --- request eval
 ["GET /api/", "GET /api/m?format=prometheus"]
 --- more_headers eval
@@ -153,7 +168,7 @@ __DATA__
 
 
 
-=== TEST 9: the session API with write: a cross-site PUT or DELETE is refused and the session is unchanged
+=== TEST 10: the session API with write: a cross-site PUT or DELETE is refused and the session is unchanged
 --- init
 use HTTP::Tiny;
 my $base = "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}";
@@ -174,7 +189,7 @@ GET /session
 
 
 
-=== TEST 10: ... the read-only session API is every client's own: not guarded (a rebinding page only has its own domain's cookies)
+=== TEST 11: ... the read-only session API is every client's own: not guarded (a rebinding page only has its own domain's cookies)
 --- request eval
 ["GET /my-session", "GET /my-session"]
 --- more_headers eval
@@ -186,7 +201,7 @@ GET /session
 
 
 
-=== TEST 11: a refusal is logged as nginx logs a request its access rules forbid
+=== TEST 12: a refusal is logged as nginx logs a request its access rules forbid
 --- request
 PUT /api/m?key=x
 v
@@ -199,7 +214,7 @@ shared map: cross-site write refused: origin "http://evil.example"
 
 
 
-=== TEST 12: ... and a foreign host
+=== TEST 13: ... and a foreign host
 --- request
 GET /api/
 --- more_headers

@@ -12,13 +12,20 @@
 //! - DNS rebinding: a page of the attacker's domain, once the domain resolves
 //!   to the server, is same-origin with it as far as the browser knows. Its
 //!   requests carry the attacker's domain in `Host`, so a browser's request
-//!   (one with `Origin` or `Sec-Fetch-Site`) is served only for a `Host` that
-//!   is an IP address, `localhost`, or a name of the server.
+//!   is served only for a `Host` that is an IP address, `localhost`, or a
+//!   name of the server.
 //!
-//! Clients that send neither header (curl, scripts, other servers) are not
-//! browsers and are served as before. Nothing here touches nginx: the module
-//! gathers the headers and decides whether a host is one of the server's
-//! `server_name` regular expressions, which only nginx can run.
+//! A request is a browser's when it carries `Origin` or `Sec-Fetch-Site`, or
+//! a `User-Agent` starting with `Mozilla/`, as every browser's does. The last
+//! is needed for reads: on plain HTTP a browser sends `Sec-Fetch-*` only to
+//! `localhost` and addresses, and `Origin` on no `GET`, so a rebinding page's
+//! same-origin `GET` carries neither; Chromium and WebKit do not let a page
+//! change its `User-Agent`. Clients that send none of these (curl, scripts,
+//! other servers, each with a `User-Agent` of its own) are served as before.
+//!
+//! Nothing here touches nginx: the module gathers the headers and decides
+//! whether a host is one of the server's `server_name` regular expressions,
+//! which only nginx can run.
 
 use core::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -39,6 +46,17 @@ pub struct Request<'a> {
     pub origins: Vec<&'a [u8]>,
     /// Every `Sec-Fetch-Site` header's value.
     pub fetch_sites: Vec<&'a [u8]>,
+    /// The `User-Agent` header's value.
+    pub user_agent: Option<&'a [u8]>,
+}
+
+impl Request<'_> {
+    /// Whether a browser sent the request, as far as its headers tell.
+    pub fn from_browser(&self) -> bool {
+        !self.origins.is_empty()
+            || !self.fetch_sites.is_empty()
+            || self.user_agent.is_some_and(|ua| ua.starts_with(b"Mozilla/"))
+    }
 }
 
 /// Why a browser's request was refused (403, nothing changed).
@@ -67,7 +85,7 @@ impl std::error::Error for Refusal {}
 /// Decides whether the API serves `req`. `named` says whether a host (never
 /// an address nor `localhost`) is one of the server's names.
 pub fn check(req: &Request<'_>, named: impl FnOnce(&[u8]) -> bool) -> Result<(), Refusal> {
-    if req.origins.is_empty() && req.fetch_sites.is_empty() {
+    if !req.from_browser() {
         return Ok(());
     }
     if !(is_address_or_localhost(req.host) || (!req.host.is_empty() && named(req.host))) {
@@ -186,6 +204,7 @@ mod tests {
             host: host.split(|&b| b == b':').next().unwrap_or_default(),
             origins: origins.to_vec(),
             fetch_sites: sites.to_vec(),
+            user_agent: None,
         }
     }
 
@@ -299,6 +318,35 @@ mod tests {
             assert!(matches!(check(&r, ours), Err(Refusal::ForeignHost(_))));
         }
         let r = req(false, b"api.example.com", &[], &[b"cross-site"]);
+        assert_eq!(check(&r, ours), Ok(()));
+    }
+
+    #[test]
+    fn a_browsers_user_agent_makes_a_browsers_request() {
+        // A rebinding page's same-origin GET on plain HTTP: no Origin, no Sec-Fetch-*.
+        let chromium =
+            b"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/140.0.0.0";
+        let mut r = req(false, b"rebind.attacker.test:2350", &[], &[]);
+        r.user_agent = Some(chromium);
+        assert!(matches!(check(&r, ours), Err(Refusal::ForeignHost(_))));
+        r.host = b"127.0.0.1";
+        assert_eq!(check(&r, ours), Ok(()));
+        // Scripts name themselves.
+        for ua in [
+            &b"curl/8.14.1"[..],
+            b"python-requests/2.32",
+            b"Go-http-client/1.1",
+            b"Prometheus/3.0",
+            b"node",
+        ] {
+            let mut r = req(true, b"rebind.attacker.test:2350", &[], &[]);
+            r.user_agent = Some(ua);
+            assert!(!r.from_browser());
+            assert_eq!(check(&r, ours), Ok(()), "{}", shown(ua));
+        }
+        // A write with no Origin from a browser (none sends one so): its Host is checked.
+        let mut r = req(true, b"127.0.0.1:2350", &[], &[]);
+        r.user_agent = Some(chromium);
         assert_eq!(check(&r, ours), Ok(()));
     }
 
