@@ -23,7 +23,7 @@ our $Config = <<'_EOC_';
 _EOC_
 
 use_default_config(http_config => $HttpConfig, config => $Config);
-share_with_init(qw(call put_if_match is isnt like));
+share_with_init(qw(call put_if_match is isnt like is_deeply));
 
 # A PUT with If-Match, on a fresh connection.
 sub put_if_match {
@@ -185,3 +185,44 @@ is call(GET => '/api/m?key=acct')->{headers}{etag}, $before, 'the same ETag afte
 --- request
 GET /api/m?key=acct
 --- response_body: balance=100;owner=alice;ok=true!
+
+
+
+=== TEST 12: held up (issue 20): compare-and-set under concurrency, one winner per round
+--- init
+require POSIX;
+my $base = "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}";
+is call(PUT => '/api/m?key=cas', undef, 'round 0')->{status}, 201, 'the start';
+my ($clients, $rounds, @winners) = (10, 20);
+for my $round (1 .. $rounds) {
+    my $etag = call(GET => '/api/m?key=cas')->{headers}{etag} or die 'no ETag';
+    # Every client holds the same ETag and tries to move the value on.
+    my @kids;
+    for my $c (1 .. $clients) {
+        pipe(my $r, my $w) or die "pipe: $!";
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            close $r;
+            my $res = put_if_match('/api/m?key=cas', $etag, "round $round by $c");
+            print $w "$res->{status}\n";
+            close $w;
+            POSIX::_exit(0);
+        }
+        close $w;
+        push @kids, [$pid, $r];
+    }
+    my %status;
+    for (@kids) {
+        my ($pid, $r) = @$_;
+        my $s = <$r> // 'none';
+        chomp $s;
+        $status{$s}++;
+        waitpid $pid, 0;
+    }
+    push @winners, join ',', map {"$_:$status{$_}"} sort keys %status;
+}
+is_deeply \@winners, [("204:1,412:" . ($clients - 1)) x $rounds], "$rounds rounds of $clients: one 204 each, the rest 412";
+like call(GET => '/api/m?key=cas')->{content}, qr/^round $rounds by \d+$/, 'the last round won';
+--- request
+GET /api/m?key=nope
+--- error_code: 404
