@@ -1,14 +1,14 @@
 //! The API's guard against browsers used by other sites: gathers what a
 //! request says about itself (its `Host`, `Origin`, `Sec-Fetch-Site` and
-//! `User-Agent` headers, its scheme) and the names of the server nginx chose for it, and
-//! lets `shared_map_http_parse::browser` decide. `shared_map_api` and
-//! `shared_map_session_api write` ask before anything else.
+//! `User-Agent` headers, its scheme) and the names of the server nginx chose
+//! for it, and lets `shared_map_http_parse::browser` decide. `shared_map_api`
+//! and `shared_map_session_api write` ask before anything else.
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
 
 use ngx::ffi::{
-    ngx_conf_t, ngx_http_core_srv_conf_t, ngx_http_server_name_t, ngx_int_t, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_LOG_ERR,
+    ngx_conf_t, ngx_http_core_srv_conf_t, ngx_http_server_name_t, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_LOG_ERR,
 };
 use ngx::http::{HttpModuleMainConf, HttpModuleServerConf, NgxHttpCoreModule, Request};
 use ngx::ngx_log_error;
@@ -60,7 +60,7 @@ fn is_https(_: &Request) -> bool {
 
 /// Copies every server's `server_name`s into our main conf (postconfiguration:
 /// nginx's array of them still exists, and is gone once the configuration has
-/// been read). Returns `false` when memory could not be had.
+/// been read). Returns `false` when the http block's main confs are missing.
 ///
 /// # Safety
 /// Called from postconfiguration with the configuration being read.
@@ -138,7 +138,7 @@ fn regex_of(_: &ngx_http_server_name_t) -> Option<NonNull<c_void>> {
 /// server, but without captures: the request's `$1`… stay as they are.
 #[cfg(ngx_feature = "pcre")]
 fn regex_matches(r: &Request, re: NonNull<c_void>, host: &[u8]) -> bool {
-    use ngx::ffi::{ngx_array_t, ngx_regex_elt_t, ngx_regex_exec_array, ngx_str_t, NGX_OK};
+    use ngx::ffi::{ngx_array_t, ngx_int_t, ngx_regex_elt_t, ngx_regex_exec_array, ngx_str_t, NGX_OK};
     let mut elt = ngx_regex_elt_t {
         regex: re.as_ptr().cast(),
         name: c"server_name".as_ptr() as *mut u8,
