@@ -87,9 +87,11 @@ test-openapi: build
 	TEST_NGINX_BINARY=$(CURDIR)/$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) OPENAPI_PORT=$(OPENAPI_PORT) \
 	  timeout 600 t/openapi/check.sh
 
-# The dashboard in a real browser: Debian's chromium driven by playwright-core
-# (from npm, pinned in t/browser/package-lock.json). Skipped with a note where
-# chromium or npm is missing, except in CI, which installs both.
+# The dashboard in a real browser, and pages of other sites and a DNS-rebinding
+# page trying to write through the API (t/browser/*.test.mjs, on BROWSER_PORT
+# to BROWSER_PORT + 2): Debian's chromium driven by playwright-core (from npm,
+# pinned in t/browser/package-lock.json). Skipped with a note where chromium
+# or npm is missing, except in CI, which installs both.
 test-browser: build
 	@if [ -x /usr/bin/chromium ] && command -v npm >/dev/null; then \
 	  cd t/browser && npm ci --no-audit --no-fund --silent && \

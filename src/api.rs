@@ -9,10 +9,10 @@ use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_t, ngx_http_discard_request_body, ngx_http_finalize_request,
     ngx_http_read_client_request_body, ngx_http_request_t, ngx_int_t, ngx_str_t, NGX_HTTP_BAD_REQUEST,
-    NGX_HTTP_CONFLICT, NGX_HTTP_CREATED, NGX_HTTP_DELETE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INSUFFICIENT_STORAGE,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND, NGX_HTTP_NO_CONTENT, NGX_HTTP_OK,
-    NGX_HTTP_POST, NGX_HTTP_PRECONDITION_FAILED, NGX_HTTP_PUT, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
-    NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_LOG_ERR,
+    NGX_HTTP_CONFLICT, NGX_HTTP_CREATED, NGX_HTTP_DELETE, NGX_HTTP_FORBIDDEN, NGX_HTTP_GET, NGX_HTTP_HEAD,
+    NGX_HTTP_INSUFFICIENT_STORAGE, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_ALLOWED, NGX_HTTP_NOT_FOUND,
+    NGX_HTTP_NO_CONTENT, NGX_HTTP_OK, NGX_HTTP_POST, NGX_HTTP_PRECONDITION_FAILED, NGX_HTTP_PUT,
+    NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_LOG_ERR,
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_conf_log_error, ngx_log_error};
@@ -20,6 +20,7 @@ use shared_map_engine::{spec, Error, Map, MatchMode, OwnedValue, Read, Ttl, Valu
 use shared_map_http_parse::conditional;
 use shared_map_http_parse::query::{self, Arg, QueryError};
 
+use crate::browser;
 use crate::conf::{self, ApiConf, LocConf};
 use crate::dashboard;
 use crate::http;
@@ -165,7 +166,8 @@ impl Cond {
         if self.if_match.is_none() && self.if_none_match.is_none() {
             return Ok(());
         }
-        let current = m.peek(key, now).map(|v| value_etag(&v));
+        let etag_key = m.etag_key();
+        let current = m.peek(key, now).map(|v| value_etag(etag_key, &v));
         if conditional::write_allowed(
             self.if_match.as_deref(),
             self.if_none_match.as_deref(),
@@ -178,12 +180,13 @@ impl Cond {
     }
 }
 
-/// The ETag of a value: of its type and its bytes, numbers in decimal.
-fn value_etag(v: &Value<'_>) -> String {
+/// The ETag of a value: of its type and its bytes, numbers in decimal, keyed
+/// with the map's ETag key (`Map::etag_key`).
+fn value_etag(key: [u64; 2], v: &Value<'_>) -> String {
     match *v {
-        Value::Int(i) => conditional::etag("int", itoa::Buffer::new().format(i).as_bytes()),
-        Value::Long(l) => conditional::etag("long", itoa::Buffer::new().format(l).as_bytes()),
-        Value::Str(s) => conditional::etag("string", s),
+        Value::Int(i) => conditional::etag(key, "int", itoa::Buffer::new().format(i).as_bytes()),
+        Value::Long(l) => conditional::etag(key, "long", itoa::Buffer::new().format(l).as_bytes()),
+        Value::Str(s) => conditional::etag(key, "string", s),
     }
 }
 
@@ -544,10 +547,16 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
         // API reads peek: looking at a map leaves what eviction chooses alone.
         Op::Get { map, key, stale } => match map.with(|m| {
             let matching = m.match_mode() != MatchMode::Exact;
+            let etag_key = m.etag_key();
             m.read_match(&key, now, Read { touch: false, stale }).map(|hit| {
                 // Escaped as variables are: a stored key may hold CR or LF.
                 let matched = matching.then(|| String::from_utf8_lossy(&header_safe(hit.key)).into_owned());
-                (hit.value.to_owned(), value_etag(&hit.value), matched, hit.stale)
+                (
+                    hit.value.to_owned(),
+                    value_etag(etag_key, &hit.value),
+                    matched,
+                    hit.stale,
+                )
             })
         }) {
             Err(_) => unavailable(r, map),
@@ -581,17 +590,18 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
             let result = map.with(|m| -> Result<_, Refused> {
                 let key = m.write_key(&key)?;
                 cond.check(m, &key, now)?;
-                Ok(if nx {
+                let prev = if nx {
                     m.put_if_absent(&key, value, ttl, now).map(|()| None)?
                 } else {
                     m.put(&key, value, ttl, now)?
-                })
+                };
+                Ok((prev, m.etag_key()))
             });
             match result {
                 Err(_) => unavailable(r, map),
-                Ok(Ok(None)) => Reply::empty(NGX_HTTP_CREATED),
-                Ok(Ok(Some(prev))) if exchange => {
-                    let etag = value_etag(&prev.as_value());
+                Ok(Ok((None, _))) => Reply::empty(NGX_HTTP_CREATED),
+                Ok(Ok((Some(prev), etag_key))) if exchange => {
+                    let etag = value_etag(etag_key, &prev.as_value());
                     value_reply(
                         prev,
                         Found {
@@ -601,7 +611,7 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
                         },
                     )
                 }
-                Ok(Ok(Some(_))) => Reply::empty(NGX_HTTP_NO_CONTENT),
+                Ok(Ok((Some(_), _))) => Reply::empty(NGX_HTTP_NO_CONTENT),
                 Ok(Err(e)) => refused_write(r, map, &key, e),
             }
         }
@@ -786,7 +796,13 @@ unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     let Some(api) = api_conf(req) else {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
-    match plan(req, api) {
+    // A browser's request for another site, or for a host that is not ours,
+    // is refused before anything is planned, read or changed.
+    let planned = match browser::refusal(req) {
+        Some(refusal) => Err(Reply::error(NGX_HTTP_FORBIDDEN, refusal.to_string())),
+        None => plan(req, api),
+    };
+    match planned {
         Ok(Op::Put { .. }) => {
             // The body is read first; the post handler plans the request again
             // (it is cheap and deterministic) rather than keeping state.

@@ -7,9 +7,9 @@ use core::ptr::NonNull;
 use ngx::core::{Pool, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_addr_t, ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_compile_complex_value,
-    ngx_http_compile_complex_value_t, ngx_http_complex_value_t, ngx_http_get_flushed_variable,
-    ngx_http_get_variable_index, ngx_http_request_t, ngx_int_t, ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_LOG_EMERG,
-    NGX_OK,
+    ngx_http_compile_complex_value_t, ngx_http_complex_value_t, ngx_http_core_srv_conf_t,
+    ngx_http_get_flushed_variable, ngx_http_get_variable_index, ngx_http_request_t, ngx_int_t, ngx_shm_zone_t,
+    ngx_str_t, ngx_uint_t, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError, Request};
 use ngx::ngx_conf_log_error;
@@ -33,6 +33,26 @@ pub struct MainConf {
     pub named: Vec<Box<NamedVar>>,
     /// `shared_map_redis`: where maps with `sync` replicate.
     pub redis: Option<RedisConf>,
+    /// Every server's `server_name`s, for the API's browser guard
+    /// (`browser.rs`): nginx's own array of them is gone after configuration.
+    pub server_names: Vec<ServerNames>,
+}
+
+/// The names of one `server`, copied in postconfiguration: nginx keeps its
+/// `server_names` array in the configuration's temporary pool, destroyed once
+/// the configuration is read. The strings and compiled regular expressions it
+/// points at live in the cycle's pool, as long as this configuration.
+pub struct ServerNames {
+    /// The server's core configuration: what a request's `srv_conf` holds.
+    pub server: *const ngx_http_core_srv_conf_t,
+    pub names: Vec<ServerName>,
+}
+
+pub enum ServerName {
+    /// An exact name or a wildcard, lowercase as nginx keeps it.
+    Plain(Vec<u8>),
+    /// A `~regex` name: nginx's compiled expression (`ngx_regex_t`).
+    Regex(NonNull<c_void>),
 }
 
 /// One `shared_map_var` or `shared_map_incr` directive.

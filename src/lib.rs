@@ -7,11 +7,12 @@
 //! features down to the leaves:
 //!
 //! ```text
-//! lib ─→ named, variables ─→ count, api (→ render, stream), session, timer (→ saver) ─→ conf ─→ persist (→ lock) ─→ zone ─→ module, log, ctx, value, http, clock
+//! lib ─→ named, variables ─→ count, api (→ render, stream, browser), session (→ browser), timer (→ saver) ─→ conf ─→ persist (→ lock) ─→ zone ─→ module, log, ctx, value, http, clock
 //! ```
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod api;
+mod browser;
 mod clock;
 mod conf;
 mod count;
@@ -73,6 +74,10 @@ unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     unsafe { *h = Some(count::log_handler) };
     // SAFETY: postconfiguration runs once per configuration, in the master.
     unsafe { session::init_header_filter() };
+    // SAFETY: as above; the servers' names are still there.
+    if !unsafe { browser::collect_server_names(cf) } {
+        return Status::NGX_ERROR.into();
+    }
     Status::NGX_OK.into()
 }
 

@@ -36,6 +36,7 @@ use shared_map_http_parse::session::{
     self as session_spec, flag_is_set, upstream_write, ApiAccess, UpstreamWrite, ID_BYTES, ID_LEN,
 };
 
+use crate::browser;
 use crate::conf::{args, lossy, LocConf, SessionConf};
 use crate::ctx::{request_ctx, CookieOut, Live, SessionState};
 use crate::http;
@@ -189,8 +190,10 @@ fn new_id() -> io::Result<[u8; ID_LEN]> {
 }
 
 /// Finds the request's live session, once per request, renewing its expiry.
-/// Only a cookie shaped like our ids is looked up, and only a live session is
-/// taken: an unknown id is ignored, never adopted.
+/// Only a cookie shaped like our ids is looked up, the first
+/// `session_spec::MAX_LOOKUPS` of them in the request's order, and only a live
+/// session is taken: an unknown id is ignored, never adopted. With two live
+/// ids, the first wins.
 fn resolve(r: &Request, conf: &SessionConf, st: &mut SessionState) {
     if st.resolved {
         return;
@@ -198,6 +201,7 @@ fn resolve(r: &Request, conf: &SessionConf, st: &mut SessionState) {
     st.resolved = true;
     let Some(map) = conf.map() else { return };
     let name = conf.spec.cookie.as_bytes();
+    let mut lookups = 0;
     for h in cookie_lines(r) {
         for value in session_spec::cookie_values(h.value.as_bytes(), name) {
             st.had_cookie = true;
@@ -207,6 +211,10 @@ fn resolve(r: &Request, conf: &SessionConf, st: &mut SessionState) {
             let Ok(id) = <[u8; ID_LEN]>::try_from(value) else {
                 continue;
             };
+            if lookups == session_spec::MAX_LOOKUPS {
+                return;
+            }
+            lookups += 1;
             let found = map.with(|m| match m.get_renew(&id, conf.ttl(), now()) {
                 Some(Value::Str(data)) => Some(data.to_vec()),
                 _ => None,
@@ -669,6 +677,17 @@ unsafe extern "C" fn api_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
         .and_then(|l| l.session_api)
         .unwrap_or(ApiAccess::ReadOnly);
     let method = req.as_ref().method as u32;
+    // Where it writes, the API is for trusted callers: a browser's request for
+    // another site, or for a host that is not ours, is refused unread.
+    if access == ApiAccess::Write {
+        if let Some(refusal) = browser::refusal(req) {
+            // SAFETY: a live request.
+            if unsafe { ngx_http_discard_request_body(r) } != ngx_int_t::from(Status::NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            }
+            return send(req, 403, format!("{refusal}\n").as_bytes());
+        }
+    }
     let allowed = match method {
         NGX_HTTP_GET | NGX_HTTP_HEAD => true,
         NGX_HTTP_PUT | NGX_HTTP_DELETE => access == ApiAccess::Write,

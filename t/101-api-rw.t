@@ -7,6 +7,7 @@ use SharedMapTest;
 # Every block gets the API suites' maps and locations unless it brings its own
 # (t/lib/SharedMapTest.pm); a block named "..." continues the previous one.
 use_api_config();
+share_with_init(qw(call is ok));
 
 run_tests();
 

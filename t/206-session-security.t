@@ -480,3 +480,47 @@ is sessions_in_map(), 1, 'one session in the map';
 --- request
 GET /whoami
 --- response_body_like: ^ $
+
+
+
+=== TEST 16: finding 9: with two live ids the first wins; a few ids are looked up, in the request's order
+--- init
+use HTTP::Tiny;
+my $a = new_sid(call(GET => '/app/login?user=alice')) or die 'no session';
+my $b = new_sid(call(GET => '/app/login?user=bob')) or die 'no session';
+my @dead = map { sprintf '%032x', $_ } 1 .. 3;
+my $whoami = sub {
+    my $r = HTTP::Tiny->new(keep_alive => 0)->get("http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}/whoami",
+        { headers => { Cookie => shift } });
+    return $r->{content};
+};
+is $whoami->("SMSESSION=$a; SMSESSION=$b"), "$a user=alice", 'alice first: alice';
+is $whoami->("SMSESSION=$b; SMSESSION=$a"), "$b user=bob", 'bob first: bob';
+is $whoami->(["SMSESSION=$b", "SMSESSION=$a"]), "$b user=bob", 'over two Cookie lines, the first line first';
+is $whoami->(join '; ', (map {"SMSESSION=$_"} @dead[0, 1]), "SMSESSION=$a"), "$a user=alice",
+    'a live id after two dead ones: found';
+is $whoami->(join '; ', (map {"SMSESSION=$_"} @dead), "SMSESSION=$a"), ' ', 'after three dead ones: not looked up';
+is $whoami->(join '; ', (map {"SMSESSION=junk$_"} 1 .. 20), "SMSESSION=$a"), "$a user=alice",
+    'values not shaped like an id cost no lookup';
+--- request
+GET /whoami
+--- response_body_like: ^ $
+
+
+
+=== TEST 17: finding 9: a request with 170 session cookies makes 3 lookups, not 170
+--- init
+use HTTP::Tiny;
+my $misses = sub {
+    call(GET => '/api/sessions?limit=0')->{content} =~ /"misses":(\d+)/ or die 'no misses';
+    return $1;
+};
+my $before = $misses->();
+my $cookie = join '; ', map { sprintf 'SMSESSION=%032x', 1000 + $_ } 1 .. 170;
+my $r = HTTP::Tiny->new(keep_alive => 0)->get("http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}/whoami",
+    { headers => { Cookie => $cookie } });
+is $r->{content}, ' ', 'no session';
+is $misses->() - $before, 3, 'three lookups missed';
+--- request
+GET /whoami
+--- response_body_like: ^ $

@@ -317,3 +317,17 @@ invalid variable name "v"
 --- must_die
 --- error_log
 "shared_map_var" directive is not allowed here
+
+
+
+=== TEST 26: held up (issue 20): a counter counts once through try_files, and with a mirror reading it too
+--- config
+    location /api/ { shared_map_api; }
+    location = /tf { set $first $hits; try_files /nonexistent @named; }
+    location @named { return 200 "$first $hits"; }
+    location = /mirrored { mirror /mirror; return 200 "$hits"; }
+    location = /mirror { internal; return 200 "$hits"; }
+--- request eval
+["GET /tf?k=tf", "GET /tf?k=tf", "GET /api/c?key=tf", "GET /mirrored?k=mm", "GET /mirrored?k=mm", "GET /api/c?key=mm"]
+--- response_body eval
+["1 1", "2 2", "2", "1", "2", "2"]

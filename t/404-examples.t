@@ -11,8 +11,9 @@ no_long_string();
 no_root_location();
 
 our ($BlockHttp, $BlockServer) = example_config('ip-blocklist.conf');
-# A quota of 3 a day instead of 1000, to reach it in a test.
-our ($QuotaHttp, $QuotaServer) = example_config('api-quota.conf', qr/init=1000/ => 'init=3');
+# A quota of 3 a day instead of 1000, to reach it in a test, and a map of
+# 64k, to fill it in one.
+our ($QuotaHttp, $QuotaServer) = example_config('api-quota.conf', qr/init=1000/ => 'init=3', qr/space=4m/ => 'space=64k');
 our ($RouteHttp, $RouteServer) = example_config('prefix-routing.conf');
 
 add_block_preprocessor(sub {
@@ -45,15 +46,17 @@ __DATA__
 
 === TEST 2: daily quota: each API key gets its own count, 429 once it is spent
 --- request eval
-["GET /api/items", "GET /api/items", "GET /api/items", "GET /api/items", "GET /api/items", "GET /api/items"]
+["GET /api/items", "GET /api/items", "GET /api/items", "GET /api/items", "GET /api/items", "GET /api/items",
+ "GET /api/items"]
 --- more_headers eval
-["", "X-Api-Key: k1", "X-Api-Key: k1", "X-Api-Key: k1", "X-Api-Key: k1", "X-Api-Key: k2"]
+["", "X-Api-Key: k1", "X-Api-Key: k1", "X-Api-Key: k1", "X-Api-Key: k1", "X-Api-Key: k2", "X-Api-Key: nope"]
 --- error_code eval
-[401, 200, 200, 200, 429, 200]
+[401, 200, 200, 200, 429, 200, 401]
 --- response_body eval
-["an X-Api-Key header is needed\n", "api answer\n", "api answer\n", "api answer\n", "daily quota exceeded\n", "api answer\n"]
+["a known X-Api-Key header is needed\n", "api answer\n", "api answer\n", "api answer\n", "daily quota exceeded\n",
+ "api answer\n", "a known X-Api-Key header is needed\n"]
 --- response_headers eval
-["", "X-Quota-Remaining: 2", "X-Quota-Remaining: 1", "X-Quota-Remaining: 0", "", "X-Quota-Remaining: 2"]
+["", "X-Quota-Remaining: 2", "X-Quota-Remaining: 1", "X-Quota-Remaining: 0", "", "X-Quota-Remaining: 2", ""]
 
 
 
@@ -64,7 +67,29 @@ GET /quota?prefix=k1:
 
 
 
-=== TEST 4: routing by URI prefix: the longest stored prefix picks the backend; feature flags close a part of the site
+=== TEST 4: daily quota: requests with made-up keys cannot evict a spent quota, nor another letter case dodge it
+--- init
+use HTTP::Tiny;
+my $ua = HTTP::Tiny->new(keep_alive => 1);
+my $base = "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}";
+my $get = sub { $ua->get("$base/api/items", { headers => { 'X-Api-Key' => shift } })->{status} };
+my @spent = map { $get->('k1') } 1 .. 4;
+Test::More::is("@spent", '200 200 200 429', 'k1 spends its quota');
+my %status;
+$status{ $get->("junk-$_") }++ for 1 .. 1500;
+Test::More::is(join(',', map {"$_:$status{$_}"} sort keys %status), '401:1500', '1,500 made-up keys: refused');
+Test::More::is($get->('k1'), 429, 'k1 is still spent');
+Test::More::is($get->('K1'), 429, 'K1 is k1');
+my $stats = $ua->get("$base/quota")->{content};
+Test::More::ok($stats =~ /"entries":1,/, 'one counter in the map');
+Test::More::ok($stats =~ /"evictions":0,/, 'nothing evicted');
+--- request
+GET /quota?key=k2:2000-01-01
+--- error_code: 404
+
+
+
+=== TEST 5: routing by URI prefix: the longest stored prefix picks the backend; feature flags close a part of the site
 --- request eval
 ["GET /api/v2/users", "PUT /maps/routes?key=/\nv1", "PUT /maps/routes?key=/api/v2/\nv2",
  "GET /api/v2/users", "GET /api/v1/users", "GET /shop/cart",

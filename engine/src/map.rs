@@ -316,6 +316,16 @@ pub fn hash_key(secret: [u64; 2], key: &[u8]) -> u32 {
     SipHasher13::new_with_keys(secret[0], secret[1]).hash(key) as u32
 }
 
+/// The key of a map's ETags, derived from its secret hash key: a value's ETag
+/// (`shared_map_http_parse::conditional::etag`) is a keyed hash under it, so
+/// nobody without the secret can make two values share one. A key of its own
+/// (SipHash-2-4-128 of a label under the secret) keeps the ETags that every
+/// reader sees apart from the hashes that place keys in buckets.
+fn etag_key(secret: [u64; 2]) -> [u64; 2] {
+    let h = siphasher::sip128::SipHasher24::new_with_keys(secret[0], secret[1]).hash(b"shared map etag key");
+    [h.h1, h.h2]
+}
+
 /// A fresh hash key from the operating system's random source.
 fn random_hash_key() -> Result<[u64; 2], Error> {
     let mut bytes = [0u8; 16];
@@ -446,6 +456,12 @@ impl<'a, A: Arena> Map<'a, A> {
     /// `Some` once, on the first attach after such a death.
     pub fn recovery(&self) -> Option<Recovery> {
         self.recovery
+    }
+
+    /// The key of the map's ETags ([`etag_key`]): the same in every worker
+    /// and across reloads, as long as the map's zone is kept.
+    pub fn etag_key(&self) -> [u64; 2] {
+        etag_key(self.header().hash_key)
     }
 
     /// The map's SipHash key, to make the map again with it.

@@ -1,11 +1,13 @@
 //! Parsing for the HTTP side of the module, kept out of the nginx crate so that
 //! it is unit-tested, property-tested and fuzzed without nginx: the API's query
-//! strings (`query`), conditional requests (`conditional`), the session store's
+//! strings (`query`), conditional requests (`conditional`), which requests of
+//! browsers the API serves (`browser`), the session store's
 //! directive, ids and cookies (`session`) and the `shared_map_redis` directive's
 //! parameters (`redis`).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
+pub mod browser;
 pub mod conditional;
 pub mod query;
 pub mod redis;

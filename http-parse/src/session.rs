@@ -258,6 +258,13 @@ pub fn encode_id(bytes: &[u8; ID_BYTES]) -> [u8; ID_LEN] {
     out
 }
 
+/// How many of a request's session cookies are looked up: those shaped like
+/// an id, in the order the request sends them, the first live one winning. A
+/// browser sends several cookies of one name only when they differ in `Path`
+/// or `Domain` (a configuration changed under it), so a few; each lookup
+/// takes the map's lock, so a request with 170 of them must not make 170.
+pub const MAX_LOOKUPS: usize = 3;
+
 /// Whether `s` has the exact shape of an id this store gives out; anything else
 /// in the cookie is ignored before any lookup.
 pub fn is_valid_id(s: &[u8]) -> bool {
