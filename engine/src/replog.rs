@@ -360,9 +360,20 @@ impl<'a, A: Arena> Log<'a, A> {
         // SAFETY: `entry_for` returned a live entry.
         let entry = unsafe { self.entry_mut(e) };
         // A pending latest state already includes the addition.
-        if entry.flags & PENDING_LATEST == 0 {
-            entry.delta = entry.delta.wrapping_add(delta);
-            entry.flags |= PENDING_DELTA;
+        if entry.flags & PENDING_LATEST != 0 {
+            return;
+        }
+        match entry.delta.checked_add(delta) {
+            Some(sum) => {
+                entry.delta = sum;
+                entry.flags |= PENDING_DELTA;
+            }
+            // The additions made here swing further than a long: never
+            // wrapped, the key's value is sent instead (it includes them).
+            None => {
+                entry.delta = 0;
+                entry.flags = (entry.flags & !PENDING_DELTA) | PENDING_LATEST;
+            }
         }
     }
 
@@ -399,17 +410,18 @@ impl<'a, A: Arena> Log<'a, A> {
     }
 
     /// The key's additions not yet acknowledged, pending and in flight: what the
-    /// local value holds beyond what the server has seen of this host.
-    pub(crate) fn unacked_delta(&self, key: &[u8]) -> i64 {
+    /// local value holds beyond what the server has seen of this host. Wider
+    /// than a long: the two deltas summed never wrap.
+    pub(crate) fn unacked_delta(&self, key: &[u8]) -> i128 {
         self.find(hash_key(self.secret, key), key).map_or(0, |e| {
             // SAFETY: `find` returned a live entry.
             let entry = unsafe { self.entry(e) };
-            let mut d = 0i64;
+            let mut d = 0i128;
             if entry.flags & PENDING_DELTA != 0 {
-                d = d.wrapping_add(entry.delta);
+                d += i128::from(entry.delta);
             }
             if entry.flags & FLIGHT_DELTA != 0 {
-                d = d.wrapping_add(entry.flight_delta);
+                d += i128::from(entry.flight_delta);
             }
             d
         })

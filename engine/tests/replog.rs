@@ -246,6 +246,49 @@ fn a_batch_takes_at_most_max_keys_in_order() {
 }
 
 #[test]
+fn additions_whose_sum_leaves_a_long_send_the_value_instead() {
+    for kind in KINDS {
+        let mut heap = synced(kind, 100);
+        let mut m = map(&mut heap);
+        // Another host's value, near the bottom of a long.
+        m.set_replicate(false);
+        m.put(b"n", Value::Long(i64::MIN + 10), Ttl::Never, NOW).unwrap();
+        m.set_replicate(true);
+        // Each addition fits the value, but their sum does not fit a delta.
+        assert_eq!(m.add(b"n", i64::MAX, 0, Ttl::Default, NOW), Ok(9));
+        assert_eq!(m.unacked_delta(b"n"), i128::from(i64::MAX));
+        assert_eq!(m.add(b"n", i64::MAX - 9, 0, Ttl::Default, NOW), Ok(i64::MAX));
+        let batch = m.sync_take(100, NOW).unwrap();
+        assert_eq!(
+            batch.changes,
+            vec![change(
+                "n",
+                Op::Put {
+                    value: OwnedValue::Long(i64::MAX),
+                    expire: 0
+                }
+            )]
+        );
+        assert_eq!(m.unacked_delta(b"n"), 0);
+    }
+}
+
+#[test]
+fn unacknowledged_deltas_in_flight_and_pending_sum_without_wrapping() {
+    for kind in KINDS {
+        let mut heap = synced(kind, 100);
+        let mut m = map(&mut heap);
+        m.set_replicate(false);
+        m.put(b"n", Value::Long(i64::MIN + 1), Ttl::Never, NOW).unwrap();
+        m.set_replicate(true);
+        m.add(b"n", i64::MAX, 0, Ttl::Default, NOW).unwrap();
+        m.sync_take(100, NOW).unwrap(); // in flight: i64::MAX
+        m.add(b"n", i64::MAX, 0, Ttl::Default, NOW).unwrap(); // pending: i64::MAX
+        assert_eq!(m.unacked_delta(b"n"), 2 * i128::from(i64::MAX));
+    }
+}
+
+#[test]
 fn applying_remote_changes_records_nothing() {
     for kind in KINDS {
         let mut heap = synced(kind, 100);
