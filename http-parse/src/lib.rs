@@ -1,12 +1,15 @@
 //! Parsing for the HTTP side of the module, kept out of the nginx crate so that
 //! it is unit-tested, property-tested and fuzzed without nginx: the API's query
 //! strings (`query`), conditional requests (`conditional`), the session store's
-//! directive, ids and cookies (`session`) and the `shared_map_redis` directive's
-//! parameters (`redis`).
+//! directive, ids and cookies (`session`), the `shared_map_redis` directive's
+//! parameters (`redis`), the bounds on Redis's replies (`resp`) and the rate
+//! at which a repeated failure is logged (`throttle`).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod conditional;
 pub mod query;
 pub mod redis;
+pub mod resp;
 pub mod session;
+pub mod throttle;
