@@ -1,11 +1,14 @@
 # What a host says, and keeps, while Redis fails, through a real
 # redis-server: the same failure is logged once per minute at most, with a
 # count of its repeats; an error reply acknowledges nothing; a refused
-# connection is one line, not one per attempt.
+# connection is one line, not one per attempt; the statistics say how much
+# of a map's space its replication log takes, and a map sized as the README
+# says takes all its entries while Redis is gone.
 use strict;
 use warnings;
 use Test::More;
 use Time::HiRes qw(time sleep);
+use HTTP::Tiny;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use SharedMapHosts;
@@ -20,11 +23,15 @@ if (!redis_bin()) {
 setup('redis-log');
 start_redis();
 my $rport = redis_port();
-start_host(1, <<"_EOC_");
+start_host(1, <<"_EOC_", <<'_EOS_');
     shared_map_redis 127.0.0.1:$rport prefix=t413;
     shared_map a tinymap?space=1m&entries=1000&sync;
     shared_map b tinymap?space=1m&entries=1000&sync;
+    # The README: 136 bytes per entry for counters with 16-byte keys, and 64k.
+    shared_map sized tinymap?space=336k&entries=2000&sync;
 _EOC_
+        location = /hit { shared_map_key sized $arg_k; return 200 "$shared_map_incr"; }
+_EOS_
 
 sub lines { my ($re) = @_; scalar grep { /$re/ } split /\n/, error_log(1) }
 
@@ -64,10 +71,30 @@ is(lines(qr/shared map: Redis: connect\(\) failed/), 1, 'refused connections for
     or diag join '', grep { /connect/ } split /^/m, error_log(1);
 like(error_log(1), qr/shared map: Redis: connect\(\) failed \(111: Connection refused\)/, 'with the reason');
 is(lines(qr/connect\(\) to 127\.0\.0\.1:$rport failed/), 0, "and none of nginx's own for each attempt");
+
+# --- the replication log's room while Redis is gone
+my $c = HTTP::Tiny->new(keep_alive => 1, timeout => 5);
+my $json = $c->get(url(1, '/maps/sized?limit=0'))->{content};
+my ($empty) = $json =~ /"log_bytes":(\d+)/;
+ok(defined $empty && $empty > 0 && $empty < 16384, 'JSON: an empty log takes its index') or diag $json;
+my $answered = grep { $c->get(url(1, sprintf '/hit?k=key-%012d', $_))->{content} eq '1' } 1 .. 2000;
+is($answered, 2000, 'a map sized as the README says counts 2000 new keys while Redis is gone');
+$json = $c->get(url(1, '/maps/sized?limit=0'))->{content};
+like($json, qr/"refused":0\b/, 'none refused for lack of room') or diag $json;
+my ($waiting) = $json =~ /"log_bytes":(\d+)/;
+is(($waiting // 0) - $empty, 2000 * 64, 'JSON: the log takes 64 bytes per waiting key (48 and the 16-byte key)');
+like($json, qr/"pending":2000,/, 'and 2000 keys wait');
+like($c->get(url(1, '/maps/?format=prometheus'))->{content}, qr/^shared_map_sync_log_bytes\{map="sized"\} $waiting$/m,
+     'Prometheus: shared_map_sync_log_bytes');
+
 start_redis();
 ok(defined converge('a', 'k', 'v3', 1, [1]), 'Redis back');
 my $t0 = time;
 ok(redis_has('t413:a k', 'v3'), sprintf('the write made meanwhile reaches it (in %.1f s: pauses of 8 s at most)', time - $t0));
+$t0 = time;
+sleep 0.05 while time - $t0 < 10 && sync_of(1, 'sized') !~ /"pending":0,"log_bytes":$empty,/;
+like(sync_of(1, 'sized'), qr/"pending":0,"log_bytes":$empty,/, 'all sent: the log takes its index alone again');
+is(redis_cli('hlen t413:sized'), 2000, 'and Redis has every key');
 
 # --- a failure that goes on is logged again after a minute, with its count
 SKIP: {
