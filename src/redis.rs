@@ -475,17 +475,19 @@ impl Replicator {
     }
 
     /// What the reply awaited next may be: a map's reply at most what the map
-    /// could hold, in Redis's words (each key twice, in the values and in the
-    /// types, with a few dozen bytes of framing each).
+    /// could hold, in Redis's words: its whole contents (each key twice, in
+    /// the values and in the types, with a few dozen bytes of framing each),
+    /// or stream entries whose fields take at most `space` bytes (the script
+    /// bounds its read so) with their framing.
     fn limits(&self, expect: &Expect) -> Limits {
         let bytes = match expect {
             Expect::Handshake | Expect::Script => HANDSHAKE_BYTES,
             Expect::Map(i) => {
                 let spec = &self.maps[*i].map.spec;
-                let entries = usize::try_from(spec.entries).unwrap_or(usize::MAX);
+                let entries = usize::try_from(spec.entries).unwrap_or(usize::MAX).max(sync::READ);
                 spec.space
                     .saturating_mul(2)
-                    .saturating_add(entries.saturating_mul(128))
+                    .saturating_add(entries.saturating_mul(256))
                     .saturating_add(HANDSHAKE_BYTES)
             }
         };

@@ -26,8 +26,9 @@ use crate::zone::{now, SharedMap};
 
 /// The script every round trip runs. KEYS: values, meta, log, seq. ARGV: host,
 /// batch number (0: none), stream length, last entry id read ('': none), entries
-/// to read at most, clear (1/0), then five words per change: op, key, type,
-/// value, expiry.
+/// to read at most, clear (1/0), bytes to read at most (the entries' fields;
+/// one entry at least), then five words per change: op, key, type, value,
+/// expiry.
 pub const SCRIPT: &str = r#"
 local function before(a, b)
   local am, as = string.match(a, '^(%d+)-(%d+)$')
@@ -50,7 +51,7 @@ if seq > 0 and seq > tonumber(redis.call('HGET', KEYS[4], host) or '0') then
     redis.call('DEL', KEYS[1], KEYS[2])
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'h', host, 'o', 'c', 'k', '', 't', '', 'v', '', 'e', '0')
   end
-  for i = 7, #ARGV, 5 do
+  for i = 8, #ARGV, 5 do
     local op, k, t, v, e = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
     if op == 'a' then
       local m = redis.call('HGET', KEYS[2], k)
@@ -111,13 +112,25 @@ if last == '' then
   end
   return {1, id, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
 end
-return {0, last, redis.call('XRANGE', KEYS[3], '(' .. last, '+', 'COUNT', ARGV[5])}
+-- The read is bounded in bytes too: the host refuses a reply larger than
+-- its map could hold, and would ask for the same one again.
+local entries = redis.call('XRANGE', KEYS[3], '(' .. last, '+', 'COUNT', ARGV[5])
+local budget, used = tonumber(ARGV[7]), 0
+for i, entry in ipairs(entries) do
+  for j = 2, #entry[2], 2 do used = used + #entry[2][j] end
+  if used > budget and i > 1 then
+    local kept = {}
+    for x = 1, i - 1 do kept[x] = entries[x] end
+    return {0, last, kept}
+  end
+end
+return {0, last, entries}
 "#;
 
 /// Changes sent in one round trip at most, and stream entries read.
 const BATCH: usize = 512;
 /// Stream entries read in one round trip at most.
-const READ: usize = 1024;
+pub const READ: usize = 1024;
 
 /// What a host remembers of one synced map between round trips.
 pub struct MapSync {
@@ -179,6 +192,7 @@ pub fn request(sync: &mut MapSync, prefix: &str, sha: &[u8]) -> OwnedFrame {
         bulk(sync.last_id.clone()),
         decimal(READ),
         bulk(if batch.clear { "1" } else { "0" }),
+        decimal(map.spec.space),
     ];
     push_changes(&mut words, &batch);
     OwnedFrame::Array(words)

@@ -24,6 +24,7 @@ my $rport = redis_port();
 my $maps = <<"_EOC_";
     shared_map_redis 127.0.0.1:$rport prefix=t412;
     shared_map c tinymap?space=1m&entries=1000&sync;
+    shared_map big hashmap?space=1m&sync;
 _EOC_
 start_host($_, $maps) for 1, 2;
 my @both = (1, 2);
@@ -90,6 +91,25 @@ is(redis_cli('hlen t412:c'), 2 + 80, 'Redis holds every key');
 # --- an addition within range on top of the refused one still counts
 is(post(2, 'c', 'l', '&incr=-5'), '200 9223372036854775800', 'host 2 subtracts 5');
 ok(defined converge('c', 'l', $near, 5, \@both), 'and every host follows') or diag values_of('c', 'l', \@both);
+
+# --- a host far behind large values: its read is bounded in bytes by the
+# script, so no reply is larger than its map could hold, and it catches up
+my %kids = map { $_ => 1 } split ' ', `ps -o pid= --ppid @{[master_pid(2)]}`;
+my ($w0) = grep { $kids{$_} } `ss -Htnp dst 127.0.0.1:$rport` =~ /pid=(\d+)/g;
+ok($w0, 'host 2 has one worker connected to Redis');
+# A position in the stream first (a host with none loads the whole map).
+is(put(1, 'big', 'v', 'first'), 201, 'a first value');
+ok(defined converge('big', 'v', 'first', 5, \@both), 'on both hosts');
+sleep 0.1;
+kill 'STOP', $w0;
+for my $i (1 .. 60) {
+    put(1, 'big', 'v', chr(96 + $i % 26) x 100_000);
+    sleep 0.03;    # one batch, and one stream entry, each
+}
+kill 'CONT', $w0;
+my $last = chr(96 + 60 % 26) x 100_000;
+ok(defined converge('big', 'v', $last, 10, \@both), 'a host that missed 6 MB of changes to a 1m map catches up');
+unlike(error_log(2), qr/invalid reply/, 'reading no reply larger than its map could hold');
 
 my $alerts = join '', map { grep { /\[(alert|emerg|crit)\]|exited on signal/ } split /^/m, error_log($_) } @both;
 is($alerts, '', 'no alert and no crash in the error logs');
