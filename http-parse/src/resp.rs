@@ -16,7 +16,8 @@ use core::fmt;
 /// What a reply may be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
-    /// Arrays nested at most this deep (a flat array is 1).
+    /// Arrays nested at most this deep (a flat array is 1; an empty array
+    /// holds nothing to decode, and adds no level).
     pub depth: usize,
     /// The whole reply, headers included, at most this many bytes.
     pub bytes: usize,
