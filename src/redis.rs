@@ -99,8 +99,9 @@ const LOG_PERIOD: u64 = 60_000;
 const REPLY_DEPTH: usize = 4;
 /// The largest reply to `AUTH`, `SELECT` or `SCRIPT LOAD` (an error included).
 const HANDSHAKE_BYTES: usize = 64 * 1024;
-/// The input buffer's capacity kept between replies; more is returned.
-const INPUT_KEPT: usize = 64 * 1024;
+/// The buffers' capacity kept between replies (input) and batches (output);
+/// more is returned.
+const BUFFER_KEPT: usize = 64 * 1024;
 
 /// What a reply answers.
 enum Expect {
@@ -442,6 +443,10 @@ impl Replicator {
         }
         self.out.clear();
         self.written = 0;
+        // A large batch (long strings) does not keep its memory.
+        if self.out.capacity() > BUFFER_KEPT {
+            self.out = Vec::new();
+        }
     }
 
     fn read(&mut self) {
@@ -531,7 +536,7 @@ impl Replicator {
             }
         }
         self.input.drain(..start);
-        if self.input.is_empty() && self.input.capacity() > INPUT_KEPT {
+        if self.input.is_empty() && self.input.capacity() > BUFFER_KEPT {
             self.input = Vec::new();
         }
         true
