@@ -60,18 +60,23 @@ if seq > 0 and seq > tonumber(redis.call('HGET', KEYS[4], host) or '0') then
         m = nil
       end
       t = m and string.sub(m, 1, 1) or 'l'
-      local old = redis.call('HGET', KEYS[1], k)
       -- An addition that would take a long beyond 64 bits (HINCRBY's error)
       -- or an int beyond 32 is refused, as a local one is: the value stays,
       -- and the entry below tells every host, the adding one included, the
       -- value it keeps. The rest of the batch goes on.
+      local old = t == 'i' and redis.call('HGET', KEYS[1], k)
       local r = redis.pcall('HINCRBY', KEYS[1], k, v)
       if type(r) == 'number' and t == 'i' and (r > 2147483647 or r < -2147483648) then
         if old then redis.call('HSET', KEYS[1], k, old) else redis.call('HDEL', KEYS[1], k) end
         r = nil
       end
-      -- Read back as text: a Lua number loses the low digits of a long.
-      v = redis.call('HGET', KEYS[1], k) or '0'
+      -- As text: exact below 2^53 (a Lua number is a double; tostring
+      -- writes 1e+14), read back beyond.
+      if type(r) == 'number' and r < 9007199254740992 and r > -9007199254740992 then
+        v = string.format('%.0f', r)
+      else
+        v = redis.call('HGET', KEYS[1], k) or '0'
+      end
       if type(r) == 'number' then
         redis.call('HSET', KEYS[2], k, t .. ':' .. e)
       else

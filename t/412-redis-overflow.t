@@ -92,6 +92,16 @@ is(redis_cli('hlen t412:c'), 2 + 80, 'Redis holds every key');
 is(post(2, 'c', 'l', '&incr=-5'), '200 9223372036854775800', 'host 2 subtracts 5');
 ok(defined converge('c', 'l', $near, 5, \@both), 'and every host follows') or diag values_of('c', 'l', \@both);
 
+# --- an addition's result travels exactly, whatever its size (Lua writes
+# a number of 15 digits or more as 1.2345678901235e+14)
+for my $n ('123456789012345', '9007199254740993') {
+    is(put(1, 'c', "big$n", $n, '&type=long'), 201, "a long of " . length($n) . " digits");
+    ok(defined converge('c', "big$n", $n, 5, \@both), 'on both hosts');
+    my $next = $n =~ s/(\d)$/$1 + 1/er;
+    is(post(1, 'c', "big$n", '&incr=1'), "200 $next", 'host 1 adds 1');
+    ok(defined converge('c', "big$n", $next, 5, \@both), "both hosts show $next") or diag values_of('c', "big$n", \@both);
+}
+
 # --- a host far behind large values: its read is bounded in bytes by the
 # script, so no reply is larger than its map could hold, and it catches up
 my %kids = map { $_ => 1 } split ' ', `ps -o pid= --ppid @{[master_pid(2)]}`;
