@@ -120,7 +120,7 @@ test-fuzz:
 # written to fuzz/artifacts/TARGET/ and the run stops: copy it into
 # fuzz/corpus/TARGET/ so that `make test-fuzz` keeps it as a regression.
 FUZZ_TIME    ?= 60
-FUZZ_TARGETS := spec query state ops
+FUZZ_TARGETS := spec query state ops resp
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	@for t in $(FUZZ_TARGETS); do \

@@ -2,6 +2,12 @@
 //! connection per host, held by worker 0 in nginx's event loop
 //! (`ngx_event_connect_peer`, non-blocking reads and writes, RESP through the
 //! `redis-protocol` crate). What travels on it is `sync.rs`'s.
+//!
+//! Redis is on the other side of a network, so what it answers is bounded
+//! (`shared_map_http_parse::resp`: depth, size, each byte scanned once) before
+//! it is decoded; a failure closes the connection, which is made again after a
+//! pause that doubles up to [`RETRY_MAX`]; the same failure is logged once per
+//! [`LOG_PERIOD`] at most, with a count of its repeats.
 
 use std::collections::VecDeque;
 
@@ -14,14 +20,16 @@ use ngx::ffi::{
     ngx_connection_log_error_e_NGX_ERROR_ERR as NGX_ERROR_ERR, ngx_connection_t, ngx_current_msec, ngx_cycle_t,
     ngx_event_connect_peer, ngx_event_get_peer, ngx_event_t, ngx_exiting, ngx_handle_read_event,
     ngx_handle_write_event, ngx_int_t, ngx_log_t, ngx_msec_t, ngx_parse_url, ngx_peer_connection_t, ngx_process,
-    ngx_url_t, ngx_worker, NGX_AGAIN, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_OK, NGX_PROCESS_SINGLE,
-    NGX_PROCESS_WORKER,
+    ngx_url_t, ngx_worker, NGX_AGAIN, NGX_LOG_CRIT, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_OK,
+    NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER,
 };
 use ngx::http::HttpModuleMainConf;
 use ngx::{ngx_conf_log_error, ngx_log_error};
 use redis_protocol::resp2::decode::decode;
 use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame};
 use shared_map_http_parse::redis;
+use shared_map_http_parse::resp::{Limits, Scanner};
+use shared_map_http_parse::throttle::Throttle;
 
 use crate::conf::{args, lossy, MainConf, RedisConf};
 use crate::module::Module;
@@ -80,8 +88,20 @@ const TICK: ngx_msec_t = 20;
 /// A round trip (or a connection) that takes longer is abandoned: the
 /// connection is closed and made again; the batch in flight is resent.
 const TIMEOUT: ngx_msec_t = 2000;
-/// The wait before connecting again after a failure.
+/// The wait before connecting again after a first failure; it doubles with
+/// each failure that follows, up to `RETRY_MAX`, until a round trip succeeds.
 const RETRY: ngx_msec_t = 500;
+const RETRY_MAX: ngx_msec_t = 8000;
+/// One line per failure kind and period at most, with the repeats counted.
+const LOG_PERIOD: u64 = 60_000;
+/// The deepest reply: the stream's entries (array), an entry (array), its
+/// fields (array), inside the script's reply (array).
+const REPLY_DEPTH: usize = 4;
+/// The largest reply to `AUTH`, `SELECT` or `SCRIPT LOAD` (an error included).
+const HANDSHAKE_BYTES: usize = 64 * 1024;
+/// The buffers' capacity kept between replies (input) and batches (output);
+/// more is returned.
+const BUFFER_KEPT: usize = 64 * 1024;
 
 /// What a reply answers.
 enum Expect {
@@ -105,16 +125,38 @@ struct Replicator {
     busy: bool,
     deadline: ngx_msec_t,
     retry_at: ngx_msec_t,
+    /// The pause before the next connection after a failure.
+    backoff: ngx_msec_t,
     out: Vec<u8>,
     written: usize,
+    /// Received bytes: the reply being read (and maybe the next ones').
     input: Vec<u8>,
+    /// How far the reply at the start of `input` was scanned.
+    scanner: Scanner,
     expect: VecDeque<Expect>,
     maps: Vec<MapSync>,
     conf: &'static RedisConf,
     log: *mut ngx_log_t,
-    last_error: String,
+    /// The connection's log: the worker's, but quiet below `crit`, so that
+    /// nginx's own line for each refused connection or reset does not
+    /// repeat at every retry; `fail` logs the failure, throttled.
+    conn_log: *mut ngx_log_t,
+    /// A failure was logged since replication last worked for every map.
+    failing: bool,
+    /// The round trip of every map under way: whether all succeeded so far.
+    round_ok: Option<bool>,
+    throttle: Throttle,
+    /// Its own for the line saying replication works again: never flushed.
+    notices: Throttle,
     /// The script's SHA-1 as `SCRIPT LOAD` returned it on this connection.
     sha: Vec<u8>,
+}
+
+/// Milliseconds since the epoch, for the log's throttle.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn current_msec() -> ngx_msec_t {
@@ -160,6 +202,11 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     }
     // SAFETY: the configuration lives as long as the cycle.
     let conf: &'static RedisConf = unsafe { &*(conf as *const RedisConf) };
+    // SAFETY: the cycle's log is valid for the whole worker; a copy of it is
+    // a valid log writing to the same files.
+    let mut quiet: ngx_log_t = unsafe { *cycle.log };
+    quiet.log_level = NGX_LOG_CRIT as usize;
+    let conn_log = Box::leak(Box::new(quiet)) as *mut ngx_log_t;
     let r = Box::leak(Box::new(Replicator {
         // SAFETY: zeroed is nginx's own initial state for both.
         timer: unsafe { core::mem::zeroed() },
@@ -170,14 +217,20 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         busy: false,
         deadline: 0,
         retry_at: 0,
+        backoff: RETRY,
         out: Vec::new(),
         written: 0,
         input: Vec::new(),
+        scanner: Scanner::default(),
         expect: VecDeque::new(),
         maps,
         conf,
         log: cycle.log,
-        last_error: String::new(),
+        conn_log,
+        failing: false,
+        round_ok: None,
+        throttle: Throttle::new(LOG_PERIOD),
+        notices: Throttle::new(LOG_PERIOD),
         sha: Vec::new(),
     }));
     REPLICATOR.with(|cell| cell.set(r as *mut Replicator));
@@ -219,27 +272,61 @@ unsafe extern "C" fn on_tick(ev: *mut ngx_event_t) {
 unsafe extern "C" fn on_write(ev: *mut ngx_event_t) {
     // SAFETY: a connection event's data is its connection, whose data is the replicator.
     let r = unsafe { &mut *((*((*ev).data as *mut ngx_connection_t)).data as *mut Replicator) };
-    if !r.established {
-        match r.socket_error() {
-            0 => r.established = true,
-            err => {
-                let msg = std::io::Error::from_raw_os_error(err).to_string();
-                return r.fail(&format!("connect() failed: {msg}"));
-            }
-        }
+    if r.connected() {
+        r.write();
     }
-    r.write();
 }
 
 unsafe extern "C" fn on_read(ev: *mut ngx_event_t) {
     // SAFETY: as in on_write.
     let r = unsafe { &mut *((*((*ev).data as *mut ngx_connection_t)).data as *mut Replicator) };
-    r.read();
+    // A refused connection wakes the read handler first.
+    if r.connected() {
+        r.read();
+    }
+}
+
+/// What a throttled line adds: the times it was left out.
+fn repeated(n: u64) -> String {
+    match n {
+        0 => String::new(),
+        n => format!(" (repeated {n} times since it was last logged)"),
+    }
+}
+
+/// An OS error in nginx's words: `111: Connection refused`.
+fn os_error(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    match e.raw_os_error() {
+        Some(n) => {
+            let suffix = format!(" (os error {n})");
+            format!("{n}: {}", text.strip_suffix(&suffix).unwrap_or(&text))
+        }
+        None => text,
+    }
 }
 
 impl Replicator {
+    /// Whether the connection under way is established; a failed one is closed.
+    fn connected(&mut self) -> bool {
+        if !self.established {
+            match self.socket_error() {
+                0 => self.established = true,
+                err => {
+                    let err = std::io::Error::from_raw_os_error(err);
+                    self.fail(&format!("connect() failed ({})", os_error(&err)));
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
     fn tick(&mut self) {
         let now = current_msec();
+        for (msg, repeats) in self.throttle.due(wall_ms()) {
+            ngx_log_error!(NGX_LOG_ERR, self.log, "shared map: Redis: {}{}", msg, repeated(repeats));
+        }
         if self.conn.is_null() {
             if now >= self.retry_at {
                 self.connect();
@@ -257,6 +344,7 @@ impl Replicator {
             encode(&mut self.out, &sync::request(sync, prefix, &self.sha));
             self.expect.push_back(Expect::Map(i));
         }
+        self.round_ok = Some(true);
         self.busy = true;
         self.deadline = now + TIMEOUT;
         self.write();
@@ -272,20 +360,18 @@ impl Replicator {
             self.pc.socklen = (*addr).socklen;
             self.pc.name = &mut (*addr).name;
             self.pc.get = Some(ngx_event_get_peer);
-            self.pc.log = self.log;
+            self.pc.log = self.conn_log;
             self.pc.set_log_error(NGX_ERROR_ERR);
             ngx_event_connect_peer(&mut self.pc)
         };
+        let err = std::io::Error::last_os_error();
         let c = self.pc.connection;
         if c.is_null() || (rc != NGX_OK as isize && rc != NGX_AGAIN as isize) {
             if !c.is_null() {
                 // SAFETY: the connection ngx_event_connect_peer made and failed.
                 unsafe { ngx_close_connection(c) };
             }
-            self.retry_at = current_msec() + RETRY;
-            self.set_error("connect() failed");
-            sync::report_error(&self.maps, false, "connect() failed");
-            return;
+            return self.fail(&format!("connect() failed ({})", os_error(&err)));
         }
         self.conn = c;
         // SAFETY: a fresh connection with its events; ours until closed.
@@ -293,9 +379,9 @@ impl Replicator {
             (*c).data = self as *mut Replicator as *mut c_void;
             (*(*c).read).handler = Some(on_read);
             (*(*c).write).handler = Some(on_write);
-            (*c).log = self.log;
-            (*(*c).read).log = self.log;
-            (*(*c).write).log = self.log;
+            (*c).log = self.conn_log;
+            (*(*c).read).log = self.conn_log;
+            (*(*c).write).log = self.conn_log;
         }
         self.established = rc == NGX_OK as isize;
         self.busy = true;
@@ -351,11 +437,16 @@ impl Replicator {
                 }
                 return;
             } else {
-                return self.fail("send() failed");
+                let err = std::io::Error::last_os_error();
+                return self.fail(&format!("send() failed ({})", os_error(&err)));
             }
         }
         self.out.clear();
         self.written = 0;
+        // A large batch (long strings) does not keep its memory.
+        if self.out.capacity() > BUFFER_KEPT {
+            self.out = Vec::new();
+        }
     }
 
     fn read(&mut self) {
@@ -365,7 +456,12 @@ impl Replicator {
             // SAFETY: an open connection; recv writes at most buf.len() bytes.
             let n = unsafe { ((*c).recv.expect("recv"))(c, buf.as_mut_ptr(), buf.len()) };
             if n > 0 {
+                // Each piece is scanned as it arrives: a reply beyond its
+                // bounds is refused before more of it is buffered.
                 self.input.extend_from_slice(&buf[..n as usize]);
+                if !self.replies() {
+                    return;
+                }
                 continue;
             }
             if n == 0 {
@@ -374,24 +470,76 @@ impl Replicator {
             if n == NGX_AGAIN as isize {
                 break;
             }
-            return self.fail("recv() failed");
-        }
-        loop {
-            match decode(&self.input) {
-                Ok(Some((frame, used))) => {
-                    self.input.drain(..used);
-                    if !self.reply(frame) {
-                        return;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => return self.fail(&format!("invalid reply: {e}")),
-            }
+            let err = std::io::Error::last_os_error();
+            return self.fail(&format!("recv() failed ({})", os_error(&err)));
         }
         // SAFETY: the connection's read event, still open.
         if unsafe { ngx_handle_read_event((*c).read, 0) } != NGX_OK as isize {
             self.fail("could not wait for the socket");
         }
+    }
+
+    /// What the reply awaited next may be: a map's reply at most what the map
+    /// could hold, in Redis's words: its whole contents (each key twice, in
+    /// the values and in the types, with a few dozen bytes of framing each),
+    /// or stream entries whose fields take at most `space` bytes (the script
+    /// bounds its read so) with their framing.
+    fn limits(&self, expect: &Expect) -> Limits {
+        let bytes = match expect {
+            Expect::Handshake | Expect::Script => HANDSHAKE_BYTES,
+            Expect::Map(i) => {
+                let spec = &self.maps[*i].map.spec;
+                let entries = usize::try_from(spec.entries).unwrap_or(usize::MAX).max(sync::READ);
+                spec.space
+                    .saturating_mul(2)
+                    .saturating_add(entries.saturating_mul(256))
+                    .saturating_add(HANDSHAKE_BYTES)
+            }
+        };
+        Limits {
+            depth: REPLY_DEPTH,
+            bytes,
+        }
+    }
+
+    /// Handles the whole replies received; false when the connection was closed.
+    fn replies(&mut self) -> bool {
+        let mut start = 0;
+        while start < self.input.len() {
+            let Some(limits) = self.expect.front().map(|e| self.limits(e)) else {
+                self.fail("unexpected reply");
+                return false;
+            };
+            let len = match self.scanner.scan(&self.input[start..], limits) {
+                Ok(Some(len)) => len,
+                Ok(None) => break,
+                Err(e) => {
+                    self.fail(&e.to_string());
+                    return false;
+                }
+            };
+            // A whole reply within the bounds: decoded once.
+            let frame = match decode(&self.input[start..start + len]) {
+                Ok(Some((frame, used))) if used == len => frame,
+                Ok(_) => {
+                    self.fail("invalid reply");
+                    return false;
+                }
+                Err(e) => {
+                    self.fail(&format!("invalid reply: {e}"));
+                    return false;
+                }
+            };
+            start += len;
+            if !self.reply(frame) {
+                return false;
+            }
+        }
+        self.input.drain(..start);
+        if self.input.is_empty() && self.input.capacity() > BUFFER_KEPT {
+            self.input = Vec::new();
+        }
+        true
     }
 
     /// Handles one reply; false when the connection was closed.
@@ -420,10 +568,15 @@ impl Replicator {
                     self.fail("NOSCRIPT: the script was flushed");
                     return false;
                 }
-                if let Err(e) = sync::apply(&mut self.maps[i], frame, now_ms) {
-                    let msg = format!("shared map \"{}\": {}", self.maps[i].map.name, e);
-                    self.set_error(&msg);
-                    sync::report_error(&self.maps[i..=i], true, &msg);
+                match sync::apply(&mut self.maps[i], frame, now_ms) {
+                    // Redis answers: the next connection failure starts the pauses anew.
+                    Ok(()) => self.backoff = RETRY,
+                    Err(e) => {
+                        let msg = format!("shared map \"{}\": {}", self.maps[i].map.name, e);
+                        self.log_failure(&msg);
+                        self.round_ok = Some(false);
+                        sync::report_error(&self.maps[i..=i], true, &msg);
+                    }
                 }
             }
             None => {
@@ -433,9 +586,16 @@ impl Replicator {
         }
         if self.expect.is_empty() {
             self.busy = false;
-            if !self.last_error.is_empty() && self.last_error != "connected" {
-                ngx_log_error!(NGX_LOG_NOTICE, self.log, "shared map: connected to Redis");
-                self.last_error = "connected".into();
+            if self.round_ok.take() == Some(true) && self.failing {
+                self.failing = false;
+                if let Some(repeats) = self.notices.check("working", wall_ms()) {
+                    ngx_log_error!(
+                        NGX_LOG_NOTICE,
+                        self.log,
+                        "shared map: Redis: replicating again{}",
+                        repeated(repeats)
+                    );
+                }
             }
             // A backlog to send or to read: the next round trip now, not at
             // the next tick (the event loop runs between round trips anyway).
@@ -447,20 +607,22 @@ impl Replicator {
         true
     }
 
-    fn set_error(&mut self, msg: &str) {
-        if self.last_error != msg {
-            ngx_log_error!(NGX_LOG_ERR, self.log, "shared map: Redis: {}", msg);
-            self.last_error = msg.to_owned();
+    /// Logs a failure, at most once per period for the same message.
+    fn log_failure(&mut self, msg: &str) {
+        self.failing = true;
+        if let Some(repeats) = self.throttle.check(msg, wall_ms()) {
+            ngx_log_error!(NGX_LOG_ERR, self.log, "shared map: Redis: {}{}", msg, repeated(repeats));
         }
     }
 
     /// Closes the connection after an error; the next tick after a pause
     /// connects again, and the batch in flight is resent.
     fn fail(&mut self, msg: &str) {
-        self.set_error(msg);
+        self.log_failure(msg);
         sync::report_error(&self.maps, false, msg);
         self.close();
-        self.retry_at = current_msec() + RETRY;
+        self.retry_at = current_msec() + self.backoff;
+        self.backoff = (self.backoff * 2).min(RETRY_MAX);
     }
 
     fn close(&mut self) {
@@ -471,9 +633,12 @@ impl Replicator {
         }
         self.established = false;
         self.busy = false;
-        self.out.clear();
+        self.round_ok = None;
+        // What the connection took is returned, not only emptied.
+        self.out = Vec::new();
         self.written = 0;
-        self.input.clear();
+        self.input = Vec::new();
+        self.scanner = Scanner::default();
         self.expect.clear();
         for m in &mut self.maps {
             m.flight = 0;

@@ -83,6 +83,8 @@ impl StatsJson {
 struct SyncJson {
     connected: bool,
     pending: u64,
+    /// Bytes of the map's space the replication log takes.
+    log_bytes: u64,
     sent: u64,
     applied: u64,
     dropped: u64,
@@ -95,6 +97,7 @@ impl SyncJson {
         SyncJson {
             connected: s.connected,
             pending: s.pending,
+            log_bytes: s.bytes,
             sent: s.acked,
             applied: s.applied,
             dropped: s.dropped,
@@ -287,7 +290,7 @@ const STATS: [(&str, &str, &str, StatFn); 9] = [
 type SyncFn = fn(&LogStats) -> f64;
 
 /// The replication families, with a sample for each map with `sync`.
-const SYNC_STATS: [(&str, &str, &str, SyncFn); 6] = [
+const SYNC_STATS: [(&str, &str, &str, SyncFn); 7] = [
     (
         "shared_map_sync_connected",
         "gauge",
@@ -299,6 +302,12 @@ const SYNC_STATS: [(&str, &str, &str, SyncFn); 6] = [
         "gauge",
         "Keys with changes not yet acknowledged by Redis.",
         |s| s.pending as f64,
+    ),
+    (
+        "shared_map_sync_log_bytes",
+        "gauge",
+        "Bytes of the map's space its replication log takes.",
+        |s| s.bytes as f64,
     ),
     (
         "shared_map_sync_sent_total",

@@ -26,8 +26,9 @@ use crate::zone::{now, SharedMap};
 
 /// The script every round trip runs. KEYS: values, meta, log, seq. ARGV: host,
 /// batch number (0: none), stream length, last entry id read ('': none), entries
-/// to read at most, clear (1/0), then five words per change: op, key, type,
-/// value, expiry.
+/// to read at most, clear (1/0), bytes to read at most (the entries' fields;
+/// one entry at least), then five words per change: op, key, type, value,
+/// expiry.
 pub const SCRIPT: &str = r#"
 local function before(a, b)
   local am, as = string.match(a, '^(%d+)-(%d+)$')
@@ -35,14 +36,22 @@ local function before(a, b)
   am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
   return am < bm or (am == bm and as < bs)
 end
+-- A key of another type (written by another tool) fails the whole round
+-- trip before anything changes: the batch is not acknowledged and is resent.
+for i = 1, 4 do
+  local want = i == 3 and 'stream' or 'hash'
+  local t = redis.call('TYPE', KEYS[i])['ok']
+  if t ~= 'none' and t ~= want then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' holds a ' .. t .. ', not a ' .. want)
+  end
+end
 local host, seq, maxlen = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 if seq > 0 and seq > tonumber(redis.call('HGET', KEYS[4], host) or '0') then
-  redis.call('HSET', KEYS[4], host, seq)
   if ARGV[6] == '1' then
     redis.call('DEL', KEYS[1], KEYS[2])
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'h', host, 'o', 'c', 'k', '', 't', '', 'v', '', 'e', '0')
   end
-  for i = 7, #ARGV, 5 do
+  for i = 8, #ARGV, 5 do
     local op, k, t, v, e = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
     if op == 'a' then
       local m = redis.call('HGET', KEYS[2], k)
@@ -50,9 +59,29 @@ if seq > 0 and seq > tonumber(redis.call('HGET', KEYS[4], host) or '0') then
         redis.call('HDEL', KEYS[1], k)
         m = nil
       end
-      v = tostring(redis.call('HINCRBY', KEYS[1], k, v))
       t = m and string.sub(m, 1, 1) or 'l'
-      redis.call('HSET', KEYS[2], k, t .. ':' .. e)
+      -- An addition that would take a long beyond 64 bits (HINCRBY's error)
+      -- or an int beyond 32 is refused, as a local one is: the value stays,
+      -- and the entry below tells every host, the adding one included, the
+      -- value it keeps. The rest of the batch goes on.
+      local old = t == 'i' and redis.call('HGET', KEYS[1], k)
+      local r = redis.pcall('HINCRBY', KEYS[1], k, v)
+      if type(r) == 'number' and t == 'i' and (r > 2147483647 or r < -2147483648) then
+        if old then redis.call('HSET', KEYS[1], k, old) else redis.call('HDEL', KEYS[1], k) end
+        r = nil
+      end
+      -- As text: exact below 2^53 (a Lua number is a double; tostring
+      -- writes 1e+14), read back beyond.
+      if type(r) == 'number' and r < 9007199254740992 and r > -9007199254740992 then
+        v = string.format('%.0f', r)
+      else
+        v = redis.call('HGET', KEYS[1], k) or '0'
+      end
+      if type(r) == 'number' then
+        redis.call('HSET', KEYS[2], k, t .. ':' .. e)
+      else
+        e = m and string.match(m, ':(%d+)$') or '0'
+      end
     elseif op == 'p' then
       redis.call('HSET', KEYS[1], k, v)
       redis.call('HSET', KEYS[2], k, t .. ':' .. e)
@@ -62,6 +91,8 @@ if seq > 0 and seq > tonumber(redis.call('HGET', KEYS[4], host) or '0') then
     end
     redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'h', host, 'o', op, 'k', k, 't', t, 'v', v, 'e', e)
   end
+  -- Last: a batch is marked applied only once all of it was.
+  redis.call('HSET', KEYS[4], host, seq)
 end
 local last = ARGV[4]
 local exists = redis.call('EXISTS', KEYS[3]) == 1
@@ -86,13 +117,25 @@ if last == '' then
   end
   return {1, id, redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
 end
-return {0, last, redis.call('XRANGE', KEYS[3], '(' .. last, '+', 'COUNT', ARGV[5])}
+-- The read is bounded in bytes too: the host refuses a reply larger than
+-- its map could hold, and would ask for the same one again.
+local entries = redis.call('XRANGE', KEYS[3], '(' .. last, '+', 'COUNT', ARGV[5])
+local budget, used = tonumber(ARGV[7]), 0
+for i, entry in ipairs(entries) do
+  for j = 2, #entry[2], 2 do used = used + #entry[2][j] end
+  if used > budget and i > 1 then
+    local kept = {}
+    for x = 1, i - 1 do kept[x] = entries[x] end
+    return {0, last, kept}
+  end
+end
+return {0, last, entries}
 "#;
 
 /// Changes sent in one round trip at most, and stream entries read.
 const BATCH: usize = 512;
 /// Stream entries read in one round trip at most.
-const READ: usize = 1024;
+pub const READ: usize = 1024;
 
 /// What a host remembers of one synced map between round trips.
 pub struct MapSync {
@@ -154,6 +197,7 @@ pub fn request(sync: &mut MapSync, prefix: &str, sha: &[u8]) -> OwnedFrame {
         bulk(sync.last_id.clone()),
         decimal(READ),
         bulk(if batch.clear { "1" } else { "0" }),
+        decimal(map.spec.space),
     ];
     push_changes(&mut words, &batch);
     OwnedFrame::Array(words)
@@ -314,24 +358,31 @@ fn set(m: &mut LocalMap<'_>, key: &[u8], t: &[u8], v: &[u8], expire: u32, now: u
     } else {
         Ttl::Secs(expire - now)
     };
-    let delta = m.unacked_delta(key);
-    let n = || {
-        core::str::from_utf8(v)
-            .ok()
-            .and_then(|s| s.parse::<i64>().ok())
-            .map(|n| n.wrapping_add(delta))
+    if t == b"s" {
+        let _ = m.put(key, Value::Str(v), ttl, now);
+        return;
+    }
+    let Some(held) = core::str::from_utf8(v).ok().and_then(|s| s.parse::<i64>().ok()) else {
+        return;
     };
-    let _ = match t {
-        b"s" => m.put(key, Value::Str(v), ttl, now),
-        b"i" => match n() {
-            Some(n) => m.put(key, Value::Int(n as i32), ttl, now),
-            None => return,
+    let value = local_number(t, held, m.unacked_delta(key));
+    let _ = m.put(key, value, ttl, now);
+}
+
+/// The value a host shows for a number Redis holds as `held`, of type `t`,
+/// given its own additions not yet acknowledged: their sum, never wrapped.
+/// When the sum leaves the type, Redis will refuse those additions as a local
+/// overflow is refused, so the host shows what Redis holds. A value beyond an
+/// int (written by an older version or another tool) is kept as a long.
+fn local_number(t: &[u8], held: i64, unacked: i128) -> Value<'static> {
+    let sum = i128::from(held) + unacked;
+    match t {
+        b"i" => match (i32::try_from(sum), i32::try_from(held)) {
+            (Ok(n), _) | (Err(_), Ok(n)) => Value::Int(n),
+            (Err(_), Err(_)) => Value::Long(held),
         },
-        _ => match n() {
-            Some(n) => m.put(key, Value::Long(n), ttl, now),
-            None => return,
-        },
-    };
+        _ => Value::Long(i64::try_from(sum).unwrap_or(held)),
+    }
 }
 
 fn remove(m: &mut LocalMap<'_>, key: &[u8], now: u32) {
@@ -341,7 +392,7 @@ fn remove(m: &mut LocalMap<'_>, key: &[u8], now: u32) {
     let delta = m.unacked_delta(key);
     if m.has_unacked(key) {
         // Removed in Redis before this host's additions arrive there.
-        let _ = m.put(key, Value::Long(delta), Ttl::Default, now);
+        let _ = m.put(key, local_number(b"l", 0, delta), Ttl::Default, now);
     } else {
         m.remove(key, now);
     }

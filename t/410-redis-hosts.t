@@ -173,7 +173,7 @@ ok(defined converge('c', 'total', 1400, 5), 'counters stay exact across a reload
 
 # --- the statistics report the replication
 my $json = $http->get(url(2, '/maps/c?limit=0'))->{content};
-like($json, qr/"sync":\{"connected":true,"pending":0,"sent":[1-9]\d*,"applied":[1-9]\d*,"dropped":0,"lag_ms":\d+,"last_error":""\}/,
+like($json, qr/"sync":\{"connected":true,"pending":0,"log_bytes":\d+,"sent":[1-9]\d*,"applied":[1-9]\d*,"dropped":0,"lag_ms":\d+,"last_error":""\}/,
     'JSON: connected, nothing pending, changes sent and applied') or diag $json;
 unlike($http->get(url(2, '/maps/local?limit=0'))->{content}, qr/"sync"/, 'a map without sync has no replication statistics');
 my $prom = $http->get(url(2, '/maps/?format=prometheus'))->{content};

@@ -889,8 +889,9 @@ impl<'a, A: Arena> Map<'a, A> {
     }
 
     /// The additions to `key` made here and not yet acknowledged: what the
-    /// local value holds beyond what the server has seen of this host.
-    pub fn unacked_delta(&mut self, key: &[u8]) -> i64 {
+    /// local value holds beyond what the server has seen of this host. Wider
+    /// than a long, so that adding it to a value never wraps.
+    pub fn unacked_delta(&mut self, key: &[u8]) -> i128 {
         self.log().map_or(0, |log| log.unacked_delta(key))
     }
 

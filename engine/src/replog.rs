@@ -22,14 +22,32 @@
 //!
 //! The log holds at most `capacity` keys (the map's entries); a change to one
 //! more key, or one the arena has no room for, is counted in `dropped` instead.
+//! It takes its room from the map's arena, as the map's entries do: `bytes`
+//! says how much, for the statistics and for sizing a synced map.
 
 use core::mem::size_of;
 use core::ptr::NonNull;
 
 use crate::arena::Arena;
 use crate::map::{hash_key, OwnedValue};
+use crate::raw::footprint;
 
-const MAGIC: u64 = u64::from_le_bytes(*b"SHMLOG\0\x01");
+/// What an allocation of `bytes` takes from nginx's slab: a power-of-two
+/// chunk of at least 8 bytes, or whole pages above half a page.
+fn slab_bytes(bytes: usize) -> u64 {
+    if bytes > 2048 {
+        footprint(bytes) as u64
+    } else {
+        bytes.max(8).next_power_of_two() as u64
+    }
+}
+
+/// What one key's entry takes.
+fn entry_bytes(key_len: usize) -> u64 {
+    slab_bytes(size_of::<LogEntry>().saturating_add(key_len))
+}
+
+const MAGIC: u64 = u64::from_le_bytes(*b"SHMLOG\0\x02");
 
 const PENDING_DELTA: u32 = 1;
 const PENDING_LATEST: u32 = 2;
@@ -77,6 +95,8 @@ pub(crate) struct LogHeader {
     applied: u64,
     lag_ms: u64,
     error: [u8; ERROR_BYTES],
+    /// Bytes of the arena the log takes: its header, index and entries.
+    bytes: u64,
 }
 
 /// The longest last error kept.
@@ -158,6 +178,8 @@ pub struct LogStats {
     pub lag_ms: u64,
     /// The last error reported (empty: none).
     pub last_error: Vec<u8>,
+    /// Bytes of the map's space the log takes now.
+    pub bytes: u64,
 }
 
 /// The log of one map, over its arena, for one lock hold.
@@ -207,6 +229,7 @@ impl<'a, A: Arena> Log<'a, A> {
                 applied: 0,
                 lag_ms: 0,
                 error: [0; ERROR_BYTES],
+                bytes: slab_bytes(table_bytes) + slab_bytes(size_of::<LogHeader>()),
             })
         };
         Some(hdr.as_ptr() as u64 - base)
@@ -344,6 +367,7 @@ impl<'a, A: Arena> Log<'a, A> {
         let h = self.h_mut();
         h.tail = e;
         h.len += 1;
+        h.bytes += entry_bytes(key.len());
         Some(e)
     }
 
@@ -360,9 +384,20 @@ impl<'a, A: Arena> Log<'a, A> {
         // SAFETY: `entry_for` returned a live entry.
         let entry = unsafe { self.entry_mut(e) };
         // A pending latest state already includes the addition.
-        if entry.flags & PENDING_LATEST == 0 {
-            entry.delta = entry.delta.wrapping_add(delta);
-            entry.flags |= PENDING_DELTA;
+        if entry.flags & PENDING_LATEST != 0 {
+            return;
+        }
+        match entry.delta.checked_add(delta) {
+            Some(sum) => {
+                entry.delta = sum;
+                entry.flags |= PENDING_DELTA;
+            }
+            // The additions made here swing further than a long: never
+            // wrapped, the key's value is sent instead (it includes them).
+            None => {
+                entry.delta = 0;
+                entry.flags = (entry.flags & !PENDING_DELTA) | PENDING_LATEST;
+            }
         }
     }
 
@@ -399,17 +434,18 @@ impl<'a, A: Arena> Log<'a, A> {
     }
 
     /// The key's additions not yet acknowledged, pending and in flight: what the
-    /// local value holds beyond what the server has seen of this host.
-    pub(crate) fn unacked_delta(&self, key: &[u8]) -> i64 {
+    /// local value holds beyond what the server has seen of this host. Wider
+    /// than a long: the two deltas summed never wrap.
+    pub(crate) fn unacked_delta(&self, key: &[u8]) -> i128 {
         self.find(hash_key(self.secret, key), key).map_or(0, |e| {
             // SAFETY: `find` returned a live entry.
             let entry = unsafe { self.entry(e) };
-            let mut d = 0i64;
+            let mut d = 0i128;
             if entry.flags & PENDING_DELTA != 0 {
-                d = d.wrapping_add(entry.delta);
+                d += i128::from(entry.delta);
             }
             if entry.flags & FLIGHT_DELTA != 0 {
-                d = d.wrapping_add(entry.flight_delta);
+                d += i128::from(entry.flight_delta);
             }
             d
         })
@@ -464,6 +500,10 @@ impl<'a, A: Arena> Log<'a, A> {
     /// # Safety
     /// `e` is an entry of this log that nothing links any more.
     unsafe fn free_entry(&mut self, e: u64) {
+        // SAFETY: per the contract, `e` is still a whole entry.
+        let key_len = unsafe { self.entry(e) }.key_len as usize;
+        let h = self.h_mut();
+        h.bytes = h.bytes.saturating_sub(entry_bytes(key_len));
         // SAFETY: per the contract; `e` came from the arena's `alloc`.
         unsafe {
             let ptr = NonNull::new_unchecked(self.arena.base().add(e as usize));
@@ -577,6 +617,7 @@ impl<'a, A: Arena> Log<'a, A> {
             applied: h.applied,
             lag_ms: h.lag_ms,
             last_error: h.error[..(h.error_len as usize).min(ERROR_BYTES)].to_vec(),
+            bytes: h.bytes,
         }
     }
 

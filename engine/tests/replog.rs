@@ -246,6 +246,49 @@ fn a_batch_takes_at_most_max_keys_in_order() {
 }
 
 #[test]
+fn additions_whose_sum_leaves_a_long_send_the_value_instead() {
+    for kind in KINDS {
+        let mut heap = synced(kind, 100);
+        let mut m = map(&mut heap);
+        // Another host's value, near the bottom of a long.
+        m.set_replicate(false);
+        m.put(b"n", Value::Long(i64::MIN + 10), Ttl::Never, NOW).unwrap();
+        m.set_replicate(true);
+        // Each addition fits the value, but their sum does not fit a delta.
+        assert_eq!(m.add(b"n", i64::MAX, 0, Ttl::Default, NOW), Ok(9));
+        assert_eq!(m.unacked_delta(b"n"), i128::from(i64::MAX));
+        assert_eq!(m.add(b"n", i64::MAX - 9, 0, Ttl::Default, NOW), Ok(i64::MAX));
+        let batch = m.sync_take(100, NOW).unwrap();
+        assert_eq!(
+            batch.changes,
+            vec![change(
+                "n",
+                Op::Put {
+                    value: OwnedValue::Long(i64::MAX),
+                    expire: 0
+                }
+            )]
+        );
+        assert_eq!(m.unacked_delta(b"n"), 0);
+    }
+}
+
+#[test]
+fn unacknowledged_deltas_in_flight_and_pending_sum_without_wrapping() {
+    for kind in KINDS {
+        let mut heap = synced(kind, 100);
+        let mut m = map(&mut heap);
+        m.set_replicate(false);
+        m.put(b"n", Value::Long(i64::MIN + 1), Ttl::Never, NOW).unwrap();
+        m.set_replicate(true);
+        m.add(b"n", i64::MAX, 0, Ttl::Default, NOW).unwrap();
+        m.sync_take(100, NOW).unwrap(); // in flight: i64::MAX
+        m.add(b"n", i64::MAX, 0, Ttl::Default, NOW).unwrap(); // pending: i64::MAX
+        assert_eq!(m.unacked_delta(b"n"), 2 * i128::from(i64::MAX));
+    }
+}
+
+#[test]
 fn applying_remote_changes_records_nothing() {
     for kind in KINDS {
         let mut heap = synced(kind, 100);
@@ -433,4 +476,82 @@ fn the_replication_status_is_kept_for_every_worker() {
         assert_eq!((stats.connected, stats.applied, stats.lag_ms), (false, 5, 12));
         assert_eq!(stats.last_error.len(), 160, "a long error is cut");
     }
+}
+
+/// Slab bytes free in the map's arena.
+fn free(m: &mut shared_map_engine::Map<'_, shared_map_engine::heap::Heap>) -> u64 {
+    m.stats().free_space
+}
+
+#[test]
+fn the_log_reports_the_space_it_takes() {
+    for kind in KINDS {
+        // The same 10,000 counters with 16-byte keys, without and with a log
+        // waiting for an unreachable server: the difference is the log's.
+        let taken = |synced: bool| {
+            let mut heap = new_map(kind, 16 << 20, 20_000, 0, false);
+            let mut m = map(&mut heap);
+            if synced {
+                m.enable_sync(7).unwrap();
+            }
+            let start = free(&mut m);
+            for i in 0..10_000 {
+                m.add(format!("key-{i:012}").as_bytes(), 1, 0, Ttl::Default, NOW)
+                    .unwrap();
+            }
+            let bytes = m.sync_stats().map(|s| s.bytes);
+            (start - free(&mut m), bytes)
+        };
+        let (plain, _) = taken(false);
+        let (with_log, bytes) = taken(true);
+        let bytes = bytes.unwrap();
+        // 48 + 16 bytes each, a 64-byte chunk, and the log's header and index
+        // (8 bytes per 4 entries of the map, a power of two: 64k here).
+        assert!(
+            (10_000 * 64..10_000 * 64 + 128 * 1024).contains(&bytes),
+            "{kind:?}: {bytes}"
+        );
+        let measured = with_log - plain;
+        let diff = measured.abs_diff(10_000 * 64) as f64 / (10_000 * 64) as f64;
+        assert!(
+            diff < 0.05,
+            "{kind:?}: the log reported {bytes} bytes, the slab gave {measured}"
+        );
+    }
+}
+
+#[test]
+fn an_acknowledged_batch_returns_the_logs_space() {
+    for kind in KINDS {
+        let mut heap = synced(kind, 20_000);
+        let mut m = map(&mut heap);
+        let empty = m.sync_stats().unwrap().bytes;
+        for i in 0..1000 {
+            m.add(format!("key-{i:012}").as_bytes(), 1, 0, Ttl::Default, NOW)
+                .unwrap();
+        }
+        assert_eq!(m.sync_stats().unwrap().bytes, empty + 1000 * 64);
+        let batch = m.sync_take(100_000, NOW).unwrap();
+        assert!(m.sync_ack(batch.seq));
+        assert_eq!(m.sync_stats().unwrap().bytes, empty);
+    }
+}
+
+#[test]
+fn a_synced_map_sized_as_the_readme_says_takes_all_its_entries_while_unreachable() {
+    // The README: 136 bytes per entry for tinymap counters with 16-byte keys
+    // (48 for the entry and key, about 11 for the buckets, 64 for the log's
+    // entry, 3 for its index, the slab's bitmaps), and 64k for the rest.
+    const N: u64 = 100_000;
+    let space = (N * 136) as usize + (64 << 10);
+    let mut heap = new_map(shared_map_engine::MapKind::Tiny, space, N, 0, false);
+    let mut m = map(&mut heap);
+    m.enable_sync(7).unwrap();
+    for i in 0..N {
+        m.add(format!("key-{i:012}").as_bytes(), 1, 0, Ttl::Default, NOW)
+            .unwrap_or_else(|e| panic!("key {i} refused: {e:?}"));
+    }
+    let stats = m.sync_stats().unwrap();
+    assert_eq!((stats.pending, stats.dropped), (N, 0));
+    assert!(stats.bytes >= N * 64);
 }

@@ -6,7 +6,8 @@
 //! - [`spec`]: the map specification parser (`shared_map NAME SPEC`);
 //! - [`query`]: the HTTP API's query decoding;
 //! - [`state`]: the state file parser, and loading what it accepts;
-//! - [`ops`]: random operation sequences on the engine, against a model.
+//! - [`ops`]: random operation sequences on the engine, against a model;
+//! - [`resp`]: the bounds on a Redis reply, against the decoder behind them.
 
 use std::collections::HashMap;
 
@@ -15,6 +16,7 @@ use shared_map_engine::spec::{self, MapKind};
 use shared_map_engine::state::{self, StateError};
 use shared_map_engine::{Error, Map, MapConfig, OwnedValue, Ttl, Value};
 use shared_map_http_parse::query;
+use shared_map_http_parse::resp::{Limits, Scanner};
 
 /// Reads the fuzzer's bytes as a stream of small decisions; zeros once spent.
 struct Bytes<'a>(&'a [u8]);
@@ -282,4 +284,52 @@ pub fn ops(data: &[u8]) {
     });
     assert_eq!(listed, model);
     assert_eq!(m.verify(), Ok(m.len()));
+}
+
+/// Arrays nested in a decoded reply, as the scanner counts them (an empty
+/// array adds no level).
+fn resp_depth(f: &redis_protocol::resp2::types::OwnedFrame) -> usize {
+    use redis_protocol::resp2::types::OwnedFrame;
+    match f {
+        OwnedFrame::Array(items) if !items.is_empty() => 1 + items.iter().map(resp_depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The bounds on a Redis reply (what a hostile server sends): the first byte
+/// chooses the depth, the size and the pieces the rest arrives in. Never
+/// panics; answers the same whole or in pieces; what it accepts, the decoder
+/// takes at exactly that length and no deeper, or refuses.
+pub fn resp(data: &[u8]) {
+    let Some((&choice, input)) = data.split_first() else {
+        return;
+    };
+    let limits = Limits {
+        depth: 1 + (choice & 7) as usize,
+        bytes: 16 << (choice >> 6),
+    };
+    let step = 1 + ((choice >> 3) & 7) as usize;
+    let whole = Scanner::default().scan(input, limits);
+    let mut s = Scanner::default();
+    let mut pieces = Ok(None);
+    let mut end = 0;
+    while end < input.len() {
+        end = (end + step).min(input.len());
+        if let Some(r) = s.scan(&input[..end], limits).transpose() {
+            pieces = r.map(Some);
+            break;
+        }
+    }
+    assert_eq!(pieces, whole, "{input:?} in pieces of {step}");
+    if let Ok(Some(len)) = whole {
+        assert!(len <= limits.bytes && len <= input.len());
+        match redis_protocol::resp2::decode::decode(&input[..len]) {
+            Ok(Some((frame, used))) => {
+                assert_eq!(used, len, "{input:?}");
+                assert!(resp_depth(&frame) <= limits.depth, "{input:?}");
+            }
+            Ok(None) => panic!("{input:?}: the decoder wants more than the scanner's reply"),
+            Err(_) => {}
+        }
+    }
 }

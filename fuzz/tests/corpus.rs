@@ -84,3 +84,8 @@ fn state() {
 fn ops() {
     run("ops", shared_map_fuzz::ops, 1_000, 3000);
 }
+
+#[test]
+fn resp() {
+    run("resp", shared_map_fuzz::resp, 50_000, 200);
+}

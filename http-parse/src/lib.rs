@@ -1,9 +1,10 @@
 //! Parsing for the HTTP side of the module, kept out of the nginx crate so that
 //! it is unit-tested, property-tested and fuzzed without nginx: the API's query
 //! strings (`query`), conditional requests (`conditional`), which requests of
-//! browsers the API serves (`browser`), the session store's
-//! directive, ids and cookies (`session`) and the `shared_map_redis` directive's
-//! parameters (`redis`).
+//! browsers the API serves (`browser`), the session store's directive, ids and
+//! cookies (`session`), the `shared_map_redis` directive's parameters (`redis`),
+//! the bounds on Redis's replies (`resp`) and the rate at which a repeated
+//! failure is logged (`throttle`).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -11,4 +12,6 @@ pub mod browser;
 pub mod conditional;
 pub mod query;
 pub mod redis;
+pub mod resp;
 pub mod session;
+pub mod throttle;

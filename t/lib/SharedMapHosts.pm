@@ -1,0 +1,137 @@
+package SharedMapHosts;
+# Several nginx hosts and a Redis server for the t/41x files that replicate
+# through Redis (t/410 keeps its own copy of these): a redis-server on
+# 16384 + port mod 1000, hosts on port + 10 + N, each with its own prefix
+# under t/servroot-NAME.
+use strict;
+use warnings;
+use Exporter 'import';
+use HTTP::Tiny;
+use Time::HiRes qw(time sleep);
+use File::Path qw(make_path remove_tree);
+use Cwd qw(getcwd);
+
+our @EXPORT = qw(redis_bin setup redis_port start_redis kill_redis stop_redis cont_redis redis_cli
+    host_port url start_host stop_host master_pid get put del post sync_of converge values_of error_log);
+
+our ($port, $rport, $root, $redis_pid);
+my $http = HTTP::Tiny->new(keep_alive => 0, timeout => 5);
+
+sub redis_bin { my $b = `command -v redis-server 2>/dev/null`; chomp $b; $b }
+
+sub setup {
+    my ($name) = @_;
+    $port  = $ENV{TEST_NGINX_SERVER_PORT} || 1984;
+    $rport = 16384 + $port % 1000;
+    $root  = ($ENV{TEST_NGINX_SERVROOT} || getcwd() . '/t/servroot') . "-$name";
+    remove_tree($root);
+    make_path("$root/redis");
+    return $root;
+}
+
+sub redis_port { $rport }
+
+sub redis_cli { my $out = `redis-cli -p $rport @_ 2>&1`; chomp $out; $out }
+
+sub start_redis {
+    my $bin = redis_bin();
+    $redis_pid = fork() // die "fork: $!";
+    if ($redis_pid == 0) {
+        exec $bin, '--port', $rport, '--bind', '127.0.0.1', '--dir', "$root/redis",
+            '--save', '', '--appendonly', 'no', '--logfile', "$root/redis/redis.log";
+        exit 1;
+    }
+    for (1 .. 100) { return if redis_cli('ping') eq 'PONG'; sleep 0.05 }
+    die "redis-server did not start";
+}
+sub kill_redis { kill 'KILL', $redis_pid; waitpid $redis_pid, 0 }
+sub stop_redis { kill 'STOP', $redis_pid }
+sub cont_redis { kill 'CONT', $redis_pid }
+
+sub host_port { $port + 10 + $_[0] }
+sub url { my ($h, $path) = @_; "http://127.0.0.1:" . host_port($h) . $path }
+
+# Starts host $h with $http_lines in http {} (maps, shared_map_redis) and
+# $server_lines added to its server {} (which has /pid and /maps/).
+sub start_host {
+    my ($h, $http_lines, $server_lines) = @_;
+    $server_lines //= '';
+    my $dir = "$root/h$h";
+    make_path("$dir/logs");
+    my $hp = host_port($h);
+    my $module = $ENV{TEST_NGINX_MODULE} or die "TEST_NGINX_MODULE is not set";
+    my $nginx = $ENV{TEST_NGINX_BINARY} or die "TEST_NGINX_BINARY is not set";
+    open my $fh, '>', "$dir/nginx.conf" or die $!;
+    print $fh <<"_EOC_";
+load_module $module;
+worker_processes 2;
+error_log logs/error.log info;
+pid logs/nginx.pid;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path $dir/client_body_temp;
+    proxy_temp_path $dir/proxy_temp;
+    fastcgi_temp_path $dir/fastcgi_temp;
+    scgi_temp_path $dir/scgi_temp;
+    uwsgi_temp_path $dir/uwsgi_temp;
+$http_lines
+    server {
+        listen 127.0.0.1:$hp;
+        location = /pid { return 200 "\$pid"; }
+        location /maps/ { shared_map_api; }
+$server_lines
+    }
+}
+_EOC_
+    close $fh;
+    system($nginx, '-p', "$dir/", '-e', 'logs/error.log', '-c', "$dir/nginx.conf") == 0
+        or die "nginx h$h did not start";
+    for (1 .. 100) { return if $http->get(url($h, '/pid'))->{success}; sleep 0.05 }
+    die "nginx h$h does not answer";
+}
+
+sub master_pid { open my $fh, '<', "$root/h$_[0]/logs/nginx.pid" or return; my $p = <$fh>; chomp $p; $p }
+
+sub stop_host {
+    my ($h) = @_;
+    my $pid = master_pid($h) or return;
+    kill 'QUIT', $pid;
+    for (1 .. 200) { last unless kill 0, $pid; sleep 0.05 }
+    unlink "$root/h$h/logs/nginx.pid";
+}
+
+sub error_log { my ($h) = @_; local (@ARGV, $/) = ("$root/h$h/logs/error.log"); <> // '' }
+
+sub get { my ($h, $map, $key) = @_; my $r = $http->get(url($h, "/maps/$map?key=$key")); $r->{status} == 200 ? $r->{content} : undef }
+sub put { my ($h, $map, $key, $v, $q) = @_; $http->put(url($h, "/maps/$map?key=$key" . ($q // '')), { content => $v })->{status} }
+sub del { my ($h, $map, $key) = @_; $http->delete(url($h, "/maps/$map" . (defined $key ? "?key=$key" : '')))->{status} }
+sub post { my ($h, $map, $key, $q) = @_; my $r = $http->post(url($h, "/maps/$map?key=$key$q")); "$r->{status} $r->{content}" }
+
+# The "sync" object of a map's listing, as text.
+sub sync_of {
+    my ($h, $map) = @_;
+    my $j = $http->get(url($h, "/maps/$map?limit=0"))->{content} // '';
+    $j =~ /"sync":(\{[^}]*\})/ ? $1 : $j;
+}
+
+# Waits until every host in @$hosts gives $want for $map/$key (undef: absent);
+# returns the seconds it took, or undef after $limit seconds.
+sub converge {
+    my ($map, $key, $want, $limit, $hosts) = @_;
+    my $t0 = time;
+    while (time - $t0 < $limit) {
+        my $all = 1;
+        for my $h (@$hosts) {
+            my $v = get($h, $map, $key);
+            $all = 0, last unless (defined $v ? $v : "\0none") eq (defined $want ? $want : "\0none");
+        }
+        return time - $t0 if $all;
+        sleep 0.01;
+    }
+    return undef;
+}
+
+sub values_of { my ($map, $key, $hosts) = @_; join ',', map { get($_, $map, $key) // 'none' } @$hosts }
+
+1;
