@@ -177,6 +177,20 @@ case $bases in
 esac
 log "bases: $rust_image, $rust_slim_image, $nginx_image"
 
+# With local bases the images' cargo is the host's own: the crates go in through
+# the build context, fetched here, and cargo in the images runs offline (here,
+# crates.io is reached only through a proxy that the images do not trust).
+cargo_seed=
+if [ "$bases" = local ]; then
+    log "fetching the crates for the images (cargo fetch --locked)"
+    cargo fetch --locked --quiet
+    registry=${CARGO_HOME:-$HOME/.cargo}/registry
+    mkdir -p "$stage/cargo-seed/registry"
+    cp -al "$registry/index" "$registry/cache" "$stage/cargo-seed/registry/" 2>/dev/null \
+        || cp -a "$registry/index" "$registry/cache" "$stage/cargo-seed/registry/"
+    cargo_seed=$stage/cargo-seed
+fi
+
 # --- the t/ suite inside docker/Dockerfile.test ----------------------------------
 
 test_nginx=cpan
@@ -187,7 +201,8 @@ if [ -n "$test_nginx_lib" ]; then
 fi
 log "building docker/Dockerfile.test (Test::Nginx: $test_nginx)"
 build docker/Dockerfile.test . shared-map-test \
-    --build-arg RUST_IMAGE="$rust_image" --build-arg TEST_NGINX="$test_nginx"
+    --build-arg RUST_IMAGE="$rust_image" --build-arg TEST_NGINX="$test_nginx" \
+    --build-arg CARGO_SEED="$cargo_seed"
 
 log "running $tests inside shared-map-test (port $port)"
 # shellcheck disable=SC2086 # DOCKER_TESTS is a list of files
@@ -199,7 +214,7 @@ run shared-map-test env TEST_NGINX_SERVER_PORT="$port" prove -r $tests \
 log "building docker/Dockerfile on $nginx_image"
 build docker/Dockerfile . shared-map-nginx \
     --build-arg NGINX_IMAGE="$nginx_image" --build-arg RUST_IMAGE="$rust_slim_image" \
-    --build-arg NGINX_SOURCE="$nginx_source"
+    --build-arg NGINX_SOURCE="$nginx_source" --build-arg CARGO_SEED="$cargo_seed"
 
 log "checking that shared-map-nginx counts (ports $((port + 1)), $((port + 2)))"
 # Inside the image, with its own nginx and configuration; only the ports move,
