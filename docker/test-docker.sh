@@ -146,7 +146,8 @@ nginx_base() { # makes $base_repo/nginx:VERSION from NGINX_TARBALL unless it exi
 }
 
 if [ "$bases" = auto ]; then
-    if image_exists nginx:stable || $engine pull -q nginx:stable >/dev/null 2>&1; then
+    if image_exists docker.io/library/nginx:stable \
+        || $engine pull -q docker.io/library/nginx:stable >/dev/null 2>&1; then
         bases=official
     else
         bases=local
@@ -157,9 +158,10 @@ mkdir -p "$stage"
 nginx_source=
 case $bases in
     official)
-        rust_image=${RUST_IMAGE:-rust:1-bookworm}
-        rust_slim_image=${RUST_SLIM_IMAGE:-rust:1-slim-bookworm}
-        nginx_image=${NGINX_IMAGE:-nginx:stable}
+        # Fully qualified: podman may have no registry to search short names in.
+        rust_image=${RUST_IMAGE:-docker.io/library/rust:1-bookworm}
+        rust_slim_image=${RUST_SLIM_IMAGE:-docker.io/library/rust:1-slim-bookworm}
+        nginx_image=${NGINX_IMAGE:-docker.io/library/nginx:stable}
         ;;
     local)
         debian_base
@@ -206,7 +208,7 @@ build docker/Dockerfile.test . shared-map-test \
 
 log "running $tests inside shared-map-test (port $port)"
 # shellcheck disable=SC2086 # DOCKER_TESTS is a list of files
-run shared-map-test env TEST_NGINX_SERVER_PORT="$port" prove -r $tests \
+run shared-map-test env TEST_NGINX_SERVER_PORT="$port" prove --timer -r $tests \
     || die "the t/ suite failed inside shared-map-test"
 
 # --- docker/Dockerfile: the nginx image with the module counts -------------------
