@@ -79,19 +79,40 @@ build() { # dockerfile context tag [build options...]
     fi
 }
 
+# The containers get CAP_SYS_PTRACE: t/ reads other users' sockets (ss -p) and
+# attaches gdb to nginx's workers, which run as nobody.
 run() { # image command... (the command's exit status is returned)
     local image=$1
     shift
     if [ $engine = docker ]; then
-        docker run --rm "$image" "$@"
+        docker run --rm --cap-add SYS_PTRACE "$image" "$@"
     else
         local ctr rc=0
         ctr=$(buildah from --pull=never "$image")
-        buildah run --isolation chroot "$ctr" -- "$@" || rc=$?
+        buildah run --isolation chroot --cap-add CAP_SYS_PTRACE "$ctr" -- sh -c "$reap" sh "$@" || rc=$?
         buildah rm "$ctr" >/dev/null
         return $rc
     fi
 }
+
+# A chroot container has no PID namespace: a daemon that a failed test leaves
+# running (nginx and its workers, redis-server) outlives the command, holds its
+# ports, and keeps `buildah run` waiting on its output. So the command runs
+# under this wrapper, which then ends, by their ids, the processes whose root
+# directory is the container's own (the same device and inode as its `/`;
+# every other process's root is another directory), except itself and buildah's
+# process that started it.
+# shellcheck disable=SC2016 # expanded by the container's shell
+reap='"$@"; rc=$?
+me=$(stat -c %d:%i /)
+for p in /proc/[0-9]*; do
+    pid=${p#/proc/}
+    case $pid in $$|$PPID) continue ;; esac
+    [ "$(stat -L -c %d:%i "$p/root/" 2>/dev/null)" = "$me" ] || continue
+    echo "test-docker: ending pid $pid, left running: $(tr "\0" " " < "$p/cmdline" 2>/dev/null)"
+    kill -KILL "$pid" 2>/dev/null || true
+done
+exit $rc'
 
 # --- base images ---------------------------------------------------------------
 
@@ -227,7 +248,7 @@ run shared-map-nginx sh -euc '
     sed -i "s/listen 8080;/listen $p;/" /etc/nginx/conf.d/shared-map.conf
     sed -i "s/listen\( *\[::\]:\)\{0,1\} *80;/listen \1$(($p + 1));/" /etc/nginx/conf.d/default.conf
     nginx -V 2>&1 | head -1
-    nginx -g "daemon off;" &
+    nginx -g "daemon off;" >/dev/null &    # its access log is /dev/stdout
     pid=$!
     trap "kill -QUIT $pid; wait $pid" EXIT
     for i in $(seq 50); do curl -fs "http://127.0.0.1:$p/" >/dev/null && break; sleep 0.2; done
