@@ -23,8 +23,8 @@
 #
 # Variables (all optional):
 #   DOCKER_TESTS    the t/ files run inside the test image (default: t/, all)
-#   TEST_PORT       first of the three ports used (default 1984): the suite's
-#                   server port, then the nginx image's 8080 and 80 servers
+#   TEST_PORT       the suite's server port (default 1984; t/ derives others
+#                   from it); the next two stand for the nginx image's 8080 and 80
 #   TEST_NGINX_LIB  a Test::Nginx lib/ directory to put into the test image
 #                   (default: ../shared/vendor/test-nginx/lib when present,
 #                   else the image installs Test::Nginx from CPAN with cpanm)
