@@ -49,7 +49,7 @@ stage=build/docker-context      # what the repository's build context takes from
 work=$repo/build/docker-bases   # the local bases' own build contexts
 base_repo=localhost/shared-map-base
 
-log() { printf '== test-docker: %s\n' "$*"; }
+log() { printf '== test-docker %s: %s\n' "$(date +%T)" "$*"; }
 die() { printf 'test-docker: %s\n' "$*" >&2; exit 1; }
 
 if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
