@@ -172,6 +172,7 @@ if [ "$bases" = auto ]; then
         bases=official
     else
         bases=local
+        log "nginx:stable cannot be pulled: making the bases here"
     fi
 fi
 rm -rf "$stage"
