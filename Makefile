@@ -7,6 +7,7 @@
 #   make deb     libnginx-mod-http-shared-map for the installed Debian nginx (objs/deb/)
 #   make fuzz    libFuzzer on every fuzz target, FUZZ_TIME seconds each
 #   make test-valgrind  the t/ suite under valgrind memcheck
+#   make test-docker  the t/ suite inside docker/Dockerfile.test; docker/Dockerfile's nginx counts
 #
 # NGINX_SOURCE_DIR / NGINX_BUILD_DIR build against an existing configured nginx
 # tree instead of the vendored one (the ngx crate's own variables).
@@ -231,3 +232,13 @@ test-real-testnginx: build
 	  { echo "set TEST_NGINX_LIB to the lib/ directory of openresty/test-nginx"; exit 1; }
 	TEST_NGINX_BINARY=$(CURDIR)/$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) \
 	TEST_NGINX_SERVER_PORT=$(TEST_PORT) prove -I $(TEST_NGINX_LIB) -r t/
+
+# The t/ suite inside docker/Dockerfile.test (under Test::Nginx), then the image
+# docker/Dockerfile makes from the nginx image, checked to count. docker where a
+# Docker engine answers, else podman and buildah. DOCKER_BASES=official|local|auto
+# chooses the base images (auto: the official ones if they can be pulled, else
+# made here); DOCKER_TESTS the t/ files run (default all). See docker/test-docker.sh.
+DOCKER_TESTS ?= t/
+.PHONY: test-docker
+test-docker:
+	DOCKER_TESTS='$(DOCKER_TESTS)' TEST_PORT=$(TEST_PORT) docker/test-docker.sh

@@ -4,12 +4,14 @@
 # with the arguments that nginx was built with (`nginx -V`), then `make modules`.
 # A module built so has the nginx's version and build signature, so it loads.
 #
-#   docker/build-module.sh [--nginx BINARY] [--source DIR] [--out DIR] [--work DIR]
+#   docker/build-module.sh [--nginx BINARY] [--source DIR | --tarball FILE] [--out DIR] [--work DIR]
 #
 #   --nginx    the nginx to build for (default: nginx on PATH)
 #   --source   that version's source tree (a release tarball unpacked, or Debian's
-#              /usr/share/nginx/src from nginx-dev); without it the release
-#              tarball is downloaded from nginx.org (docker/Dockerfile does that)
+#              /usr/share/nginx/src from nginx-dev)
+#   --tarball  that version's release tarball (nginx-VERSION.tar.gz); without
+#              --source or --tarball it is downloaded from nginx.org
+#              (docker/Dockerfile does that unless given NGINX_SOURCE)
 #   --out      where the .so goes (default: objs/)
 #   --work     a scratch directory for the configured copy of the source
 #              (default: build/module-<version>); kept, so a rebuild is quick
@@ -24,6 +26,7 @@ set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
 nginx=nginx
 source=
+tarball=
 out=$repo/objs
 work=
 
@@ -31,9 +34,10 @@ while [ $# -gt 0 ]; do
     case $1 in
         --nginx) nginx=$2; shift 2 ;;
         --source) source=$2; shift 2 ;;
+        --tarball) tarball=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         --work) work=$2; shift 2 ;;
-        *) echo "usage: $0 [--nginx BINARY] [--source DIR] [--out DIR] [--work DIR]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--nginx BINARY] [--source DIR | --tarball FILE] [--out DIR] [--work DIR]" >&2; exit 2 ;;
     esac
 done
 
@@ -49,8 +53,11 @@ work=$(cd "$work" && pwd)
 out=$(cd "$out" && pwd)
 
 if [ -z "$source" ]; then
-    tarball=$work/nginx-$version.tar.gz
-    [ -f "$tarball" ] || curl -fsSL -o "$tarball" "https://nginx.org/download/nginx-$version.tar.gz"
+    if [ -z "$tarball" ]; then
+        tarball=$work/nginx-$version.tar.gz
+        [ -f "$tarball" ] || curl -fsSL -o "$tarball" "https://nginx.org/download/nginx-$version.tar.gz"
+    fi
+    [ -f "$tarball" ] || { echo "$0: no tarball at $tarball" >&2; exit 1; }
     tar -xzf "$tarball" -C "$work"
     source=$work/nginx-$version
 fi
@@ -80,7 +87,8 @@ keep_args="$keep_args --add-dynamic-module='$repo'"
 # again only when the arguments change (cargo's own output inside it is kept,
 # so a rebuild compiles only what changed).
 tree=$work/tree
-if [ ! -f "$tree/objs/Makefile" ] || [ "$(cat "$work/configured" 2>/dev/null)" != "$keep_args" ]; then
+stamp="nginx $version:$keep_args"
+if [ ! -f "$tree/objs/Makefile" ] || [ "$(cat "$work/configured" 2>/dev/null)" != "$stamp" ]; then
     rm -rf "$tree" "$work/configured"
     cp -r "$source" "$tree"
     (cd "$tree" && eval "./configure $keep_args") > "$work/configure.log" 2>&1 || {
@@ -88,7 +96,7 @@ if [ ! -f "$tree/objs/Makefile" ] || [ "$(cat "$work/configured" 2>/dev/null)" !
         echo "$0: configure failed; the whole log is $work/configure.log" >&2
         exit 1
     }
-    printf '%s' "$keep_args" > "$work/configured"
+    printf '%s' "$stamp" > "$work/configured"
 fi
 
 cd "$tree"
