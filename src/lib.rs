@@ -7,7 +7,7 @@
 //! features down to the leaves:
 //!
 //! ```text
-//! lib ─→ named, variables ─→ count, api (→ render, stream), session, timer (→ saver) ─→ conf ─→ persist ─→ zone ─→ module, log, ctx, value, http, clock
+//! lib ─→ named, variables ─→ count, api (→ render, stream), session, timer (→ saver) ─→ conf ─→ persist ─→ zone ─→ module, log, ctx, value, http, clock, request_flags
 //! ```
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -24,6 +24,7 @@ mod named;
 mod persist;
 mod redis;
 mod render;
+mod request_flags;
 mod saver;
 mod session;
 mod stream;
