@@ -100,7 +100,7 @@ sub check_after_restart {
 
 {
     no strict 'refs';
-    # `--- init` runs in Test::Nginx::Util (the real module and the fallback)
+    # `--- init` runs in Test::Nginx::Util
     for my $pkg (qw(Test::Nginx::Util Test::Nginx::Socket)) {
         *{"${pkg}::$_"} = \&{"main::$_"} for qw(count_through_reloads check_after_restart);
     }
