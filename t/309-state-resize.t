@@ -136,6 +136,9 @@ shared map "r": loaded 3 entries from the zone it had before the reload
 
 
 === TEST 2: after a stop and a start, the file holds the last counts, not an old zone's
+(Test::Nginx's HUP mode reloads instead of starting nginx: not this block's case.)
+--- skip_eval
+3: $ENV{TEST_NGINX_USE_HUP}
 --- main_config
 load_module $TEST_NGINX_MODULE;
 --- http_config
