@@ -8,6 +8,11 @@
 #   make fuzz    libFuzzer on every fuzz target, FUZZ_TIME seconds each
 #   make test-valgrind  the t/ suite under valgrind memcheck
 #   make test-docker  the t/ suite inside docker/Dockerfile.test; docker/Dockerfile's nginx counts
+#   make test-matrix  the t/ suite on nginx 1.31 and 1.30, a smoke test on 1.26,
+#                each built from its release tarball by nginx's own build
+#
+# The t/ suite runs under OpenResty's Test::Nginx: installed (CPAN's Test-Nginx)
+# or, where it is not, its lib/ given as TEST_NGINX_LIB.
 #
 # NGINX_SOURCE_DIR / NGINX_BUILD_DIR build against an existing configured nginx
 # tree instead of the vendored one (the ngx crate's own variables).
@@ -23,7 +28,15 @@ OPENAPI_PORT ?= $(shell echo $$(($(TEST_PORT) + 7000)))
 
 DEB_PACKAGES := libclang-dev libpcre2-dev zlib1g-dev libssl-dev pkg-config \
                 libtest-base-perl libtext-diff-perl libwww-perl libipc-run-perl \
-                python3 curl
+                python3 curl libtest-longstring-perl liblist-moreutils-perl
+
+# OpenResty's Test::Nginx: the installed one, else TEST_NGINX_LIB's (absolute,
+# since prove runs some files from other directories).
+TEST_NGINX_LIB ?=
+PROVE = $(shell if perl -MTest::Nginx::Socket -e1 2>/dev/null; then echo prove --timer; \
+          elif [ -f "$(TEST_NGINX_LIB)/Test/Nginx/Socket.pm" ]; then echo "prove --timer -I $(abspath $(TEST_NGINX_LIB))"; fi)
+NEED_TEST_NGINX = { echo "$@: OpenResty's Test::Nginx is needed: install it from CPAN (cpanm Test::Nginx)," \
+                    "or set TEST_NGINX_LIB to the lib/ of a checkout of github.com/openresty/test-nginx"; exit 1; }
 
 ifeq ($(NGINX_BUILD_DIR),)
 CARGO_FEATURES :=
@@ -65,7 +78,7 @@ run: deps build
 	@echo "nginx on http://127.0.0.1:8080/ (Ctrl-C stops it)"
 	$(NGINX) -p $(CURDIR)/build/run/ -c $(CURDIR)/nginx-conf/nginx.conf -g 'daemon off;'
 
-test: lint test-engine test-fuzz test-conf test-nginx test-openapi test-browser test-debian
+test: lint test-engine test-fuzz test-conf test-nginx test-nginx-hup test-matrix test-openapi test-browser test-debian
 
 # The example configurations (and docker/'s) pass `nginx -t` with the module built here.
 test-conf: build
@@ -132,24 +145,87 @@ fuzz:
 	done
 
 test-nginx: build
+	@[ -n "$(PROVE)" ] || $(NEED_TEST_NGINX)
 	rm -rf t/servroot
 	TEST_NGINX_BINARY=$(CURDIR)/$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) \
-	TEST_NGINX_SERVER_PORT=$(TEST_PORT) \
-	  sh -c 'if perl -MTest::Nginx::Socket -e1 2>/dev/null; then prove -r t/; \
-	         else prove -I t/lib/fallback -r t/; fi'
+	TEST_NGINX_SERVER_PORT=$(TEST_PORT) $(PROVE) -r t/
+
+# The same in Test::Nginx's reload mode: a block's new configuration reaches
+# the running nginx by HUP instead of a restart (files that cannot run so skip
+# themselves and say why).
+test-nginx-hup: build
+	@[ -n "$(PROVE)" ] || $(NEED_TEST_NGINX)
+	rm -rf t/servroot-hup
+	TEST_NGINX_USE_HUP=1 TEST_NGINX_BINARY=$(CURDIR)/$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) \
+	TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_SERVROOT=$(CURDIR)/t/servroot-hup $(PROVE) -r t/
+
+# The nginx versions users run, each built from its release tarball by nginx's
+# own build (./configure --with-compat ... --add-dynamic-module=REPO, the
+# repository's `config`) into build/nginx-VERSION, once: a later run reuses the
+# tree, and nginx's make and cargo rebuild only what changed. The tarball is
+# taken from NGINX_TARBALLS, else downloaded from nginx.org. NGINX_VERSIONS run
+# the whole t/ suite, NGINX_SMOKE_VERSIONS packaging/smoke-test.sh; each version
+# gets its own port, TEST_PORT + 10, + 20, ..., so no two runs share one.
+NGINX_VERSIONS       ?= 1.31.4 1.30.4
+NGINX_SMOKE_VERSIONS ?= 1.26.3
+NGINX_TARBALLS       ?= $(abspath $(CURDIR)/../shared/vendor/nginx)
+NGINX_CONFIGURE      := --with-compat --with-threads --with-http_ssl_module --with-http_v2_module \
+                        --with-http_realip_module --with-stream --add-dynamic-module=$(CURDIR)
+
+.PHONY: test-nginx-hup test-matrix
+nginx-%:
+	@set -e; dir=build/nginx-$*; mkdir -p build; \
+	if [ ! -x $$dir/configure ]; then \
+	  tarball=$(NGINX_TARBALLS)/nginx-$*.tar.gz; \
+	  if [ ! -f $$tarball ]; then tarball=build/nginx-$*.tar.gz; \
+	    curl -fsSL -o $$tarball https://nginx.org/download/nginx-$*.tar.gz; fi; \
+	  tar -xzf $$tarball -C build; fi; \
+	if [ "$$(cat $$dir/.configured 2>/dev/null)" != "$(NGINX_CONFIGURE)" ]; then \
+	  echo "configuring nginx $* in $$dir"; \
+	  (cd $$dir && ./configure $(NGINX_CONFIGURE)) > $$dir/configure.log 2>&1 || \
+	    { tail -20 $$dir/configure.log; exit 1; }; \
+	  printf '%s' "$(NGINX_CONFIGURE)" > $$dir/.configured; fi; \
+	start=$$(date +%s); \
+	$(MAKE) --no-print-directory -C $$dir -f objs/Makefile binary modules > $$dir/make.log 2>&1 || \
+	  { tail -30 $$dir/make.log; exit 1; }; \
+	echo "nginx $*: $$dir/objs/nginx and the module, made in $$(($$(date +%s) - start)) s"
+
+test-matrix: $(addprefix nginx-,$(NGINX_VERSIONS) $(NGINX_SMOKE_VERSIONS))
+	@[ -n "$(PROVE)" ] || $(NEED_TEST_NGINX)
+	@i=0; failed=""; for v in $(NGINX_VERSIONS) $(NGINX_SMOKE_VERSIONS); do \
+	  i=$$((i + 1)); port=$$(($(TEST_PORT) + 10 * i)); objs=$(CURDIR)/build/nginx-$$v/objs; \
+	  start=$$(date +%s); \
+	  case " $(NGINX_VERSIONS) " in \
+	  *" $$v "*) rm -rf t/servroot-$$v; \
+	    echo "t/ on nginx $$v (port $$port)"; \
+	    TEST_NGINX_BINARY=$$objs/nginx TEST_NGINX_MODULE=$$objs/ngx_http_shared_map_module.so \
+	    TEST_NGINX_SERVER_PORT=$$port TEST_NGINX_SERVROOT=$(CURDIR)/t/servroot-$$v \
+	      $(PROVE) -r t/ || failed="$$failed $$v";; \
+	  *) timeout 60 packaging/smoke-test.sh $$objs/nginx $$objs/ngx_http_shared_map_module.so $$port \
+	      || failed="$$failed $$v";; \
+	  esac; \
+	  echo "nginx $$v: done in $$(($$(date +%s) - start)) s"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-matrix: failed on nginx$$failed"; exit 1; fi
 
 # The t/ files that exercise the module's code paths, under valgrind's memcheck
-# (TEST_NGINX_USE_VALGRIND, as Test::Nginx does; the fallback runner fails a
-# block for any error whose stack passes through the module and shows others).
+# (Test::Nginx's TEST_NGINX_USE_VALGRIND, given valgrind's options). Test::Nginx
+# fails nothing for valgrind's reports, and nginx would send them to each
+# block's error log, so valgrind writes one file per process under
+# build/valgrind/, and t/valgrind-errors.pl fails the run for a report whose
+# stack passes through the module (others are counted as notes).
 # VALGRIND_TESTS=t/ runs everything (much longer).
 VALGRIND_TESTS ?= t/002-counting.t t/101-api-rw.t t/102-api-incr.t t/103-api-list.t t/106-api-errors.t \
                   t/109-hostile.t t/201-session-flow.t t/302-eviction.t t/303-persistence.t t/306-state-paths.t
 test-valgrind: build
 	@command -v valgrind >/dev/null || { echo "test-valgrind needs valgrind (apt-get install valgrind)"; exit 1; }
-	TEST_NGINX_USE_VALGRIND=1 TEST_NGINX_BINARY=$(CURDIR)/$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) \
-	TEST_NGINX_SERVER_PORT=$(TEST_PORT) \
-	  sh -c 'if perl -MTest::Nginx::Socket -e1 2>/dev/null; then prove $(VALGRIND_TESTS); \
-	         else prove -I t/lib/fallback $(VALGRIND_TESTS); fi'
+	@[ -n "$(PROVE)" ] || $(NEED_TEST_NGINX)
+	@rm -rf build/valgrind t/servroot-valgrind; mkdir -p build/valgrind
+	TEST_NGINX_USE_VALGRIND="--tool=memcheck --num-callers=100 --log-file=$(CURDIR)/build/valgrind/%p.log" \
+	TEST_NGINX_SLEEP=1 TEST_NGINX_BINARY=$(CURDIR)/$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) \
+	TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_SERVROOT=$(CURDIR)/t/servroot-valgrind \
+	  $(PROVE) $(VALGRIND_TESTS); rc=$$?; \
+	  perl t/valgrind-errors.pl build/valgrind/*.log && exit $$rc
 
 bench: build
 	$(CARGO) bench -p shared-map-engine
@@ -174,18 +250,26 @@ DEBIAN_MODULE := $(OBJS)/debian/ngx_http_shared_map_module.so
 HAVE_DEBIAN_NGINX = [ -d /usr/share/nginx/src ] && [ -x /usr/sbin/nginx ]
 SKIP_DEBIAN = echo "$@: skipped: Debian's nginx-dev is not installed (apt-get install nginx-core nginx-dev)"
 
-.PHONY: build-debian test-debian smoke-debian deb test-deb test-real-testnginx
+.PHONY: build-debian test-debian test-debian-suite smoke-debian deb test-deb
 # Against Debian's nginx 1.22, with the module built for it by nginx's build: a
-# counting smoke test, the t/ suite, then the .deb installed, used and removed.
-# Skipped (with a note) where nginx-dev is not installed.
+# counting smoke test, then the .deb installed, used and removed. Skipped (with a
+# note) where nginx-dev is not installed. `make test` runs this; the whole t/
+# suite against Debian's nginx (test-debian-suite, about 10 minutes) is left out
+# of it to keep CI within its time, as the suite runs on four other versions.
 test-debian:
 	@if $(HAVE_DEBIAN_NGINX); then \
 	  $(MAKE) --no-print-directory smoke-debian && \
+	  $(MAKE) --no-print-directory test-deb; \
+	else $(SKIP_DEBIAN); fi
+
+# The t/ suite against Debian's nginx 1.22 and the module built for it.
+test-debian-suite:
+	@[ -n "$(PROVE)" ] || $(NEED_TEST_NGINX)
+	@if $(HAVE_DEBIAN_NGINX); then \
+	  $(MAKE) --no-print-directory build-debian && \
 	  TEST_NGINX_BINARY=/usr/sbin/nginx TEST_NGINX_MODULE=$(CURDIR)/$(DEBIAN_MODULE) \
 	  TEST_NGINX_SERVER_PORT=$(TEST_PORT) TEST_NGINX_SERVROOT=$(CURDIR)/t/servroot-debian \
-	    sh -c 'if perl -MTest::Nginx::Socket -e1 2>/dev/null; then prove -r t/; \
-	           else prove -I t/lib/fallback -r t/; fi' && \
-	  $(MAKE) --no-print-directory test-deb; \
+	    $(PROVE) -r t/; \
 	else $(SKIP_DEBIAN); fi
 
 build-debian:
@@ -221,18 +305,6 @@ test-deb: deb
 	timeout 120 dpkg -P libnginx-mod-http-shared-map; \
 	test ! -L /etc/nginx/modules-enabled/50-mod-http-shared-map.conf.removed; \
 	echo "test-deb: $$deb installed, enabled, loaded by nginx -t, counted, removed and purged"
-
-# The t/ suite under OpenResty's real Test::Nginx instead of t/lib/fallback, with
-# its lib/ given (a checkout of openresty/test-nginx, or an unpacked CPAN Test-Nginx;
-# it needs Debian's libtest-longstring-perl and liblist-moreutils-perl). Set
-# TEST_NGINX_USE_HUP=1 for its reload mode. Not part of `make test`: CI has no
-# copy of it (it is not packaged by Debian), and t/lib/fallback runs there.
-test-real-testnginx: build
-	@test -f "$(TEST_NGINX_LIB)/Test/Nginx/Socket.pm" || \
-	  { echo "set TEST_NGINX_LIB to the lib/ directory of openresty/test-nginx"; exit 1; }
-	TEST_NGINX_BINARY=$(CURDIR)/$(NGINX) TEST_NGINX_MODULE=$(CURDIR)/$(MODULE) \
-	TEST_NGINX_SERVER_PORT=$(TEST_PORT) prove -I $(TEST_NGINX_LIB) -r t/
-
 # The t/ suite inside docker/Dockerfile.test (under Test::Nginx), then the image
 # docker/Dockerfile makes from the nginx image, checked to count. docker where a
 # Docker engine answers, else podman and buildah. DOCKER_BASES=official|local|auto

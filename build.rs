@@ -1,7 +1,9 @@
 //! Passes nginx's feature, OS and version flags (exported by `nginx-sys`) through
 //! as `cfg`s, as the `ngx` crate documents (this needs `nginx-sys` as a direct
 //! dependency: cargo hands `DEP_NGINX_*` only to direct dependents), and lets the cdylib leave nginx's
-//! symbols unresolved until `load_module` loads it into nginx. Also assembles
+//! symbols unresolved until `load_module` loads it into nginx. Compiles
+//! `src/request_flags.c` against the target nginx's headers (the include paths
+//! and defines `nginx-sys` exports), and assembles
 //! the dashboard page (`src/dashboard/`) and its Content-Security-Policy.
 
 use std::path::Path;
@@ -12,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 fn main() {
     dashboard();
+    request_flags();
     let features_check = env::var("DEP_NGINX_FEATURES_CHECK").unwrap_or_else(|_| "any()".into());
     println!("cargo::rustc-check-cfg=cfg(ngx_feature, values({features_check}))");
     if let Ok(features) = env::var("DEP_NGINX_FEATURES") {
@@ -49,6 +52,27 @@ fn main() {
         println!("cargo::rustc-link-arg=-undefined");
         println!("cargo::rustc-link-arg=dynamic_lookup");
     }
+}
+
+/// The accessors of `ngx_http_request_t`'s bit fields (see `src/request_flags.rs`),
+/// built by the C compiler from the same headers and defines as the bindings.
+fn request_flags() {
+    println!("cargo::rerun-if-changed=src/request_flags.c");
+    for var in ["DEP_NGINX_INCLUDE", "DEP_NGINX_CFLAGS"] {
+        println!("cargo::rerun-if-env-changed={var}");
+    }
+    let includes = env::var_os("DEP_NGINX_INCLUDE").expect("nginx-sys exports DEP_NGINX_INCLUDE");
+    let mut build = cc::Build::new();
+    build.file("src/request_flags.c").warnings(false);
+    for dir in env::split_paths(&includes) {
+        build.include(dir);
+    }
+    if let Ok(cflags) = env::var("DEP_NGINX_CFLAGS") {
+        for flag in cflags.split_whitespace() {
+            build.flag(flag);
+        }
+    }
+    build.compile("shared_map_request_flags");
 }
 
 /// The dashboard page (`src/dashboard/`): the HTML with its style and script

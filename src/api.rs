@@ -27,6 +27,7 @@ use crate::http;
 use crate::log::{log_refusal, printable};
 use crate::module::Module;
 use crate::render::{self, Dump};
+use crate::request_flags;
 use crate::stream::{self, Stream, Work};
 use crate::value::header_safe;
 use crate::zone::{self, now, SharedMap, SlabArena};
@@ -776,7 +777,7 @@ unsafe fn send(r: *mut ngx_http_request_t, reply: Reply) -> ngx_int_t {
         // nginx's filter must not judge the reply again (an exchange answers
         // the previous value's ETag, not the stored one's).
         // SAFETY: a live request whose header has not been sent.
-        unsafe { (*r).set_disable_not_modified(1) };
+        unsafe { request_flags::disable_not_modified(r) };
     }
     // SAFETY: per the contract.
     unsafe { http::send(r, reply.status, reply.content_type, &reply.body) }

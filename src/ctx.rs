@@ -11,6 +11,7 @@ use ngx::http::{HttpModule, Request};
 use shared_map_http_parse::session::ID_LEN;
 
 use crate::module::Module;
+use crate::request_flags;
 
 /// Per main request: the results of `$shared_map_incr` and of the
 /// `shared_map_incr` variables (by their number), so that each counts at most
@@ -55,7 +56,7 @@ pub fn request_ctx<'a>(r: &Request) -> Option<&'a mut RequestCtx> {
 /// The context a redirect or a replaced response hid from `r->ctx`, if any.
 fn find_request_ctx(main: &Request) -> Option<NonNull<RequestCtx>> {
     let raw = main.as_ref();
-    if raw.internal() == 0 && raw.filter_finalize() == 0 {
+    if !request_flags::redirected(raw) {
         return None;
     }
     // SAFETY: the pool's cleanup list is a chain of live entries; ours (found by

@@ -10,6 +10,8 @@ use ngx::ffi::{
 };
 use ngx::http::Request;
 
+use crate::request_flags;
+
 /// Why a request body was not read.
 pub enum BodyError {
     /// The body is longer than the caller's limit (a map's space): it can never
@@ -123,7 +125,10 @@ pub unsafe fn send(r: *mut ngx_http_request_t, status: u32, content_type: &'stat
 
     // SAFETY: a live request with its headers set.
     let rc = unsafe { ngx_http_send_header(r) };
-    if rc == ngx_int_t::from(Status::NGX_ERROR) || rc > ngx_int_t::from(Status::NGX_OK) || req.header_only() {
+    if rc == ngx_int_t::from(Status::NGX_ERROR)
+        || rc > ngx_int_t::from(Status::NGX_OK)
+        || request_flags::header_only(req.as_ref())
+    {
         return rc;
     }
 

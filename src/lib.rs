@@ -7,7 +7,7 @@
 //! features down to the leaves:
 //!
 //! ```text
-//! lib ─→ named, variables ─→ count, api (→ render, stream, browser), session (→ browser), timer (→ saver) ─→ conf ─→ persist (→ lock) ─→ zone ─→ module, log, ctx, value, http, clock
+//! lib ─→ named, variables ─→ count, api (→ render, stream, browser), session (→ browser), timer (→ saver) ─→ conf ─→ persist (→ lock) ─→ zone ─→ module, log, ctx, value, http, clock, request_flags
 //! ```
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -26,6 +26,7 @@ mod named;
 mod persist;
 mod redis;
 mod render;
+mod request_flags;
 mod saver;
 mod session;
 mod stream;

@@ -26,6 +26,7 @@ use shared_map_engine::Value;
 use crate::ctx::request_ctx;
 use crate::http;
 use crate::render::{self, Entry};
+use crate::request_flags;
 use crate::zone::SharedMap;
 
 /// Buckets walked under one hold of a map's lock: about 770 entries at the
@@ -227,7 +228,7 @@ pub unsafe fn start(r: *mut ngx_http_request_t, mut stream: Stream) -> ngx_int_t
         hr.headers_out.content_type_lowcase = ptr::null_mut();
         // SAFETY: a live request with its headers set.
         let rc = unsafe { ngx_http_send_header(r) };
-        if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || req.header_only() {
+        if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || request_flags::header_only(req.as_ref()) {
             return rc;
         }
     }
@@ -241,8 +242,7 @@ pub unsafe fn start(r: *mut ngx_http_request_t, mut stream: Stream) -> ngx_int_t
     ctx.stream = Some(s.cast::<c_void>());
     // SAFETY: per the contract; the main request is held until `finish`.
     unsafe {
-        let main = (*r).main;
-        (*main).set_count((*main).count() + 1);
+        request_flags::hold(r);
         (*r).write_event_handler = Some(write_handler);
     }
     // SAFETY: as above.

@@ -262,7 +262,7 @@ sub run_kills {
 
 sub share_with_init {
     no strict 'refs';
-    # `--- init` runs in Test::Nginx::Util (the real module and the fallback)
+    # `--- init` runs in Test::Nginx::Util
     for my $pkg (qw(Test::Nginx::Util Test::Nginx::Socket)) {
         *{"${pkg}::$_"} = \&{"main::$_"} for qw(run_kills client value_of is_whole_value master_pid workers_of);
     }

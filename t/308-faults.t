@@ -50,7 +50,7 @@ run_tests();
 
 sub share_with_init {
     no strict 'refs';
-    # `--- init` runs in Test::Nginx::Util (the real module and the fallback)
+    # `--- init` runs in Test::Nginx::Util
     for my $pkg (qw(Test::Nginx::Util Test::Nginx::Socket)) {
         *{"${pkg}::$_"} = \&{"main::$_"} for qw(worker_pids limit_workers);
     }

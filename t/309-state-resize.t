@@ -100,7 +100,7 @@ sub check_after_restart {
 
 {
     no strict 'refs';
-    # `--- init` runs in Test::Nginx::Util (the real module and the fallback)
+    # `--- init` runs in Test::Nginx::Util
     for my $pkg (qw(Test::Nginx::Util Test::Nginx::Socket)) {
         *{"${pkg}::$_"} = \&{"main::$_"} for qw(count_through_reloads check_after_restart);
     }
@@ -136,6 +136,9 @@ shared map "r": loaded 3 entries from the zone it had before the reload
 
 
 === TEST 2: after a stop and a start, the file holds the last counts, not an old zone's
+(Test::Nginx's HUP mode reloads instead of starting nginx: not this block's case.)
+--- skip_eval
+3: $ENV{TEST_NGINX_USE_HUP}
 --- main_config
 load_module $TEST_NGINX_MODULE;
 --- http_config

@@ -21,13 +21,15 @@ GET /t
 
 
 === TEST 2: shared_map_redis may follow the map, and takes a unix socket and a default port
+(The map has a name of its own: in Test::Nginx's HUP mode this block reloads
+TEST 1's nginx, which refuses to make its tinymap "m" a hashmap.)
 --- main_config
 load_module $TEST_NGINX_MODULE;
 --- http_config
-shared_map m hashmap?space=64k&timeout=1h&evict&sync;
+shared_map m2 hashmap?space=64k&timeout=1h&evict&sync;
 shared_map_redis unix:/run/redis/redis.sock;
 --- config
-location = /t { shared_map_key m k; return 200 "$shared_map_incr"; }
+location = /t { shared_map_key m2 k; return 200 "$shared_map_incr"; }
 --- request
 GET /t
 --- response_body: 1

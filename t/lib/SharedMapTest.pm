@@ -2,7 +2,7 @@ package SharedMapTest;
 # Shared set-up for the t/ files: every block gets the module loaded and the
 # file's default http and server configuration unless it brings its own. A block
 # whose name starts with "..." gets nothing, so it continues the previous block
-# in the same running nginx. Works under the real Test::Nginx and the fallback.
+# in the same running nginx. Written for OpenResty's Test::Nginx.
 use strict;
 use warnings;
 use Exporter 'import';
@@ -47,9 +47,8 @@ _EOC_
     );
 }
 
-# The runner evaluates `--- init` code in package Test::Nginx::Util (the real
-# Test::Nginx does, and so does the fallback): make the named subs of the test
-# file (and these helpers) callable there.
+# Test::Nginx evaluates `--- init` code in package Test::Nginx::Util: make the
+# named subs of the test file (and these helpers) callable there.
 sub share_with_init {
     my @names = @_;
     for my $f (@names) {
