@@ -78,7 +78,7 @@ run: deps build
 	@echo "nginx on http://127.0.0.1:8080/ (Ctrl-C stops it)"
 	$(NGINX) -p $(CURDIR)/build/run/ -c $(CURDIR)/nginx-conf/nginx.conf -g 'daemon off;'
 
-test: lint test-engine test-fuzz test-conf test-nginx test-nginx-hup test-matrix test-openapi test-browser test-debian
+test: lint test-engine test-fuzz test-conf test-suites test-openapi test-browser test-debian
 
 # The example configurations (and docker/'s) pass `nginx -t` with the module built here.
 test-conf: build
@@ -172,7 +172,7 @@ NGINX_TARBALLS       ?= $(abspath $(CURDIR)/../shared/vendor/nginx)
 NGINX_CONFIGURE      := --with-compat --with-threads --with-http_ssl_module --with-http_v2_module \
                         --with-http_realip_module --with-stream --add-dynamic-module=$(CURDIR)
 
-.PHONY: test-nginx-hup test-matrix
+.PHONY: test-nginx-hup test-matrix test-suites
 nginx-%:
 	@set -e; dir=build/nginx-$*; mkdir -p build; \
 	if [ ! -x $$dir/configure ]; then \
@@ -207,6 +207,24 @@ test-matrix: $(addprefix nginx-,$(NGINX_VERSIONS) $(NGINX_SMOKE_VERSIONS))
 	  echo "nginx $$v: done in $$(($$(date +%s) - start)) s"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "test-matrix: failed on nginx$$failed"; exit 1; fi
+
+# What `make test` runs of t/: the smoke test on NGINX_SMOKE_VERSIONS, then the
+# whole suite on the vendored 1.28 (in its default and its HUP mode) and on each
+# of NGINX_VERSIONS, SUITE_JOBS suites at a time (t/run-suites.sh), each on its
+# own port 300 apart: one after another they take over 40 minutes, two at a
+# time about half. The same runs one at a time: test-nginx, test-nginx-hup,
+# test-matrix.
+SUITE_JOBS ?= 2
+test-suites: build $(addprefix nginx-,$(NGINX_VERSIONS) $(NGINX_SMOKE_VERSIONS))
+	@[ -n "$(PROVE)" ] || $(NEED_TEST_NGINX)
+	@for v in $(NGINX_SMOKE_VERSIONS); do objs=$(CURDIR)/build/nginx-$$v/objs; \
+	  timeout 60 packaging/smoke-test.sh $$objs/nginx $$objs/ngx_http_shared_map_module.so $(TEST_PORT) || exit 1; \
+	  echo "nginx $$v: smoke test passed"; done
+	@specs="1.28:$(CURDIR)/$(NGINX):$(CURDIR)/$(MODULE):$(TEST_PORT):normal"; i=0; \
+	for v in $(NGINX_VERSIONS); do i=$$((i + 1)); objs=$(CURDIR)/build/nginx-$$v/objs; \
+	  specs="$$specs $$v:$$objs/nginx:$$objs/ngx_http_shared_map_module.so:$$(($(TEST_PORT) + 300 * i)):normal"; done; \
+	specs="$$specs 1.28-hup:$(CURDIR)/$(NGINX):$(CURDIR)/$(MODULE):$$(($(TEST_PORT) + 300 * (i + 1))):hup"; \
+	PROVE="$(PROVE)" t/run-suites.sh $(SUITE_JOBS) $$specs
 
 # The t/ files that exercise the module's code paths, under valgrind's memcheck
 # (Test::Nginx's TEST_NGINX_USE_VALGRIND, given valgrind's options). Test::Nginx
