@@ -212,7 +212,8 @@ _EOC_
 start_redis();
 my $t0 = time;
 my $sync = '';
-while (time - $t0 < 12) { $sync = sync_of($h, 'c'); last if $sync =~ /"connected":true/; sleep 0.1 }
+# Connected comes first, then the batch in flight is acknowledged: wait for both.
+while (time - $t0 < 12) { $sync = sync_of($h, 'c'); last if $sync =~ /"connected":true,"pending":0/; sleep 0.1 }
 like($sync, qr/"connected":true,"pending":0/, sprintf('a real Redis: connected after %.1f s, nothing pending', time - $t0));
 like(error_log($h), qr/\[notice\] .*shared map: Redis: replicating again/, 'and the log says so');
 is(redis_cli('hget shared_map:c x'), '200', 'the counts made meanwhile reached it');
