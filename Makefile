@@ -62,15 +62,18 @@ deps:
 	  fi; \
 	fi
 
+# The module and nginx are copied beside, then renamed over the old ones, so a
+# running nginx keeps the files it mapped (and `make run` works while t/ runs).
 build:
 	$(CARGO) build --$(PROFILE) -p ngx_http_shared_map $(CARGO_FEATURES)
 	@mkdir -p $(OBJS)
-	cp target/$(PROFILE)/libngx_http_shared_map_module.so $(MODULE)
+	cp target/$(PROFILE)/libngx_http_shared_map_module.so $(MODULE).tmp && mv -f $(MODULE).tmp $(MODULE)
 	@if [ -z "$(NGINX_BUILD_DIR)" ]; then \
 	  bin=$$(ls -t target/$(PROFILE)/build/nginx-sys-*/out/objs/nginx 2>/dev/null | head -1); \
 	  test -n "$$bin" || { echo "no vendored nginx binary found"; exit 1; }; \
-	  cp "$$bin" $(NGINX); \
-	else cp "$(NGINX_BUILD_DIR)/nginx" $(NGINX); fi
+	  cp "$$bin" $(NGINX).tmp; \
+	else cp "$(NGINX_BUILD_DIR)/nginx" $(NGINX).tmp; fi; \
+	mv -f $(NGINX).tmp $(NGINX)
 	@echo "built $(MODULE) and $(NGINX)"
 
 run: deps build
