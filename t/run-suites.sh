@@ -50,5 +50,15 @@ for spec in "$@"; do
 done
 for n in "${!pid_of[@]}"; do finish "$n"; done
 
-if [ -n "$failed" ]; then echo "t/ failed on:$failed"; exit 1; fi
+# CI keeps only the end of what it prints: repeat each failure there, with
+# the assertion's diagnostics and prove's summary.
+if [ -n "$failed" ]; then
+    for n in $failed; do
+        echo "==== failures on $n (build/suites/$n.log)"
+        grep -E -A4 '^#   Failed test' "$logs/$n.log" | head -60 || true
+        sed -n '/^Test Summary Report/,$p' "$logs/$n.log"
+    done
+    echo "t/ failed on:$failed"
+    exit 1
+fi
 echo "t/ passed on every nginx: $*" | sed 's/:[^ ]*//g'
