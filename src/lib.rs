@@ -30,6 +30,8 @@ mod request_flags;
 mod saver;
 mod session;
 mod stream;
+#[cfg(ngx_feature = "stream")]
+mod stream_module;
 mod sync;
 mod timer;
 mod value;
@@ -200,8 +202,40 @@ static mut COMMANDS: [ngx_command_t; 10] = [
 
 // The module table a loadable .so needs. Built inside nginx's own build (the
 // repository's `config`), nginx generates it instead, so the feature is off there.
-#[cfg(feature = "export-modules")]
+#[cfg(all(feature = "export-modules", not(ngx_feature = "stream")))]
 ngx::ngx_modules!(ngx_http_shared_map_module);
+// With stream, the same object holds the stream module (`stream_module/`):
+// the three tables `load_module` reads, as `ngx_modules!` writes them for one
+// module (its counting macro does not take two).
+#[cfg(all(feature = "export-modules", ngx_feature = "stream"))]
+mod exported {
+    use core::ffi::c_char;
+
+    use ngx::ffi::ngx_module_t;
+
+    use crate::ngx_http_shared_map_module;
+    use crate::stream_module::ngx_stream_shared_map_module;
+
+    #[no_mangle]
+    #[allow(non_upper_case_globals)]
+    pub static mut ngx_modules: [*const ngx_module_t; 3] = [
+        &raw const ngx_http_shared_map_module,
+        &raw const ngx_stream_shared_map_module,
+        core::ptr::null(),
+    ];
+
+    #[no_mangle]
+    #[allow(non_upper_case_globals)]
+    pub static mut ngx_module_names: [*const c_char; 3] = [
+        c"ngx_http_shared_map_module".as_ptr(),
+        c"ngx_stream_shared_map_module".as_ptr(),
+        core::ptr::null(),
+    ];
+
+    #[no_mangle]
+    #[allow(non_upper_case_globals)]
+    pub static mut ngx_module_order: [*const c_char; 1] = [core::ptr::null()];
+}
 
 /// The module, as nginx loads it; `module.rs` declares it for the other files.
 #[used]
