@@ -89,7 +89,7 @@ test-conf: build
 	$(NGINX) -t -q -p $(CURDIR)/build/run/ -c $(CURDIR)/nginx-conf/nginx.conf
 	$(NGINX) -t -q -p $(CURDIR)/build/session/ -c $(CURDIR)/nginx-conf/session-example.conf \
 	  -g 'load_module $(CURDIR)/$(MODULE);'
-	@for c in ip-blocklist api-quota prefix-routing; do mkdir -p build/$$c/logs; \
+	@for c in ip-blocklist api-quota prefix-routing stream-conn-limit stream-blocklist stream-sni; do mkdir -p build/$$c/logs; \
 	  $(NGINX) -t -q -p $(CURDIR)/build/$$c/ -c $(CURDIR)/nginx-conf/$$c.conf \
 	    -g 'load_module $(CURDIR)/$(MODULE);' || exit 1; done
 	@mkdir -p build/docker/logs
@@ -173,7 +173,7 @@ NGINX_VERSIONS       ?= 1.31.4 1.30.4
 NGINX_SMOKE_VERSIONS ?= 1.26.3
 NGINX_TARBALLS       ?= $(abspath $(CURDIR)/../shared/vendor/nginx)
 NGINX_CONFIGURE      := --with-compat --with-threads --with-http_ssl_module --with-http_v2_module \
-                        --with-http_realip_module --with-stream --add-dynamic-module=$(CURDIR)
+                        --with-http_realip_module --with-stream --with-stream_ssl_preread_module --add-dynamic-module=$(CURDIR)
 
 .PHONY: test-nginx-hup test-matrix test-suites
 nginx-%:

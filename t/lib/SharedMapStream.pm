@@ -10,8 +10,9 @@ use strict;
 use warnings;
 use Exporter 'import';
 use IO::Socket::INET;
+use FindBin;
 
-our @EXPORT = qw(use_stream_config stream_port udp_session tcp_session tcp_is udp_is api);
+our @EXPORT = qw(use_stream_config stream_port udp_session tcp_session tcp_is udp_is api example_stream);
 
 sub stream_port { ($ENV{TEST_NGINX_SERVER_PORT} || 1984) + ($_[0] // 1) }
 
@@ -44,6 +45,21 @@ _EOC_
     });
 }
 
+# The `stream {}` block of nginx-conf/$file, with each port of %ports that it
+# uses (the example's) replaced by the test port + its value.
+sub example_stream {
+    my ($file, %ports) = @_;
+    my $path = "$FindBin::Bin/../nginx-conf/$file";
+    open my $fh, '<', $path or die "$path: $!";
+    my $text = do { local $/; <$fh> };
+    my ($stream) = $text =~ /^(stream \{\n.*?^\})/ms or die "$file: no stream block";
+    while (my ($from, $n) = each %ports) {
+        my $to = stream_port($n);
+        $stream =~ s/127\.0\.0\.1:$from\b/127.0.0.1:$to/g;
+    }
+    return $stream;
+}
+
 # One TCP session to the stream server at test port + $n: sends $data, then
 # reads until the server closes.
 sub tcp_session {
@@ -68,12 +84,12 @@ sub udp_is {
 }
 
 # A request to the HTTP API of the running nginx: api(METHOD, "NAME?key=K", body)
-# gives the response body.
+# (under /api/, or a path of its own: "/maps/NAME?key=K") gives the response body.
 sub api {
     my ($method, $path, $body) = @_;
     require HTTP::Tiny;
     my $res = HTTP::Tiny->new(keep_alive => 0)->request($method,
-        "http://127.0.0.1:" . stream_port(0) . "/api/$path", defined $body ? { content => $body } : {});
+        "http://127.0.0.1:" . stream_port(0) . ($path =~ m{^/} ? $path : "/api/$path"), defined $body ? { content => $body } : {});
     return $res->{content};
 }
 
