@@ -10,7 +10,8 @@ LUA_LOCATION=""
 # Named variables: declared in the http lines of the report that measures them.
 NAMED_LOCATIONS='location = /var { return 200 $named_value; }
     location = /nincr { return 200 $named_hits; }
-    location = /ip { return 200 $named_range; }'
+    location = /ip { return 200 $named_range; }
+    location = /nincraddr { return 200 $addr_hits; }'
 PORT=${PORT:-8098}
 N1=${N1:-1000}
 N2=${N2:-3000}
@@ -32,6 +33,7 @@ http { access_log off;
     location = /bare { return 200 "ok"; }
     location = /incr { shared_map_key counters \$uri; return 200 \$shared_map_incr; }
     location = /count { shared_map_count counters \$uri; return 200 "ok"; }
+    location = /countaddr { shared_map_count counters \$remote_addr; return 200 "ok"; }
     $NAMED_LOCATIONS
     $LUA_LOCATION
   } }
@@ -80,9 +82,12 @@ report "objs/nginx $("$PWD/objs/nginx" -v 2>&1 | sed 's/.*\///')" "$PWD/objs/ngi
     "load_module $PWD/objs/ngx_http_shared_map_module.so;" \
     "shared_map counters tinymap?space=1m&entries=8096;
      shared_map_var /incr \$named_value map=counters; shared_map_incr \$uri \$named_hits map=counters;
+     shared_map_incr \$remote_addr \$addr_hits map=counters;
      shared_map ranges hashmap?space=1m&match=ip; shared_map_var \$remote_addr \$named_range map=ranges;" \
     "bare return 200" /bare '$shared_map_incr' /incr 'shared_map_count' /count \
-    'shared_map_var (absent key)' /var 'shared_map_incr' /nincr 'shared_map_var, match=ip (empty map)' /ip
+    'shared_map_count $remote_addr (as the stream rows)' /countaddr \
+    'shared_map_var (absent key)' /var 'shared_map_incr' /nincr \
+    'shared_map_incr $remote_addr (as the stream rows)' /nincraddr 'shared_map_var, match=ip (empty map)' /ip
 
 # Stream: instructions per TCP session (connect, read the reply, close), for a
 # bare `return` and for the same server counting. A counted session should

@@ -162,6 +162,24 @@ unsafe fn counters<'s>(s: *mut ngx_stream_session_t) -> Option<&'s mut [Option<O
     Some(unsafe { core::slice::from_raw_parts_mut(p, n) })
 }
 
+/// Whether `v` is the session's own slot in `s->variables`, nginx's cache of
+/// indexed variables: a counter is not `NOCACHEABLE`, so nginx keeps its value
+/// for the rest of the session and never calls the getter again. Other readers
+/// (`ngx_stream_get_variable` by name, as njs does) pass a fresh slot each time
+/// and need the session's context to count once.
+///
+/// # Safety
+/// `s` is a live session.
+unsafe fn cached_by_nginx(s: *mut ngx_stream_session_t, v: *mut ngx_stream_variable_value_t) -> bool {
+    // SAFETY: a live session's main conf array holds the core module's.
+    let cmcf =
+        unsafe { &*(*(*s).main_conf.add(ngx_stream_core_module.ctx_index) as *const ngx_stream_core_main_conf_t) };
+    // SAFETY: as above.
+    let start = unsafe { (*s).variables };
+    let end = start.wrapping_add(cmcf.variables.nelts);
+    start <= v && v < end
+}
+
 /// `shared_map_incr` in stream: adds `by` once per session, however often the
 /// variable is read, and yields the new value.
 pub unsafe extern "C" fn var_incr(
@@ -174,25 +192,37 @@ pub unsafe extern "C" fn var_incr(
     let (Some(incr), Some(map)) = (named.incr, named.key.map()) else {
         return Status::NGX_ERROR.into();
     };
-    // SAFETY: nginx passes a live session.
-    let Some(slots) = (unsafe { counters(s) }) else {
-        return Status::NGX_ERROR.into();
+    let add = || {
+        // SAFETY: nginx passes a live session.
+        let key = unsafe { key_bytes(s, &named.key) }?;
+        // SAFETY: a live session's connection.
+        let log = unsafe { (*(*s).connection).log };
+        Some(count::add(log, map, key, incr.by, incr.init, incr.ttl))
     };
-    let Some(slot) = slots.get_mut(named.slot) else {
-        return Status::NGX_ERROR.into();
-    };
-    let result = match *slot {
-        Some(done) => done,
-        None => {
-            // SAFETY: as above.
-            let Some(key) = (unsafe { key_bytes(s, &named.key) }) else {
-                return Status::NGX_ERROR.into();
-            };
-            // SAFETY: a live session's connection.
-            let log = unsafe { (*(*s).connection).log };
-            let n = count::add(log, map, key, incr.by, incr.init, incr.ttl);
-            *slot = Some(n);
-            n
+    // SAFETY: nginx passes a live session and a value slot for it.
+    let result = if unsafe { cached_by_nginx(s, v) } {
+        // nginx keeps this value for the rest of the session and never asks again.
+        let Some(n) = add() else {
+            return Status::NGX_ERROR.into();
+        };
+        n
+    } else {
+        // SAFETY: nginx passes a live session.
+        let Some(slots) = (unsafe { counters(s) }) else {
+            return Status::NGX_ERROR.into();
+        };
+        let Some(slot) = slots.get_mut(named.slot) else {
+            return Status::NGX_ERROR.into();
+        };
+        match *slot {
+            Some(done) => done,
+            None => {
+                let Some(n) = add() else {
+                    return Status::NGX_ERROR.into();
+                };
+                *slot = Some(n);
+                n
+            }
         }
     };
     let mut buf = itoa::Buffer::new();
