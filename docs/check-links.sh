@@ -33,6 +33,7 @@ for my $file (@ARGV) {
     open my $fh, "<", $file or die "$file: $!\n";
     my $fence = 0;
     while (my $line = <$fh>) {
+        my $n = $.;
         if ($line =~ /^\s*(```|~~~)/) { $fence = !$fence; next }
         next if $fence;
         $line =~ s/`[^`]*`//g;                 # code spans hold no links
@@ -42,11 +43,11 @@ for my $file (@ARGV) {
             my ($path, $anchor) = $target =~ /^([^#]*)(?:#(.*))?$/;
             my $dest = $path eq "" ? $file : dirname($file) . "/" . $path;
             if (!-e $dest) {
-                print "$file:$.: $target: no such file\n"; $bad = 1; next;
+                print "$file:$n: $target: no such file\n"; $bad = 1; next;
             }
             next unless defined $anchor;
             if ($dest !~ /\.md$/ or !anchors($dest)->{$anchor}) {
-                print "$file:$.: $target: no such anchor\n"; $bad = 1;
+                print "$file:$n: $target: no such anchor\n"; $bad = 1;
             }
         }
     }
