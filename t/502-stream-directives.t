@@ -1,6 +1,7 @@
 # The directives in stream {}: the errors of their http {} twins, in nginx's
 # wording; one name is one zone across http {} and stream {}; a reload (HUP)
-# keeps the data of maps defined in stream {}.
+# keeps the data of maps defined in stream {}, and a map defined in stream {}
+# with a state file is saved when nginx stops and loaded when it starts.
 use Test::Nginx::Socket 'no_plan';
 use FindBin;
 use lib "$FindBin::Bin/lib";
@@ -11,6 +12,11 @@ no_long_string();
 master_on();
 
 use_stream_config();
+
+# State files of maps defined in stream {}: a directory the workers (nobody) can write.
+use File::Temp ();
+$ENV{TEST_NGINX_STREAM_STATE} = File::Temp::tempdir(CLEANUP => 1);
+chmod 0777, $ENV{TEST_NGINX_STREAM_STATE};
 
 # `--- init` runs in package Test::Nginx::Util.
 {
@@ -133,5 +139,35 @@ GET /api/conns?key=127.0.0.1
 3
 --- error_log
 reconfiguring
+--- no_error_log
+[error]
+
+=== TEST 13: a map defined only in stream {} with a state file counts (saved when nginx stops)
+--- stream_config
+    shared_map saved tinymap?space=1m&state=$TEST_NGINX_STREAM_STATE/stream.state;
+    shared_map_incr $remote_addr $n map=saved;
+--- stream_server_config
+    return "$n\n";
+--- init
+tcp_is(1, "", "$_\n", "session $_") for 1 .. 2;
+--- request
+GET /api/saved?key=127.0.0.1
+--- response_body chomp
+2
+--- no_error_log
+[error]
+
+=== TEST 14: the next nginx loads the map from its state file (in HUP mode, the reload keeps it)
+--- stream_config
+    shared_map saved tinymap?space=1m&state=$TEST_NGINX_STREAM_STATE/stream.state;
+    shared_map_incr $remote_addr $n map=saved;
+--- stream_server_config
+    return "$n\n";
+--- init
+tcp_is(1, "", "3\n", "counting goes on from the saved count");
+--- request
+GET /api/saved?key=127.0.0.1
+--- response_body chomp
+3
 --- no_error_log
 [error]
