@@ -17,6 +17,8 @@ use_stream_config();
 use File::Temp ();
 $ENV{TEST_NGINX_STREAM_STATE} = File::Temp::tempdir(CLEANUP => 1);
 chmod 0777, $ENV{TEST_NGINX_STREAM_STATE};
+# For a stream {} written after http {} (--- post_main_config).
+$ENV{TEST_NGINX_STREAM_PORT} = stream_port(1);
 
 # `--- init` runs in package Test::Nginx::Util.
 {
@@ -171,3 +173,30 @@ GET /api/saved?key=127.0.0.1
 3
 --- no_error_log
 [error]
+
+=== TEST 15: stream {} after http {}: its variables and counts use a map http {} defined
+--- http_config
+    shared_map conns tinymap?space=1m;
+--- post_main_config
+stream {
+    shared_map_incr $remote_addr $n map=conns;
+    shared_map_count conns "sessions";
+    server { listen 127.0.0.1:$TEST_NGINX_STREAM_PORT; return "$n\n"; }
+}
+--- init
+tcp_is(1, "", "$_\n", "session $_") for 1 .. 2;
+--- request eval
+["GET /api/conns?key=127.0.0.1", "GET /api/conns?key=sessions"]
+--- response_body eval
+["2", "2"]
+--- no_error_log
+[error]
+
+=== TEST 16: stream {} after http {}: a variable's map defined nowhere, in the http wording
+--- post_main_config
+stream {
+    shared_map_incr $remote_addr $n map=nope;
+}
+--- must_die
+--- error_log
+unknown shared_map "nope" in variable "$n"
