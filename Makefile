@@ -239,7 +239,8 @@ test-suites: build $(addprefix nginx-,$(NGINX_VERSIONS) $(NGINX_SMOKE_VERSIONS))
 # block, so a block continuing the previous one ("...") finds no nginx.
 # About 30 s per block under valgrind; VALGRIND_TESTS=t/ runs everything.
 VALGRIND_TESTS ?= t/002-counting.t t/101-api-rw.t t/102-api-incr.t t/103-api-list.t t/106-api-errors.t \
-                  t/109-hostile.t t/201-session-flow.t t/302-eviction.t t/303-persistence.t t/306-state-paths.t
+                  t/109-hostile.t t/201-session-flow.t t/302-eviction.t t/303-persistence.t t/306-state-paths.t \
+                  t/501-stream-counting.t
 test-valgrind: build
 	@command -v valgrind >/dev/null || { echo "test-valgrind needs valgrind (apt-get install valgrind)"; exit 1; }
 	@[ -n "$(PROVE)" ] || $(NEED_TEST_NGINX)
