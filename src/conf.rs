@@ -436,10 +436,10 @@ pub unsafe fn all_maps(cycle: *const ngx_cycle_t) -> Vec<&'static SharedMap> {
     // SAFETY: per the contract.
     let cycle = unsafe { &*cycle };
     let http = Module::main_conf(cycle).map(|m| m.maps.as_slice()).unwrap_or(&[]);
-    #[cfg(ngx_feature = "stream")]
+    #[cfg(shared_map_stream)]
     // SAFETY: per the contract.
     let stream = unsafe { crate::stream_module::maps(cycle) };
-    #[cfg(not(ngx_feature = "stream"))]
+    #[cfg(not(shared_map_stream))]
     let stream: &[Box<SharedMap>] = &[];
     // SAFETY: the main confs, and their maps, live as long as the cycle's pool.
     http.iter()

@@ -30,7 +30,7 @@ mod request_flags;
 mod saver;
 mod session;
 mod stream;
-#[cfg(ngx_feature = "stream")]
+#[cfg(shared_map_stream)]
 mod stream_module;
 mod sync;
 mod timer;
@@ -202,12 +202,12 @@ static mut COMMANDS: [ngx_command_t; 10] = [
 
 // The module table a loadable .so needs. Built inside nginx's own build (the
 // repository's `config`), nginx generates it instead, so the feature is off there.
-#[cfg(all(feature = "export-modules", not(ngx_feature = "stream")))]
+#[cfg(all(feature = "export-modules", not(shared_map_stream)))]
 ngx::ngx_modules!(ngx_http_shared_map_module);
 // With stream, the same object holds the stream module (`stream_module/`):
 // the three tables `load_module` reads, as `ngx_modules!` writes them for one
 // module (its counting macro does not take two).
-#[cfg(all(feature = "export-modules", ngx_feature = "stream"))]
+#[cfg(all(feature = "export-modules", shared_map_stream))]
 mod exported {
     use core::ffi::c_char;
 

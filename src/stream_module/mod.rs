@@ -5,7 +5,8 @@
 //! A second module of the same shared object, of nginx's stream type: this file
 //! wires it (module static, stream context, command table); the directives are
 //! in `conf.rs`, the variables and the log-phase count in `session.rs`.
-//! Compiled only against an nginx with stream (`cfg(ngx_feature = "stream")`).
+//! Compiled only against an nginx with stream built in (`cfg(shared_map_stream)`,
+//! see `build.rs`).
 
 mod conf;
 mod session;
