@@ -18,7 +18,7 @@ use shared_map_http_parse::redis::RedisParams;
 use shared_map_http_parse::session::{ApiAccess, SessionSpec};
 
 use crate::module::Module;
-use crate::persist;
+use crate::persist::state;
 use crate::zone::{self, SharedMap};
 
 /// `http` level: every map defined by `shared_map`.
@@ -251,12 +251,12 @@ pub unsafe extern "C" fn cmd_set_shared_map(
     if let Some(path) = spec.state.take() {
         // SAFETY: the cycle being configured and its prefix (`-p`) are live.
         let prefix = unsafe { (*(*cf).cycle).prefix.as_bytes() };
-        let path = persist::full_path(prefix, &path);
+        let path = state::full_path(prefix, &path);
         if let Some(other) = mcf.maps.iter().find(|m| {
             m.spec
                 .state
                 .as_deref()
-                .is_some_and(|p| persist::same_state_file(p, &path))
+                .is_some_and(|p| state::same_state_file(p, &path))
         }) {
             ngx_conf_log_error!(
                 NGX_LOG_EMERG,
@@ -282,7 +282,7 @@ pub unsafe extern "C" fn cmd_set_shared_map(
     // SAFETY: the zone is ours (same tag); the Box outlives the cycle's use of it
     // because the main conf is dropped only with the cycle's pool.
     unsafe {
-        (*zone.as_ptr()).init = Some(persist::init_zone);
+        (*zone.as_ptr()).init = Some(state::init_zone);
         (*zone.as_ptr()).data = &*map as *const SharedMap as *mut c_void;
     }
     mcf.maps.push(map);
@@ -397,7 +397,7 @@ unsafe impl HttpModuleLocationConf for Module {
 
 /// `init_module`: the cycle is complete (a failure here would stop nginx, so
 /// every check that may refuse a configuration runs in the zones' `init`,
-/// `persist::init_zone`): the old maps a reload copied are retired, the locks
+/// `state::init_zone`): the old maps a reload copied are retired, the locks
 /// of state files the cycle took are its own, and those no map names any
 /// more are released.
 ///
@@ -406,8 +406,8 @@ unsafe impl HttpModuleLocationConf for Module {
 pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: per the contract.
     let maps = maps(unsafe { &*cycle });
-    persist::retire_old_maps(maps);
-    persist::commit_locks(cycle, maps);
+    state::retire_old_maps(maps);
+    state::commit_locks(cycle, maps);
     ngx::core::Status::NGX_OK.into()
 }
 

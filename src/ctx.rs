@@ -10,8 +10,8 @@ use ngx::ffi::{ngx_pool_cleanup_add, ngx_table_elt_t};
 use ngx::http::{HttpModule, Request};
 use shared_map_http_parse::session::ID_LEN;
 
+use crate::http::request_flags;
 use crate::module::Module;
-use crate::request_flags;
 
 /// Per main request: the results of `$shared_map_incr` and of the
 /// `shared_map_incr` variables (by their number), so that each counts at most

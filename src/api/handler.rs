@@ -20,15 +20,15 @@ use shared_map_engine::{spec, Error, Map, MatchMode, OwnedValue, Read, Ttl, Valu
 use shared_map_http_parse::conditional;
 use shared_map_http_parse::query::{self, Arg, QueryError};
 
-use crate::browser;
+use crate::api::dashboard;
+use crate::api::render::{self, Dump};
+use crate::api::stream::{self, Stream, Work};
 use crate::conf::{self, ApiConf, LocConf};
-use crate::dashboard;
 use crate::http;
+use crate::http::browser;
+use crate::http::request_flags;
 use crate::log::{log_refusal, printable};
 use crate::module::Module;
-use crate::render::{self, Dump};
-use crate::request_flags;
-use crate::stream::{self, Stream, Work};
 use crate::value::header_safe;
 use crate::zone::{self, now, SharedMap, SlabArena};
 

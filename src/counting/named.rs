@@ -15,7 +15,7 @@ use ngx::{ngx_conf_log_error, ngx_log_error};
 use shared_map_engine::{spec, Read, Ttl, Value};
 
 use crate::conf::{self, args, lossy, MainConf, NamedIncr, NamedVar};
-use crate::count;
+use crate::counting::count;
 use crate::ctx::request_ctx;
 use crate::log::log_refusal;
 use crate::value::{cached_by_nginx, header_safe, set_value};

@@ -1,6 +1,9 @@
 //! What the module's two content handlers (`shared_map_api`, `shared_map_session_api`)
 //! share: reading a request body wherever nginx kept it, and sending a whole response.
 
+pub mod browser;
+pub mod request_flags;
+
 use core::ptr;
 
 use ngx::core::Status;
@@ -9,8 +12,6 @@ use ngx::ffi::{
     ngx_str_t,
 };
 use ngx::http::Request;
-
-use crate::request_flags;
 
 /// Why a request body was not read.
 pub enum BodyError {

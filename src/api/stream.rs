@@ -23,10 +23,10 @@ use ngx::ffi::{
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use shared_map_engine::Value;
 
+use crate::api::render::{self, Entry};
 use crate::ctx::request_ctx;
 use crate::http;
-use crate::render::{self, Entry};
-use crate::request_flags;
+use crate::http::request_flags;
 use crate::zone::SharedMap;
 
 /// Buckets walked under one hold of a map's lock: about 770 entries at the

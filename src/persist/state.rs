@@ -28,7 +28,7 @@ use ngx::ffi::{
 use ngx::ngx_log_error;
 use shared_map_engine::state;
 
-use crate::lock::{self, Refused};
+use crate::persist::lock::{self, Refused};
 use crate::zone::{self, now, Init, SharedMap};
 
 /// An I/O error as nginx prints one: `(13: Permission denied)`.

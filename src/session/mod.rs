@@ -36,10 +36,10 @@ use shared_map_http_parse::session::{
     self as session_spec, flag_is_set, upstream_write, ApiAccess, UpstreamWrite, ID_BYTES, ID_LEN,
 };
 
-use crate::browser;
 use crate::conf::{args, lossy, LocConf, SessionConf};
 use crate::ctx::{request_ctx, CookieOut, Live, SessionState};
 use crate::http;
+use crate::http::browser;
 use crate::module::Module;
 use crate::value::{header_safe, set_value};
 use crate::zone::{self, now, SharedMap};

@@ -33,7 +33,7 @@ use shared_map_http_parse::throttle::Throttle;
 
 use crate::conf::{args, lossy, MainConf, RedisConf};
 use crate::module::Module;
-use crate::sync::{self, MapSync};
+use crate::replication::sync::{self, MapSync};
 use crate::zone::SharedMap;
 
 /// Redis's own port, when the address names none.
