@@ -2,13 +2,9 @@
 //! shared memory.
 //!
 //! This file only wires the module together: the module's `ngx_module_t`, its
-//! HTTP context (the configuration hooks) and the command table. It is the one
-//! file that may import every other; the others depend one way, from the
-//! features down to the leaves:
-//!
-//! ```text
-//! lib ─→ named, variables ─→ count, api (→ render, stream, browser), session (→ browser), timer (→ saver) ─→ conf ─→ persist (→ lock) ─→ zone ─→ module, log, ctx, value, http, clock, request_flags
-//! ```
+//! HTTP context (the configuration hooks) and the command table. The folders
+//! name the features (`api`, `counting`, `session`, `persist`, `replication`)
+//! over the zone, the configuration and the HTTP helpers they share.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod api;
@@ -43,6 +39,10 @@ use crate::module::Module;
 
 /// `preconfiguration`: the variables exist before any directive refers to them.
 unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+    zone::set_state_hooks(zone::StateHooks {
+        claim: persist::state::claim_state_file,
+        fill: persist::state::fill_fresh,
+    });
     // SAFETY: nginx passes the configuration being parsed.
     unsafe { counting::variables::add_variables(cf) }
 }
@@ -80,6 +80,19 @@ unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *
     }
     // SAFETY: as above.
     unsafe { conf::init_main_conf(cf, conf) }
+}
+
+/// `init_module`: the cycle is complete (a failure here would stop nginx, so
+/// every check that may refuse a configuration runs in the zones' `init`,
+/// `zone::init_zone`): the old maps a reload copied are retired, the locks
+/// of state files the cycle took are its own, and those no map names any
+/// more are released.
+unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the cycle being initialised, in the master.
+    let maps = conf::maps(unsafe { &*cycle });
+    persist::state::retire_old_maps(maps);
+    persist::state::commit_locks(cycle, maps);
+    Status::NGX_OK.into()
 }
 
 /// `init_process`: the workers' timer, and replication in worker 0.
@@ -201,7 +214,7 @@ pub static mut ngx_http_shared_map_module: ngx_module_t = ngx_module_t {
     // SAFETY: a static command table that only nginx reads, after load.
     commands: unsafe { &raw mut COMMANDS[0] },
     type_: NGX_HTTP_MODULE as ngx_uint_t,
-    init_module: Some(conf::init_module),
+    init_module: Some(init_module),
     init_process: Some(init_process),
     exit_process: Some(exit_process),
     ..ngx_module_t::default()

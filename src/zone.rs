@@ -4,11 +4,11 @@
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 
-use ngx::core::SlabPool;
+use ngx::core::{SlabPool, Status};
 use ngx::ffi::{
-    ngx_conf_t, ngx_cycle, ngx_cycle_t, ngx_log_t, ngx_pagesize, ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock,
-    ngx_shmtx_trylock, ngx_shmtx_unlock, ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_init, ngx_slab_pool_t,
-    ngx_str_t, ngx_time, NGX_LOG_ALERT, NGX_LOG_EMERG,
+    ngx_conf_t, ngx_cycle, ngx_cycle_t, ngx_int_t, ngx_log_t, ngx_pagesize, ngx_shared_memory_add, ngx_shm_zone_t,
+    ngx_shmtx_lock, ngx_shmtx_trylock, ngx_shmtx_unlock, ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_init,
+    ngx_slab_pool_t, ngx_str_t, ngx_time, NGX_LOG_ALERT, NGX_LOG_EMERG,
 };
 use ngx::ngx_log_error;
 
@@ -263,6 +263,58 @@ pub unsafe fn add_zone(cf: *mut ngx_conf_t, name: &mut ngx_str_t, size: usize) -
     })
 }
 
+/// What a map's state file adds to its zone's `init`. Persistence builds on
+/// the zone (it reads and fills maps through it), so the zone does not name it:
+/// `lib.rs` sets these before any zone is initialised.
+pub struct StateHooks {
+    /// Claims the map's state file for this nginx; `Err` fails the cycle
+    /// (logged).
+    pub claim: unsafe fn(&SharedMap, *mut ngx_log_t) -> Result<(), ()>,
+    /// Fills a fresh map from the zone it had before a reload or from its
+    /// state file.
+    pub fill: unsafe fn(*mut ngx_shm_zone_t, &SharedMap, *mut ngx_log_t),
+}
+
+static STATE_HOOKS: std::sync::OnceLock<StateHooks> = std::sync::OnceLock::new();
+
+/// Sets the state file's part of every zone's `init`; the first call wins
+/// (the functions are the same on every reload).
+pub fn set_state_hooks(hooks: StateHooks) {
+    let _ = STATE_HOOKS.set(hooks);
+}
+
+/// `shm_zone.init` of every map: the zone's own initialisation ([`init`]),
+/// with the map's state file claimed before and, for a fresh map, loaded
+/// after.
+///
+/// # Safety
+/// Called by nginx with a zone whose `data` is a SharedMap and, on a reload that
+/// reuses the zone, `old` pointing to the previous cycle's SharedMap.
+pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> ngx_int_t {
+    let hooks = STATE_HOOKS.get();
+    // SAFETY: nginx passes a live zone; `cmd_set_shared_map` set its data to
+    // a SharedMap that lives as long as the cycle nginx is initialising.
+    let (map, log) = unsafe { (SharedMap::from_zone(shm_zone), (*shm_zone).shm.log) };
+    if let (Some(map), Some(hooks)) = (map, hooks) {
+        // SAFETY: `map.cycle` is the cycle being initialised, in the master.
+        if unsafe { (hooks.claim)(map, log) }.is_err() {
+            return Status::NGX_ERROR.into();
+        }
+    }
+    // SAFETY: nginx passes the zone and the previous cycle's data, as `init` requires.
+    match unsafe { init(shm_zone, old) } {
+        Ok(Init::Kept) => Status::NGX_OK.into(),
+        Ok(Init::Fresh) => {
+            if let (Some(map), Some(hooks)) = (map, hooks) {
+                // SAFETY: `shm_zone` is being initialised and its data is `map`.
+                unsafe { (hooks.fill)(shm_zone, map, log) };
+            }
+            Status::NGX_OK.into()
+        }
+        Err(()) => Status::NGX_ERROR.into(),
+    }
+}
+
 /// What [`init`] found.
 pub enum Init {
     /// The zone kept its map: a reload, or a zone that already existed.
@@ -271,14 +323,12 @@ pub enum Init {
     Fresh,
 }
 
-/// The zone's initialisation: three cases, as in nginx's own zone modules.
-/// `persist::init_zone`, the zone's `init` callback, calls it and fills a fresh
-/// map from its state file. `Err` when nginx must not start; logged.
+/// The zone's initialisation: three cases, as in nginx's own zone modules. `Err` when nginx must not start; logged.
 ///
 /// # Safety
 /// Called with a zone whose `data` is a SharedMap and, on a reload that reuses
 /// the zone, `old` pointing to the previous cycle's SharedMap.
-pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<Init, ()> {
+unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<Init, ()> {
     // SAFETY: nginx passes the zone the directive created; its data is our map.
     let zone = unsafe { &mut *shm_zone };
     // SAFETY: `cmd_set_shared_map` set `data` to this zone's SharedMap.

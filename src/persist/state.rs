@@ -20,16 +20,15 @@ use std::path::Path;
 use core::ffi::c_void;
 use core::ptr::NonNull;
 
-use ngx::core::Status;
 use ngx::ffi::{
-    ngx_core_conf_t, ngx_core_module, ngx_cycle, ngx_cycle_t, ngx_int_t, ngx_list_part_t, ngx_log_t,
-    ngx_pool_cleanup_add, ngx_shm_zone_t, ngx_test_config, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN,
+    ngx_core_conf_t, ngx_core_module, ngx_cycle, ngx_cycle_t, ngx_list_part_t, ngx_log_t, ngx_pool_cleanup_add,
+    ngx_shm_zone_t, ngx_test_config, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN,
 };
 use ngx::ngx_log_error;
 use shared_map_engine::state;
 
 use crate::persist::lock::{self, Refused};
-use crate::zone::{self, now, Init, SharedMap};
+use crate::zone::{now, SharedMap};
 
 /// An I/O error as nginx prints one: `(13: Permission denied)`.
 struct OsError<'a>(&'a io::Error);
@@ -45,40 +44,18 @@ impl core::fmt::Display for OsError<'_> {
     }
 }
 
-/// `shm_zone.init` of every map: the zone's own initialisation, then, for a
-/// fresh map, its state file.
+/// Fills a fresh map (the zone's `init` found no data to keep): from the zone
+/// it had before a reload that changed its space, else from its state file.
+/// The load held the lock before any worker could wait for it: lock
+/// statistics start with the workers.
 ///
 /// # Safety
-/// Called by nginx with a zone whose `data` is a SharedMap and, on a reload that
-/// reuses the zone, `old` pointing to the previous cycle's SharedMap.
-pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> ngx_int_t {
-    // SAFETY: per the contract: a live zone whose data is our map, created
-    // (with its cycle) by the cycle nginx is initialising.
-    let claimed = unsafe {
-        match SharedMap::from_zone(shm_zone) {
-            Some(map) => claim_state_file(map, (*shm_zone).shm.log),
-            None => Ok(()),
-        }
-    };
-    if claimed.is_err() {
-        return Status::NGX_ERROR.into();
+/// `shm_zone` is the zone nginx is initialising, whose data is `map`.
+pub unsafe fn fill_fresh(shm_zone: *mut ngx_shm_zone_t, map: &SharedMap, log: *mut ngx_log_t) {
+    if map.spec.state.is_none() || !fill_from_old(shm_zone, map, log) {
+        load(map, log);
     }
-    // SAFETY: per the contract, passed through.
-    match unsafe { zone::init(shm_zone, old) } {
-        Ok(Init::Kept) => Status::NGX_OK.into(),
-        Ok(Init::Fresh) => {
-            // SAFETY: nginx passes a live zone whose data is our map (checked by init).
-            let (map, log) = unsafe { (&*((*shm_zone).data as *const SharedMap), (*shm_zone).shm.log) };
-            if map.spec.state.is_none() || !fill_from_old(shm_zone, map, log) {
-                load(map, log);
-            }
-            // The load held the lock before any worker could wait for it: lock
-            // statistics start with the workers.
-            let _ = map.with(|m| m.reset_lock_stats());
-            Status::NGX_OK.into()
-        }
-        Err(()) => Status::NGX_ERROR.into(),
-    }
+    let _ = map.with(|m| m.reset_lock_stats());
 }
 
 /// Loads the map's state file into its fresh, empty zone (in the master, from
@@ -593,33 +570,6 @@ fn temporary_pid(middle: &str) -> Option<libc::pid_t> {
     pid.parse().ok()
 }
 
-/// A relative `state=` path made absolute against nginx's prefix (`-p`), as
-/// nginx does for `proxy_temp_path` and the other paths of its configuration.
-pub fn full_path(prefix: &[u8], path: &str) -> String {
-    if path.starts_with('/') || prefix.is_empty() {
-        return path.to_owned();
-    }
-    let mut full = String::from_utf8_lossy(prefix).into_owned();
-    if !full.ends_with('/') {
-        full.push('/');
-    }
-    full.push_str(path.strip_prefix("./").unwrap_or(path));
-    full
-}
-
-/// Two state paths name one file: the same text once the directory is resolved
-/// (symbolic links, `..`), where it exists.
-pub fn same_state_file(a: &str, b: &str) -> bool {
-    fn canonical(path: &str) -> String {
-        let p = Path::new(path);
-        match (p.parent().and_then(|d| fs::canonicalize(d).ok()), p.file_name()) {
-            (Some(dir), Some(name)) => dir.join(name).to_string_lossy().into_owned(),
-            _ => path.to_owned(),
-        }
-    }
-    a == b || canonical(a) == canonical(b)
-}
-
 /// Claims a `state=` map's file for this nginx, in the zone's `init` (every
 /// cycle: a start, a reload, `nginx -t`), where a refusal fails the cycle
 /// cleanly: a start or a test stops with `[emerg]`, a reload is refused and
@@ -635,7 +585,7 @@ pub fn same_state_file(a: &str, b: &str) -> bool {
 /// # Safety
 /// `map.cycle` is the cycle being initialised, in the (single-threaded)
 /// master, with its core configuration complete.
-unsafe fn claim_state_file(map: &SharedMap, log: *mut ngx_log_t) -> Result<(), ()> {
+pub unsafe fn claim_state_file(map: &SharedMap, log: *mut ngx_log_t) -> Result<(), ()> {
     let Some(path) = map.spec.state.as_deref() else {
         return Ok(());
     };
