@@ -6,13 +6,17 @@ use core::ptr::{self, NonNull};
 
 use ngx::core::{SlabPool, Status};
 use ngx::ffi::{
-    ngx_conf_t, ngx_cycle, ngx_cycle_t, ngx_int_t, ngx_log_t, ngx_pagesize, ngx_shared_memory_add, ngx_shm_zone_t,
-    ngx_shmtx_lock, ngx_shmtx_trylock, ngx_shmtx_unlock, ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_init,
-    ngx_slab_pool_t, ngx_str_t, ngx_time, NGX_LOG_ALERT, NGX_LOG_EMERG,
+    ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_log_t, ngx_pagesize, ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock,
+    ngx_shmtx_trylock, ngx_shmtx_unlock, ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_init, ngx_slab_pool_t,
+    ngx_str_t, ngx_time, NGX_LOG_ALERT, NGX_LOG_EMERG,
 };
 use ngx::ngx_log_error;
 
-use crate::{clock, log, module};
+use crate::{
+    clock,
+    log::{self, map_log},
+    module,
+};
 use shared_map_engine::state::Snapshot;
 use shared_map_engine::{Arena, Map, MapConfig, Spec};
 
@@ -176,13 +180,12 @@ impl SharedMap {
                 Ok(())
             }
             _ => {
-                // SAFETY: `ngx_cycle` is the running cycle.
-                let log = unsafe { (*ngx_cycle).log };
-                ngx_log_error!(
+                let log = log::cycle_log();
+                map_log!(
                     NGX_LOG_ALERT,
                     log,
-                    "shared map \"{}\" could not be made again after a process died in its allocator; restart nginx",
-                    self.name
+                    self.name,
+                    " could not be made again after a process died in its allocator; restart nginx"
                 );
                 Err(ZoneUnavailable)
             }

@@ -27,7 +27,7 @@ use crate::conf::{self, ApiConf, LocConf};
 use crate::http;
 use crate::http::browser;
 use crate::http::request_flags;
-use crate::log::{log_refusal, printable};
+use crate::log::{log_refusal, map_log, printable, MapName};
 use crate::module::Module;
 use crate::value::header_safe;
 use crate::zone::{self, now, SharedMap, SlabArena};
@@ -273,10 +273,7 @@ fn refused(r: &Request, map: &SharedMap, key: &[u8], err: Error) -> Reply {
     match err {
         Error::NoRoom => {
             log_refusal(r.log(), &map.name, key, err, None);
-            Reply::error(
-                NGX_HTTP_INSUFFICIENT_STORAGE,
-                format!("shared map \"{}\" is full", map.name),
-            )
+            Reply::error(NGX_HTTP_INSUFFICIENT_STORAGE, format!("{} is full", MapName(&map.name)))
         }
         Error::TypeConflict => Reply::error(NGX_HTTP_CONFLICT, "type conflict: the value is not a number"),
         Error::Overflow => Reply::error(NGX_HTTP_CONFLICT, "overflow"),
@@ -292,7 +289,7 @@ fn refused(r: &Request, map: &SharedMap, key: &[u8], err: Error) -> Reply {
             log_refusal(r.log(), &map.name, key, err, None);
             Reply::error(
                 NGX_HTTP_INSUFFICIENT_STORAGE,
-                format!("shared map \"{}\": too many keys collide in one bucket", map.name),
+                format!("{}: too many keys collide in one bucket", MapName(&map.name)),
             )
         }
     }
@@ -307,7 +304,7 @@ fn refused_write(r: &Request, map: &SharedMap, key: &[u8], why: Refused) -> Repl
 }
 
 fn unavailable(r: &Request, map: &SharedMap) -> Reply {
-    ngx_log_error!(NGX_LOG_ALERT, r.log(), "shared map \"{}\" is not initialised", map.name);
+    map_log!(NGX_LOG_ALERT, r.log(), map.name, " is not initialised");
     Reply::error(NGX_HTTP_INTERNAL_SERVER_ERROR, "map unavailable")
 }
 
@@ -460,7 +457,7 @@ fn plan(r: &Request, api: &ApiConf) -> Result<Op, Reply> {
     };
     if write && api.readonly {
         return Err(Reply::not_allowed(
-            format!("shared map \"{}\" is read-only here", map.name),
+            format!("{} is read-only here", MapName(&map.name)),
             ALLOW_READ,
         ));
     }

@@ -11,13 +11,13 @@ use ngx::ffi::{
     ngx_variable_value_t, NGX_HTTP_VAR_CHANGEABLE, NGX_HTTP_VAR_NOCACHEABLE, NGX_LOG_ALERT, NGX_LOG_EMERG,
 };
 use ngx::http::Request;
-use ngx::{ngx_conf_log_error, ngx_log_error};
+use ngx::ngx_conf_log_error;
 use shared_map_engine::{spec, Read, Ttl, Value};
 
 use crate::conf::{self, args, lossy, MainConf, NamedIncr, NamedVar};
 use crate::counting::count;
 use crate::ctx::request_ctx;
-use crate::log::log_refusal;
+use crate::log::{log_refusal, map_log};
 use crate::value::{cached_by_nginx, header_safe, set_value};
 use crate::zone::{now, SharedMap};
 
@@ -286,7 +286,7 @@ unsafe extern "C" fn set_named(r: *mut ngx_http_request_t, v: *mut ngx_variable_
         Ok(Ok(())) => {}
         Ok(Err((e, why))) => log_refusal(r.log(), &named.map_name, key, e, why),
         Err(_) => {
-            ngx_log_error!(NGX_LOG_ALERT, r.log(), "shared map \"{}\" is not initialised", map.name);
+            map_log!(NGX_LOG_ALERT, r.log(), map.name, " is not initialised");
         }
     }
 }

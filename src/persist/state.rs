@@ -27,6 +27,7 @@ use ngx::ffi::{
 use ngx::ngx_log_error;
 use shared_map_engine::state;
 
+use crate::log::map_log;
 use crate::persist::lock::{self, Refused};
 use crate::zone::{now, SharedMap};
 
@@ -111,26 +112,26 @@ pub fn load(map: &SharedMap, log: *mut ngx_log_t) {
             let aside = format!("{path}.corrupt-{now}");
             match fs::rename(path, &aside) {
                 Ok(()) => {
-                    ngx_log_error!(
+                    map_log!(
                         NGX_LOG_ERR,
                         log,
-                        "shared map \"{}\": invalid state file \"{}\": {}, renamed to \"{}\"; the map starts empty",
                         map.name,
+                        ": invalid state file \"{}\": {}, renamed to \"{}\"; the map starts empty",
                         path,
                         err,
                         aside
                     );
                 }
                 Err(e) => {
-                    ngx_log_error!(
-                    NGX_LOG_ERR,
-                    log,
-                    "shared map \"{}\": invalid state file \"{}\": {}, rename() to \"{}\" failed {}; the map starts empty",
-                    map.name,
-                    path,
-                    err,
-                    aside,
-                    OsError(&e)
+                    map_log!(
+                        NGX_LOG_ERR,
+                        log,
+                        map.name,
+                        ": invalid state file \"{}\": {}, rename() to \"{}\" failed {}; the map starts empty",
+                        path,
+                        err,
+                        aside,
+                        OsError(&e)
                     );
                 }
             }
@@ -156,11 +157,11 @@ fn fill(map: &SharedMap, parsed: &state::State<'_>, now: u32, source: &str, save
         return;
     };
     if parsed.kind != Some(map.spec.kind) {
-        ngx_log_error!(
+        map_log!(
             NGX_LOG_WARN,
             log,
-            "shared map \"{}\": {}{} was saved by a {}, loading it into a {}",
             map.name,
+            ": {}{} was saved by a {}, loading it into a {}",
             if saved { "state file " } else { "" },
             source,
             parsed.kind.map_or("map of unknown type", |k| k.name()),
@@ -168,21 +169,21 @@ fn fill(map: &SharedMap, parsed: &state::State<'_>, now: u32, source: &str, save
         );
     }
     if report.duplicates > 0 {
-        ngx_log_error!(
+        map_log!(
             NGX_LOG_WARN,
             log,
-            "shared map \"{}\": {} records in {} repeat a key of an earlier one; the last one is kept",
             map.name,
+            ": {} records in {} repeat a key of an earlier one; the last one is kept",
             report.duplicates,
             source
         );
     }
     if report.dropped() > 0 {
-        ngx_log_error!(
+        map_log!(
             NGX_LOG_WARN,
             log,
-            "shared map \"{}\": {} of {} entries in {} were not loaded: {} found no room, {} are too large for a {}",
             map.name,
+            ": {} of {} entries in {} were not loaded: {} found no room, {} are too large for a {}",
             report.dropped(),
             parsed.count,
             source,
@@ -191,11 +192,11 @@ fn fill(map: &SharedMap, parsed: &state::State<'_>, now: u32, source: &str, save
             map.spec.kind.name()
         );
     }
-    ngx_log_error!(
+    map_log!(
         NGX_LOG_NOTICE,
         log,
-        "shared map \"{}\": loaded {} entries from {}, {} expired meanwhile",
         map.name,
+        ": loaded {} entries from {}, {} expired meanwhile",
         report.loaded,
         source,
         report.expired
@@ -300,11 +301,11 @@ pub fn save(map: &SharedMap, log: *mut ngx_log_t) -> Result<Saved, ()> {
 
 /// Logs why a save failed.
 pub fn log_failed(map: &SharedMap, path: &str, (what, e): &Failed, log: *mut ngx_log_t) {
-    ngx_log_error!(
+    map_log!(
         NGX_LOG_ERR,
         log,
-        "shared map \"{}\": could not save state to \"{}\": {} failed {}",
         map.name,
+        ": could not save state to \"{}\": {} failed {}",
         path,
         what,
         OsError(e)

@@ -32,6 +32,7 @@ use shared_map_http_parse::resp::{Limits, Scanner};
 use shared_map_http_parse::throttle::Throttle;
 
 use crate::conf::{args, lossy, MainConf, RedisConf};
+use crate::log::MapName;
 use crate::module::Module;
 use crate::replication::sync::{self, MapSync};
 use crate::zone::SharedMap;
@@ -572,7 +573,7 @@ impl Replicator {
                     // Redis answers: the next connection failure starts the pauses anew.
                     Ok(()) => self.backoff = RETRY,
                     Err(e) => {
-                        let msg = format!("shared map \"{}\": {}", self.maps[i].map.name, e);
+                        let msg = format!("{}: {}", MapName(&self.maps[i].map.name), e);
                         self.log_failure(&msg);
                         self.round_ok = Some(false);
                         sync::report_error(&self.maps[i..=i], true, &msg);

@@ -40,6 +40,7 @@ use crate::conf::{args, lossy, LocConf, SessionConf};
 use crate::ctx::{request_ctx, CookieOut, Live, SessionState};
 use crate::http;
 use crate::http::browser;
+use crate::log::map_log;
 use crate::module::Module;
 use crate::value::{header_safe, set_value};
 use crate::zone::{self, now, SharedMap};
@@ -230,7 +231,7 @@ fn resolve(r: &Request, conf: &SessionConf, st: &mut SessionState) {
                 }
                 Ok(None) => {}
                 Err(_) => {
-                    ngx_log_error!(NGX_LOG_ALERT, r.log(), "shared map \"{}\" is not initialised", map.name);
+                    map_log!(NGX_LOG_ALERT, r.log(), map.name, " is not initialised");
                     return;
                 }
             }
@@ -456,20 +457,20 @@ fn log_store_error(r: &Request, conf: &SessionConf, len: usize, err: &StoreError
     let name = &conf.spec.map;
     match err {
         StoreError::TooLarge => {
-            ngx_log_error!(
+            map_log!(
                 NGX_LOG_ERR,
                 r.log(),
-                "shared map \"{}\": session data of {} bytes is too large, the session is unchanged",
                 name,
+                ": session data of {} bytes is too large, the session is unchanged",
                 len
             );
         }
         StoreError::Full => {
-            ngx_log_error!(
+            map_log!(
                 NGX_LOG_ERR,
                 r.log(),
-                "shared map \"{}\" is full, could not store session data of {} bytes",
                 name,
+                " is full, could not store session data of {} bytes",
                 len
             );
         }
@@ -477,12 +478,7 @@ fn log_store_error(r: &Request, conf: &SessionConf, len: usize, err: &StoreError
             ngx_log_error!(NGX_LOG_ALERT, r.log(), "getrandom() failed ({})", e);
         }
         StoreError::Unavailable => {
-            ngx_log_error!(
-                NGX_LOG_ALERT,
-                r.log(),
-                "shared map \"{}\" could not store a session",
-                name
-            );
+            map_log!(NGX_LOG_ALERT, r.log(), name, " could not store a session");
         }
     }
 }
