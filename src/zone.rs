@@ -84,9 +84,58 @@ pub fn now() -> u32 {
     ngx_time() as u32
 }
 
-/// Why a map could not be used.
-#[derive(Debug)]
+/// Why a map could not be used: its zone is not mapped, or its header was not
+/// found where `init` put it.
+#[derive(Debug, thiserror::Error)]
+#[error("is not initialised")]
 pub struct ZoneUnavailable;
+
+/// Why a zone's `init` refused the map: nginx must not start (or the reload
+/// is refused). `Display` gives the line nginx logs, at [`InitError::level`].
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(
+        "shared_map \"{name}\" uses \"{kind}\" with {entries} entries while previously it used \"{old_kind}\" \
+         with {old_entries} entries; change its name or restart nginx"
+    )]
+    LayoutChanged {
+        name: String,
+        kind: &'static str,
+        entries: u64,
+        old_kind: &'static str,
+        old_entries: u64,
+    },
+    #[error(
+        "shared_map \"{name}\" uses \"match={matching}\" while previously it used \"match={old}\"; \
+         change its name or restart nginx"
+    )]
+    MatchChanged {
+        name: String,
+        matching: &'static str,
+        old: &'static str,
+    },
+    #[error("could not allocate the replication log in shared map \"{0}\"")]
+    NoLogRoom(String),
+    #[error("could not allocate the bucket table or the replication log in shared map \"{0}\"")]
+    NoRoom(String),
+    #[error("shared map \"{0}\" is not initialised")]
+    Unavailable(String),
+}
+
+impl InitError {
+    /// A changed map is the configuration's fault; no room is the zone's.
+    pub fn level(&self) -> u32 {
+        match self {
+            InitError::LayoutChanged { .. } | InitError::MatchChanged { .. } => NGX_LOG_EMERG,
+            _ => NGX_LOG_ALERT,
+        }
+    }
+}
+
+/// The slab pool had no room for the map's name in its log context.
+#[derive(Debug, thiserror::Error)]
+#[error("no room for the log context")]
+pub struct NoLogCtxRoom;
 
 impl SharedMap {
     pub fn new(name: String, spec: Spec, shm_zone: NonNull<ngx_shm_zone_t>, cycle: NonNull<ngx_cycle_t>) -> Self {
@@ -169,7 +218,7 @@ impl SharedMap {
         unsafe { ngx_slab_init(shpool) };
         // SAFETY: as above; the pool was just reset.
         let restored = unsafe { set_log_ctx(shpool, &self.name) }
-            .map_err(|()| shared_map_engine::Error::NoRoom)
+            .map_err(|NoLogCtxRoom| shared_map_engine::Error::NoRoom)
             .and_then(|()| snapshot.restore(arena, synced.then(host_id)));
         let root = self.root;
         match restored {
@@ -270,9 +319,8 @@ pub unsafe fn add_zone(cf: *mut ngx_conf_t, name: &mut ngx_str_t, size: usize) -
 /// the zone (it reads and fills maps through it), so the zone does not name it:
 /// `lib.rs` sets these before any zone is initialised.
 pub struct StateHooks {
-    /// Claims the map's state file for this nginx; `Err` fails the cycle
-    /// (logged).
-    pub claim: unsafe fn(&SharedMap, *mut ngx_log_t) -> Result<(), ()>,
+    /// Claims the map's state file for this nginx; `Err` fails the cycle.
+    pub claim: unsafe fn(&SharedMap) -> Result<(), Box<dyn std::error::Error>>,
     /// Fills a fresh map from the zone it had before a reload or from its
     /// state file.
     pub fill: unsafe fn(*mut ngx_shm_zone_t, &SharedMap, *mut ngx_log_t),
@@ -300,7 +348,8 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_vo
     let (map, log) = unsafe { (SharedMap::from_zone(shm_zone), (*shm_zone).shm.log) };
     if let (Some(map), Some(hooks)) = (map, hooks) {
         // SAFETY: `map.cycle` is the cycle being initialised, in the master.
-        if unsafe { (hooks.claim)(map, log) }.is_err() {
+        if let Err(e) = unsafe { (hooks.claim)(map) } {
+            ngx_log_error!(NGX_LOG_EMERG, log, "{}", e);
             return Status::NGX_ERROR.into();
         }
     }
@@ -314,7 +363,10 @@ pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_vo
             }
             Status::NGX_OK.into()
         }
-        Err(()) => Status::NGX_ERROR.into(),
+        Err(e) => {
+            ngx_log_error!(e.level(), log, "{}", e);
+            Status::NGX_ERROR.into()
+        }
     }
 }
 
@@ -331,12 +383,11 @@ pub enum Init {
 /// # Safety
 /// Called with a zone whose `data` is a SharedMap and, on a reload that reuses
 /// the zone, `old` pointing to the previous cycle's SharedMap.
-unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<Init, ()> {
+unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<Init, InitError> {
     // SAFETY: nginx passes the zone the directive created; its data is our map.
     let zone = unsafe { &mut *shm_zone };
     // SAFETY: `cmd_set_shared_map` set `data` to this zone's SharedMap.
     let map = unsafe { &mut *(zone.data as *mut SharedMap) };
-    let log: *mut ngx_log_t = zone.shm.log;
     let shpool = zone.shm.addr as *mut ngx_slab_pool_t;
 
     // A reload reusing the zone: keep the data if the layout is unchanged.
@@ -344,30 +395,20 @@ unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<Init, 
         // SAFETY: the previous cycle's SharedMap is alive until the new cycle is ready.
         let prev = unsafe { &*(old as *const SharedMap) };
         if prev.spec.kind != map.spec.kind || prev.spec.entries != map.spec.entries {
-            ngx_log_error!(
-                NGX_LOG_EMERG,
-                log,
-                "shared_map \"{}\" uses \"{}\" with {} entries while previously it used \"{}\" with {} entries; \
-                 change its name or restart nginx",
-                map.name,
-                map.spec.kind.name(),
-                map.spec.entries,
-                prev.spec.kind.name(),
-                prev.spec.entries
-            );
-            return Err(());
+            return Err(InitError::LayoutChanged {
+                name: map.name.clone(),
+                kind: map.spec.kind.name(),
+                entries: map.spec.entries,
+                old_kind: prev.spec.kind.name(),
+                old_entries: prev.spec.entries,
+            });
         }
         if prev.spec.matching != map.spec.matching {
-            ngx_log_error!(
-                NGX_LOG_EMERG,
-                log,
-                "shared_map \"{}\" uses \"match={}\" while previously it used \"match={}\"; \
-                 change its name or restart nginx",
-                map.name,
-                map.spec.matching.name(),
-                prev.spec.matching.name()
-            );
-            return Err(());
+            return Err(InitError::MatchChanged {
+                name: map.name.clone(),
+                matching: map.spec.matching.name(),
+                old: prev.spec.matching.name(),
+            });
         }
         map.root = prev.root;
         let (timeout, evict, sync) = (map.spec.timeout, map.spec.evict, map.spec.sync);
@@ -383,11 +424,8 @@ unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<Init, 
         });
         return match synced {
             Ok(true) => Ok(Init::Kept),
-            Ok(false) => {
-                no_log_room(log, map);
-                Err(())
-            }
-            Err(_) => Err(()),
+            Ok(false) => Err(InitError::NoLogRoom(map.name.clone())),
+            Err(ZoneUnavailable) => Err(InitError::Unavailable(map.name.clone())),
         };
     }
 
@@ -400,13 +438,13 @@ unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<Init, 
 
     // A fresh zone.
     // SAFETY: a fresh zone is ours alone in the master.
-    unsafe { set_log_ctx(shpool, &map.name)? };
+    unsafe { set_log_ctx(shpool, &map.name) }.map_err(|NoLogCtxRoom| InitError::NoRoom(map.name.clone()))?;
     let config = MapConfig::from(&map.spec);
     let created = {
         // SAFETY: as in `with`.
         let pool = unsafe { SlabPool::from_shm_zone(zone) };
         let Some(pool) = pool else {
-            return Err(());
+            return Err(InitError::Unavailable(map.name.clone()));
         };
         let _locked = pool.lock();
         let mut arena = SlabArena {
@@ -431,15 +469,7 @@ unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<Init, 
             unsafe { (*shpool).data = (shpool as *mut u8).add(root as usize) as *mut c_void };
             Ok(Init::Fresh)
         }
-        Err(_) => {
-            ngx_log_error!(
-                NGX_LOG_ALERT,
-                log,
-                "could not allocate the bucket table or the replication log in shared map \"{}\"",
-                map.name
-            );
-            Err(())
-        }
+        Err(_) => Err(InitError::NoRoom(map.name.clone())),
     }
 }
 
@@ -449,30 +479,20 @@ unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<Init, 
 ///
 /// # Safety
 /// `shpool` is the zone's pool, fresh or just reset, and nobody else uses it.
-unsafe fn set_log_ctx(shpool: *mut ngx_slab_pool_t, name: &str) -> Result<(), ()> {
+unsafe fn set_log_ctx(shpool: *mut ngx_slab_pool_t, name: &str) -> Result<(), NoLogCtxRoom> {
     let ctx = format!(" in shared map \"{name}\"\0");
     // SAFETY: per the contract; `ngx_slab_alloc_locked` because the caller
     // holds the mutex or is alone with the pool.
     unsafe {
         let log_ctx = ngx_slab_alloc_locked(shpool, ctx.len()) as *mut u8;
         if log_ctx.is_null() {
-            return Err(());
+            return Err(NoLogCtxRoom);
         }
         core::ptr::copy_nonoverlapping(ctx.as_ptr(), log_ctx, ctx.len());
         (*shpool).log_ctx = log_ctx as *mut _;
         (*shpool).set_log_nomem(0);
     }
     Ok(())
-}
-
-/// Logs that the replication log of a synced map found no room.
-fn no_log_room(log: *mut ngx_log_t, map: &SharedMap) {
-    ngx_log_error!(
-        NGX_LOG_ALERT,
-        log,
-        "could not allocate the replication log in shared map \"{}\"",
-        map.name
-    );
 }
 
 /// A name for a new replication log at the server: never one an earlier log of

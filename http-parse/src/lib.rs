@@ -3,13 +3,15 @@
 //! strings (`query`), conditional requests (`conditional`), which requests of
 //! browsers the API serves (`browser`), the session store's directive, ids and
 //! cookies (`session`), the `shared_map_redis` directive's parameters (`redis`),
-//! the bounds on Redis's replies (`resp`) and the rate at which a repeated
+//! the error of those directives' parameters (`param`), the bounds on Redis's
+//! replies (`resp`) and the rate at which a repeated
 //! failure is logged (`throttle`).
 
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod browser;
 pub mod conditional;
+pub mod param;
 pub mod query;
 pub mod redis;
 pub mod resp;

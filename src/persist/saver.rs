@@ -14,7 +14,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
-use crate::persist::state::{self, Failed, Saved};
+use crate::persist::state::{self, SaveError, Saved};
 use crate::zone::SharedMap;
 
 /// A map for the saver thread.
@@ -36,7 +36,7 @@ unsafe impl Send for MapRef {}
 /// What one job did.
 pub struct Outcome {
     pub index: usize,
-    pub result: Result<Saved, Failed>,
+    pub result: Result<Saved, SaveError>,
 }
 
 struct Saver {

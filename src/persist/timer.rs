@@ -140,7 +140,7 @@ fn save(map: &SharedMap, log: *mut ngx_log_t, why: &str) -> bool {
             true
         }
         Ok(_) => true,
-        Err(()) => false,
+        Err(_) => false,
     }
 }
 
