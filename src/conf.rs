@@ -216,6 +216,37 @@ pub(crate) fn lossy(s: &ngx_str_t) -> String {
     String::from_utf8_lossy(s.as_bytes()).into_owned()
 }
 
+/// Runs a directive's pure parser on its words from the `from`th on, and
+/// reports a refusal as nginx does: a word that is not UTF-8 is an
+/// `invalid parameter`, else the parser's error says why. `None` when
+/// refused (logged).
+///
+/// # Safety
+/// `cf` is the configuration being parsed.
+pub(crate) unsafe fn parse_words<T, E: core::fmt::Display>(
+    cf: *mut ngx_conf_t,
+    from: usize,
+    parse: impl FnOnce(&[&str]) -> Result<T, E>,
+) -> Option<T> {
+    // SAFETY: per the contract.
+    let args = unsafe { args(cf) };
+    let mut words = Vec::with_capacity(args.len().saturating_sub(from));
+    for a in args.get(from..).unwrap_or(&[]) {
+        let Ok(w) = a.to_str() else {
+            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "invalid parameter \"{}\"", lossy(a));
+            return None;
+        };
+        words.push(w);
+    }
+    match parse(&words) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
+            None
+        }
+    }
+}
+
 /// `shared_map name type?space=size[&entries=n][&timeout=t][&evict][&state=path];`
 pub unsafe extern "C" fn cmd_set_shared_map(
     cf: *mut ngx_conf_t,

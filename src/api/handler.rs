@@ -667,10 +667,16 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
                     Err(_) => return unavailable(r, map),
                 }
             }
-            // The same URI answers HTML to browsers: caches must keep both apart.
-            Reply {
-                extra: &[("Vary", "Accept")],
-                ..Reply::new(NGX_HTTP_OK, JSON, render::maps_json(&dumps))
+            match render::maps_json(&dumps) {
+                // The same URI answers HTML to browsers: caches must keep both apart.
+                Ok(body) => Reply {
+                    extra: &[("Vary", "Accept")],
+                    ..Reply::new(NGX_HTTP_OK, JSON, body)
+                },
+                Err(e) => {
+                    ngx_log_error!(NGX_LOG_ALERT, r.log(), "could not serialise the maps: {}", e);
+                    Reply::error(NGX_HTTP_INTERNAL_SERVER_ERROR, "could not serialise the maps")
+                }
             }
         }
         Op::Clear { .. } | Op::List { .. } => Reply::error(NGX_HTTP_INTERNAL_SERVER_ERROR, "not streamed"),

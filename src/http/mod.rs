@@ -102,6 +102,43 @@ pub unsafe fn read_body(r: *mut ngx_http_request_t, limit: usize) -> Result<Vec<
     }
 }
 
+/// Sets the response's status, content type and length (`None`: unknown, sent
+/// chunked) and sends its header, after any headers the caller already added.
+/// `Err(rc)` when the caller must return `rc` at once: the header failed or
+/// finished the request, or the response has no body (`HEAD`, 304).
+///
+/// # Safety
+/// `r` is a live request whose response has not been started.
+pub unsafe fn send_header(
+    r: *mut ngx_http_request_t,
+    status: u32,
+    content_type: &'static str,
+    length: Option<usize>,
+) -> Result<(), ngx_int_t> {
+    // SAFETY: per the contract.
+    let req = unsafe { Request::from_ngx_http_request(r) };
+    {
+        let hr = req.as_mut();
+        hr.headers_out.status = status as _;
+        hr.headers_out.content_length_n = length.map_or(-1, |n| n as _);
+        hr.headers_out.content_type = ngx_str_t {
+            len: content_type.len(),
+            data: content_type.as_ptr() as *mut u8,
+        };
+        hr.headers_out.content_type_len = content_type.len();
+        hr.headers_out.content_type_lowcase = ptr::null_mut();
+    }
+    // SAFETY: a live request with its headers set.
+    let rc = unsafe { ngx_http_send_header(r) };
+    if rc == ngx_int_t::from(Status::NGX_ERROR)
+        || rc > ngx_int_t::from(Status::NGX_OK)
+        || request_flags::header_only(req.as_ref())
+    {
+        return Err(rc);
+    }
+    Ok(())
+}
+
 /// Sends a whole response: `status`, `content_type` and `body` (possibly empty),
 /// after any headers the caller already added. Returns what a content handler
 /// returns (or passes to `ngx_http_finalize_request`).
@@ -110,28 +147,12 @@ pub unsafe fn read_body(r: *mut ngx_http_request_t, limit: usize) -> Result<Vec<
 /// `r` is a live request whose response has not been started.
 pub unsafe fn send(r: *mut ngx_http_request_t, status: u32, content_type: &'static str, body: &[u8]) -> ngx_int_t {
     // SAFETY: per the contract.
-    let req = unsafe { Request::from_ngx_http_request(r) };
-    let pool = req.pool();
-    {
-        let hr = req.as_mut();
-        hr.headers_out.status = status as _;
-        hr.headers_out.content_length_n = body.len() as _;
-        hr.headers_out.content_type = ngx_str_t {
-            len: content_type.len(),
-            data: content_type.as_ptr() as *mut u8,
-        };
-        hr.headers_out.content_type_len = content_type.len();
-        hr.headers_out.content_type_lowcase = ptr::null_mut();
-    }
-
-    // SAFETY: a live request with its headers set.
-    let rc = unsafe { ngx_http_send_header(r) };
-    if rc == ngx_int_t::from(Status::NGX_ERROR)
-        || rc > ngx_int_t::from(Status::NGX_OK)
-        || request_flags::header_only(req.as_ref())
-    {
+    if let Err(rc) = unsafe { send_header(r, status, content_type, Some(body.len())) } {
         return rc;
     }
+    // SAFETY: per the contract.
+    let req = unsafe { Request::from_ngx_http_request(r) };
+    let pool = req.pool();
 
     let b = pool.calloc_type::<ngx_buf_t>();
     if b.is_null() {

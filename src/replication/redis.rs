@@ -31,7 +31,7 @@ use shared_map_http_parse::redis;
 use shared_map_http_parse::resp::{Limits, Scanner};
 use shared_map_http_parse::throttle::Throttle;
 
-use crate::conf::{args, lossy, MainConf, RedisConf};
+use crate::conf::{args, lossy, parse_words, MainConf, RedisConf};
 use crate::log::MapName;
 use crate::module::Module;
 use crate::replication::sync::{self, MapSync};
@@ -52,15 +52,11 @@ pub unsafe extern "C" fn cmd_set_redis(
         return c"is duplicate".as_ptr() as *mut c_char;
     }
     // SAFETY: nginx passes the configuration being parsed.
-    let args = unsafe { args(cf) };
-    let words: Vec<String> = args[2..].iter().map(lossy).collect();
-    let params = match redis::parse(words.iter().map(String::as_str)) {
-        Ok(p) => p,
-        Err(e) => {
-            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
-            return NGX_CONF_ERROR;
-        }
+    let Some(params) = (unsafe { parse_words(cf, 2, |words| redis::parse(words.iter().copied())) }) else {
+        return NGX_CONF_ERROR;
     };
+    // SAFETY: as above.
+    let args = unsafe { args(cf) };
 
     // SAFETY: zeroed is ngx_url_t's documented initial state.
     let mut u: ngx_url_t = unsafe { core::mem::zeroed() };

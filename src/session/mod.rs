@@ -27,16 +27,16 @@ use ngx::ffi::{
     ngx_http_top_header_filter, ngx_int_t, ngx_list_push, ngx_list_t, ngx_str_t, ngx_table_elt_t, ngx_variable_value_t,
     NGX_HTTP_CACHE_HIT, NGX_HTTP_CACHE_REVALIDATED, NGX_HTTP_CACHE_STALE, NGX_HTTP_CACHE_UPDATING, NGX_HTTP_DELETE,
     NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_PUT, NGX_HTTP_SPECIAL_RESPONSE,
-    NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_WARN,
+    NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_WARN,
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
-use ngx::{ngx_conf_log_error, ngx_log_debug_http, ngx_log_error};
+use ngx::{ngx_log_debug_http, ngx_log_error};
 use shared_map_engine::{Error, Ttl, Value};
 use shared_map_http_parse::session::{
     self as session_spec, flag_is_set, upstream_write, ApiAccess, UpstreamWrite, ID_BYTES, ID_LEN,
 };
 
-use crate::conf::{args, lossy, LocConf, SessionConf};
+use crate::conf::{args, parse_words, LocConf, SessionConf};
 use crate::ctx::{request_ctx, CookieOut, Live, SessionState};
 use crate::http;
 use crate::http::browser;
@@ -95,25 +95,12 @@ pub unsafe extern "C" fn cmd_set_session(
     if lcf.session.is_some() {
         return c"is duplicate".as_ptr() as *mut c_char;
     }
-    // SAFETY: nginx fills cf->args with the directive's words.
-    let args = unsafe { args(cf) };
-    let mut words = Vec::with_capacity(args.len() - 1);
-    for a in &args[1..] {
-        match a.to_str() {
-            Ok(w) => words.push(w),
-            Err(_) => {
-                ngx_conf_log_error!(NGX_LOG_EMERG, cf, "invalid parameter \"{}\"", lossy(a));
-                return NGX_CONF_ERROR;
-            }
-        }
-    }
-    let spec = match session_spec::parse(&words) {
-        Ok(spec) => spec,
-        Err(e) => {
-            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
-            return NGX_CONF_ERROR;
-        }
+    // SAFETY: nginx passes the configuration being parsed.
+    let Some(spec) = (unsafe { parse_words(cf, 1, session_spec::parse) }) else {
+        return NGX_CONF_ERROR;
     };
+    // SAFETY: as above.
+    let args = unsafe { args(cf) };
     // A reference: the map may be defined later.
     // SAFETY: cf is being parsed; the name lives in the configuration pool.
     let Some(zone) = (unsafe { zone::add_zone(cf, &mut args[1], 0) }) else {
@@ -142,17 +129,11 @@ pub unsafe extern "C" fn cmd_set_session_api(
     if lcf.session_api.is_some() {
         return c"is duplicate".as_ptr() as *mut c_char;
     }
-    // SAFETY: nginx fills cf->args with the directive's words.
-    let args = unsafe { args(cf) };
-    let words: Vec<String> = args[1..].iter().map(lossy).collect();
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    match session_spec::parse_api(&words) {
-        Ok(access) => lcf.session_api = Some(access),
-        Err(e) => {
-            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
-            return NGX_CONF_ERROR;
-        }
-    }
+    // SAFETY: nginx passes the configuration being parsed.
+    let Some(access) = (unsafe { parse_words(cf, 1, session_spec::parse_api) }) else {
+        return NGX_CONF_ERROR;
+    };
+    lcf.session_api = Some(access);
     // SAFETY: the core module's location conf exists in a location block.
     let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
         return NGX_CONF_ERROR;
