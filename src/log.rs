@@ -33,14 +33,7 @@ pub fn cycle_log() -> *mut ngx_log_t {
 }
 
 /// A key as it may appear in a log line: escaped and cut to a readable length.
-pub fn printable(key: &[u8]) -> String {
-    const MAX: usize = 64;
-    let mut s: String = key[..key.len().min(MAX)].escape_ascii().to_string();
-    if key.len() > MAX {
-        s.push_str("...");
-    }
-    s
-}
+pub use shared_map_http_parse::api::printable;
 
 /// Logs, once, why a write of `key` to the map `name` was refused; `why` says
 /// what the engine tried before refusing for lack of room.
