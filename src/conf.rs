@@ -144,7 +144,8 @@ impl MapKey {
         match unsafe { v.as_ref() } {
             None => None,
             Some(v) if v.not_found() != 0 || v.data.is_null() => Some(&[]),
-            // SAFETY: as above; `len` bytes at `data`.
+            // SAFETY: a variable nginx evaluated without `not_found` has `len` valid bytes at `data`, in the
+            // request's pool.
             Some(v) => Some(unsafe { core::slice::from_raw_parts(v.data, v.len() as usize) }),
         }
     }
@@ -228,7 +229,7 @@ pub(crate) unsafe fn parse_words<T, E: core::fmt::Display>(
     from: usize,
     parse: impl FnOnce(&[&str]) -> Result<T, E>,
 ) -> Option<T> {
-    // SAFETY: per the contract.
+    // SAFETY: `cf` is the configuration nginx is parsing; its `args` hold this directive's words.
     let args = unsafe { args(cf) };
     let mut words = Vec::with_capacity(args.len().saturating_sub(from));
     for a in args.get(from..).unwrap_or(&[]) {
@@ -324,7 +325,7 @@ pub unsafe extern "C" fn cmd_set_shared_map(
 /// # Safety
 /// `cf` is the configuration being parsed and `args` its arguments.
 unsafe fn map_key(cf: *mut ngx_conf_t, args: &mut [ngx_str_t]) -> Option<MapKey> {
-    // SAFETY: per the contract.
+    // SAFETY: `cf` is the configuration being parsed and `args` its words, as the caller guarantees.
     unsafe { map_key_of(cf, args[1], args[2]) }
 }
 

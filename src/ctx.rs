@@ -49,7 +49,8 @@ pub fn request_ctx<'a>(r: &Request) -> Option<&'a mut RequestCtx> {
         None => new_request_ctx(main)?,
     };
     main.set_module_ctx(ctx.as_ptr() as *mut c_void, Module::module());
-    // SAFETY: as above.
+    // SAFETY: the context is in the request's pool, made by this module for the main request, and alive until the
+    // request is freed; nginx runs a request on one thread.
     Some(unsafe { &mut *ctx.as_ptr() })
 }
 

@@ -64,7 +64,7 @@ unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     unsafe { *h = Some(counting::count::log_handler) };
     // SAFETY: postconfiguration runs once per configuration, in the master.
     unsafe { session::init_header_filter() };
-    // SAFETY: as above; the servers' names are still there.
+    // SAFETY: nginx passes the configuration being parsed; the servers' names are still in its temporary pool.
     if !unsafe { http::browser::collect_server_names(cf) } {
         return Status::NGX_ERROR.into();
     }
@@ -73,12 +73,12 @@ unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
 
 /// `init_main_conf`: the checks that need the whole `http` block.
 unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char {
-    // SAFETY: nginx passes the configuration and our main conf, passed through.
+    // SAFETY: nginx passes the configuration being parsed and this module's main conf.
     let rc = unsafe { counting::named::init_main_conf(cf, conf) };
     if rc != NGX_CONF_OK {
         return rc;
     }
-    // SAFETY: as above.
+    // SAFETY: nginx passes the configuration being parsed and this module's main conf.
     unsafe { conf::init_main_conf(cf, conf) }
 }
 
@@ -102,7 +102,7 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     if rc != ngx_int_t::from(Status::NGX_OK) {
         return rc;
     }
-    // SAFETY: as above.
+    // SAFETY: nginx passes the worker's cycle, alive for the whole process.
     unsafe { replication::redis::init_process(cycle) }
 }
 

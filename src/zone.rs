@@ -74,7 +74,8 @@ unsafe impl Arena for SlabArena {
     }
 
     fn capacity(&self) -> usize {
-        // SAFETY: as above; `start..end` are the pages the slab hands out.
+        // SAFETY: the pool header is valid for the zone's lifetime; `start..end` are the pages the slab hands out, in
+        // one allocation.
         unsafe { (*self.pool.as_ptr()).end.offset_from((*self.pool.as_ptr()).start) as usize }
     }
 }
@@ -155,7 +156,8 @@ impl SharedMap {
     /// `shm_zone` was created by the `shared_map` directive (or a reference to it
     /// that the directive then defined) in the running cycle.
     pub unsafe fn from_zone<'a>(shm_zone: *const ngx_shm_zone_t) -> Option<&'a SharedMap> {
-        // SAFETY: per the contract, `data` is null or points to a live SharedMap.
+        // SAFETY: `shm_zone` belongs to the running cycle (the caller's contract), and its `data` is null or the
+        // SharedMap `cmd_set_shared_map` set, which lives as long as that cycle.
         unsafe { ((*shm_zone).data as *const SharedMap).as_ref() }
     }
 
@@ -185,7 +187,7 @@ impl SharedMap {
                 let snapshot = Snapshot::take(&mut map, now());
                 let synced = map.is_synced();
                 self.rebuild(&mut arena, &snapshot, synced)?;
-                // SAFETY: as above; the map was made again at `root`.
+                // SAFETY: the mutex is still held (`locked`), and the map was made again at `root` in this zone.
                 map = unsafe { Map::attach(&mut arena, self.root) }.ok_or(ZoneUnavailable)?;
             } else {
                 log::log_recovery(&self.name, recovery);
@@ -216,7 +218,7 @@ impl SharedMap {
         // refers to the pool's pages: the handles of other workers exist only
         // while they hold the mutex.
         unsafe { ngx_slab_init(shpool) };
-        // SAFETY: as above; the pool was just reset.
+        // SAFETY: the mutex is held and the pool was just reset: nothing else uses it.
         let restored = unsafe { set_log_ctx(shpool, &self.name) }
             .map_err(|NoLogCtxRoom| shared_map_engine::Error::NoRoom)
             .and_then(|()| snapshot.restore(arena, synced.then(host_id)));
@@ -271,13 +273,14 @@ impl Locked {
         // SAFETY: a mapped zone of this module starts with nginx's slab pool,
         // whose mutex was created with the zone.
         let mtx = unsafe { ptr::addr_of_mut!((*pool.as_ptr()).mutex) };
-        // SAFETY: as above; `ngx_shmtx_trylock` takes the mutex if it is free.
+        // SAFETY: `mtx` is the zone's slab pool mutex, created with the zone; `ngx_shmtx_trylock` takes it only if it
+        // is free.
         let waited = if unsafe { ngx_shmtx_trylock(mtx) } != 0 {
             None
         } else {
             let t = clock::ticks();
-            // SAFETY: as above; waits until the holder (or the master, for a
-            // dead holder) releases it.
+            // SAFETY: `mtx` is the zone's slab pool mutex; `ngx_shmtx_lock` waits until its holder (or the master,
+            // for a dead holder) releases it.
             unsafe { ngx_shmtx_lock(mtx) };
             Some(clock::ticks().wrapping_sub(t))
         };
@@ -304,7 +307,8 @@ impl Drop for Locked {
 /// # Safety
 /// `cf` is the configuration being parsed; `name` lives in its pool.
 pub unsafe fn add_zone(cf: *mut ngx_conf_t, name: &mut ngx_str_t, size: usize) -> Option<NonNull<ngx_shm_zone_t>> {
-    // SAFETY: per the contract; nginx keeps `name`, which outlives the cycle.
+    // SAFETY: `cf` is the configuration being parsed and `name` lives in its pool, which nginx keeps for the cycle's
+    // life.
     NonNull::new(unsafe {
         ngx_shared_memory_add(
             cf,
@@ -441,7 +445,7 @@ unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<Init, 
     unsafe { set_log_ctx(shpool, &map.name) }.map_err(|NoLogCtxRoom| InitError::NoRoom(map.name.clone()))?;
     let config = MapConfig::from(&map.spec);
     let created = {
-        // SAFETY: as in `with`.
+        // SAFETY: the zone is mapped and starts with nginx's slab pool, made with the zone.
         let pool = unsafe { SlabPool::from_shm_zone(zone) };
         let Some(pool) = pool else {
             return Err(InitError::Unavailable(map.name.clone()));
@@ -481,8 +485,8 @@ unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<Init, 
 /// `shpool` is the zone's pool, fresh or just reset, and nobody else uses it.
 unsafe fn set_log_ctx(shpool: *mut ngx_slab_pool_t, name: &str) -> Result<(), NoLogCtxRoom> {
     let ctx = format!(" in shared map \"{name}\"\0");
-    // SAFETY: per the contract; `ngx_slab_alloc_locked` because the caller
-    // holds the mutex or is alone with the pool.
+    // SAFETY: `shpool` is the zone's pool, fresh or just reset, and nobody else uses it; `ngx_slab_alloc_locked`
+    // because the caller holds the mutex or is alone with the pool.
     unsafe {
         let log_ctx = ngx_slab_alloc_locked(shpool, ctx.len()) as *mut u8;
         if log_ctx.is_null() {

@@ -602,7 +602,7 @@ fn streamed(r: &Request, op: Op) -> Result<Stream, Op> {
 /// # Safety
 /// `r` is a live request whose response has not been started.
 unsafe fn send(r: *mut ngx_http_request_t, reply: Reply) -> ngx_int_t {
-    // SAFETY: per the contract.
+    // SAFETY: `r` is a live request (the caller's contract), valid until it is finalised.
     let req = unsafe { Request::from_ngx_http_request(r) };
     let headers = [
         ("X-Shared-Map-Type", reply.value_type),
@@ -645,7 +645,7 @@ unsafe fn send(r: *mut ngx_http_request_t, reply: Reply) -> ngx_int_t {
         // SAFETY: a live request whose header has not been sent.
         unsafe { request_flags::disable_not_modified(r) };
     }
-    // SAFETY: per the contract.
+    // SAFETY: `r` is a live request whose response has not been started.
     unsafe { http::send(r, reply.status, reply.content_type, &reply.body) }
 }
 
@@ -718,9 +718,9 @@ unsafe extern "C" fn body_handler(r: *mut ngx_http_request_t) {
                 Op::Put { map, .. } => map.spec.space,
                 _ => 0,
             };
-            // SAFETY: as above.
+            // SAFETY: `r` is a live request whose body nginx has read (this is its post handler).
             match unsafe { http::read_body(r, limit) } {
-                // SAFETY: as above.
+                // SAFETY: `r` is a live request whose response has not been started.
                 Ok(body) => unsafe { send(r, execute(req, op, &body)) },
                 Err(e) => {
                     let reply = match (&op, e) {
@@ -737,7 +737,7 @@ unsafe extern "C" fn body_handler(r: *mut ngx_http_request_t) {
                             Reply::error(NGX_HTTP_INTERNAL_SERVER_ERROR, "could not read the request body")
                         }
                     };
-                    // SAFETY: as above.
+                    // SAFETY: `r` is a live request whose response has not been started.
                     unsafe { send(r, reply) }
                 }
             }

@@ -212,7 +212,7 @@ enum StreamError {
 /// `r` is a live main request in its content phase, its body discarded, its
 /// response not started.
 pub unsafe fn start(r: *mut ngx_http_request_t, mut stream: Stream) -> ngx_int_t {
-    // SAFETY: per the contract.
+    // SAFETY: `r` is a live request (the caller's contract), valid until it is finalised.
     let req = unsafe { Request::from_ngx_http_request(r) };
     if stream.work != Work::Clear {
         if let Err(e) = stream.head() {
@@ -222,7 +222,7 @@ pub unsafe fn start(r: *mut ngx_http_request_t, mut stream: Stream) -> ngx_int_t
         if stream.vary && req.add_header_out("Vary", "Accept").is_none() {
             return NGX_ERROR as ngx_int_t;
         }
-        // SAFETY: per the contract.
+        // SAFETY: `r` is a live request whose response has not been started.
         if let Err(rc) = unsafe { http::send_header(r, NGX_HTTP_OK, stream.content_type(), None) } {
             return rc;
         }
@@ -235,12 +235,14 @@ pub unsafe fn start(r: *mut ngx_http_request_t, mut stream: Stream) -> ngx_int_t
         return NGX_ERROR as ngx_int_t;
     };
     ctx.stream = Some(s.cast::<c_void>());
-    // SAFETY: per the contract; the main request is held until `finish`.
+    // SAFETY: `r` is a live main request in its content phase; it is held
+    // (its count raised) from here until `finish`.
     unsafe {
         request_flags::hold(r);
         (*r).write_event_handler = Some(write_handler);
     }
-    // SAFETY: as above.
+    // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its stream in the
+    // request's pool.
     unsafe { step(r, &mut *s.as_ptr()) };
     NGX_DONE as ngx_int_t
 }
@@ -265,7 +267,8 @@ unsafe extern "C" fn write_handler(r: *mut ngx_http_request_t) {
 unsafe fn step(r: *mut ngx_http_request_t, s: &mut Stream) {
     // SAFETY: a live request has a connection and a write event.
     let wev = unsafe { (*(*r).connection).write };
-    // SAFETY: as above.
+    // SAFETY: `r` is the live main request `start` holds until `finish`; its
+    // connection and write event live as long as it.
     unsafe {
         if (*wev).timedout() != 0 {
             (*(*r).connection).set_timedout(1);
@@ -279,13 +282,16 @@ unsafe fn step(r: *mut ngx_http_request_t, s: &mut Stream) {
     if !s.sent.is_empty() {
         // SAFETY: pushes out what the filters hold.
         let rc = unsafe { ngx_http_output_filter(r, ptr::null_mut()) };
-        // SAFETY: as above.
+        // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its stream in
+        // the request's pool.
         if rc == NGX_ERROR as ngx_int_t || unsafe { release(r, s) } {
             if rc == NGX_ERROR as ngx_int_t {
-                // SAFETY: as above.
+                // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its
+                // stream in the request's pool.
                 unsafe { finish(r, rc) };
             } else {
-                // SAFETY: as above.
+                // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its
+                // stream in the request's pool.
                 unsafe { wait(r) };
             }
             return;
@@ -298,7 +304,8 @@ unsafe fn step(r: *mut ngx_http_request_t, s: &mut Stream) {
         if let Err(e) = s.batch() {
             // SAFETY: nginx's live request, which `start` holds.
             ngx_log_error!(NGX_LOG_ALERT, unsafe { (*(*r).connection).log }, "{}", e);
-            // SAFETY: as above.
+            // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its
+            // stream in the request's pool.
             unsafe { finish(r, NGX_ERROR as ngx_int_t) };
             return;
         }
@@ -308,32 +315,40 @@ unsafe fn step(r: *mut ngx_http_request_t, s: &mut Stream) {
         if done {
             // SAFETY: nothing was sent yet for a clear.
             let rc = unsafe { http::send(r, NGX_HTTP_NO_CONTENT, "text/plain", &[]) };
-            // SAFETY: as above.
+            // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its
+            // stream in the request's pool.
             unsafe { finish(r, rc) };
         } else {
-            // SAFETY: as above.
+            // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its
+            // stream in the request's pool.
             unsafe { yield_turn(r) };
         }
         return;
     }
-    // SAFETY: as above.
+    // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its stream in the
+    // request's pool.
     let rc = unsafe { send_pending(r, s, done) };
     if rc == NGX_ERROR as ngx_int_t {
-        // SAFETY: as above.
+        // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its stream in
+        // the request's pool.
         unsafe { finish(r, rc) };
         return;
     }
-    // SAFETY: as above.
+    // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its stream in the
+    // request's pool.
     let busy = unsafe { release(r, s) };
     if done {
         // With output still buffered, nginx's writer finishes sending it.
-        // SAFETY: as above.
+        // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its stream in
+        // the request's pool.
         unsafe { finish(r, rc) };
     } else if busy {
-        // SAFETY: as above.
+        // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its stream in
+        // the request's pool.
         unsafe { wait(r) };
     } else {
-        // SAFETY: as above.
+        // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its stream in
+        // the request's pool.
         unsafe { yield_turn(r) };
     }
 }

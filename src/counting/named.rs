@@ -30,7 +30,7 @@ pub unsafe extern "C" fn cmd_shared_map_var(
     _: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    // SAFETY: per the contract.
+    // SAFETY: nginx passes the configuration being parsed and this module's main conf, as `declare` requires.
     unsafe { declare(cf, conf, false) }
 }
 
@@ -43,7 +43,7 @@ pub unsafe extern "C" fn cmd_shared_map_incr(
     _: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    // SAFETY: per the contract.
+    // SAFETY: nginx passes the configuration being parsed and this module's main conf, as `declare` requires.
     unsafe { declare(cf, conf, true) }
 }
 

@@ -115,7 +115,7 @@ pub unsafe fn send_header(
     content_type: &'static str,
     length: Option<usize>,
 ) -> Result<(), ngx_int_t> {
-    // SAFETY: per the contract.
+    // SAFETY: `r` is a live request (the caller's contract), valid until it is finalised.
     let req = unsafe { Request::from_ngx_http_request(r) };
     {
         let hr = req.as_mut();
@@ -146,11 +146,11 @@ pub unsafe fn send_header(
 /// # Safety
 /// `r` is a live request whose response has not been started.
 pub unsafe fn send(r: *mut ngx_http_request_t, status: u32, content_type: &'static str, body: &[u8]) -> ngx_int_t {
-    // SAFETY: per the contract.
+    // SAFETY: `r` is a live request whose response has not been started.
     if let Err(rc) = unsafe { send_header(r, status, content_type, Some(body.len())) } {
         return rc;
     }
-    // SAFETY: per the contract.
+    // SAFETY: `r` is a live request (the caller's contract), valid until it is finalised.
     let req = unsafe { Request::from_ngx_http_request(r) };
     let pool = req.pool();
 

@@ -632,8 +632,8 @@ pub unsafe fn claim_state_file(map: &SharedMap) -> Result<(), Box<dyn std::error
         return Ok(());
     };
     let cycle = map.cycle.as_ptr();
-    // SAFETY: per the contract; nginx ran the core module's init_conf before
-    // initialising the zones, so the user and the pid file are final.
+    // SAFETY: `map.cycle` is the cycle being initialised, in the single-threaded master; nginx ran the core module's
+    // init_conf before initialising the zones, so the user and the pid file are final.
     let (user, owner, test) = unsafe {
         let ccf = *(*cycle).conf_ctx.add(ngx_core_module.index) as *const ngx_core_conf_t;
         let user = if ccf.is_null() || (*ccf).user == libc::uid_t::MAX {

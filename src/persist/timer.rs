@@ -110,7 +110,8 @@ fn ngx_ffi_error() -> ngx_int_t {
 /// # Safety
 /// Called by nginx with the worker's cycle.
 pub unsafe extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
-    // SAFETY: as in init_process.
+    // SAFETY: `ngx_process` is written once by nginx before the worker runs any module code; reading it is a plain
+    // load.
     let process = unsafe { ngx_process } as u32;
     if process != NGX_PROCESS_WORKER && process != NGX_PROCESS_SINGLE {
         return;

@@ -55,7 +55,7 @@ pub unsafe extern "C" fn cmd_set_redis(
     let Some(params) = (unsafe { parse_words(cf, 2, |words| redis::parse(words.iter().copied())) }) else {
         return NGX_CONF_ERROR;
     };
-    // SAFETY: as above.
+    // SAFETY: `cf` is the configuration nginx is parsing; its `args` hold this directive's words.
     let args = unsafe { args(cf) };
 
     // SAFETY: zeroed is ngx_url_t's documented initial state.
@@ -207,7 +207,8 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let r = Box::leak(Box::new(Replicator {
         // SAFETY: zeroed is nginx's own initial state for both.
         timer: unsafe { core::mem::zeroed() },
-        // SAFETY: as above.
+        // SAFETY: `ngx_peer_connection_t` is plain C data whose all-zero state is the one nginx's own modules start
+        // from.
         pc: unsafe { core::mem::zeroed() },
         conn: ptr::null_mut(),
         established: false,
@@ -275,7 +276,8 @@ unsafe extern "C" fn on_write(ev: *mut ngx_event_t) {
 }
 
 unsafe extern "C" fn on_read(ev: *mut ngx_event_t) {
-    // SAFETY: as in on_write.
+    // SAFETY: nginx calls the handler with the connection's event; the connection's data is the Replicator `connect`
+    // set, boxed and alive while it is connected.
     let r = unsafe { &mut *((*((*ev).data as *mut ngx_connection_t)).data as *mut Replicator) };
     // A refused connection wakes the read handler first.
     if r.connected() {

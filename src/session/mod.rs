@@ -99,7 +99,7 @@ pub unsafe extern "C" fn cmd_set_session(
     let Some(spec) = (unsafe { parse_words(cf, 1, session_spec::parse) }) else {
         return NGX_CONF_ERROR;
     };
-    // SAFETY: as above.
+    // SAFETY: `cf` is the configuration nginx is parsing; its `args` hold this directive's words.
     let args = unsafe { args(cf) };
     // A reference: the map may be defined later.
     // SAFETY: cf is being parsed; the name lives in the configuration pool.
@@ -279,7 +279,7 @@ fn for_each_header(r: &mut Request, mut f: impl FnMut(*mut ngx_table_elt_t)) {
         for i in 0..p.nelts {
             // SAFETY: i < nelts.
             let h = unsafe { elts.add(i) };
-            // SAFETY: as above.
+            // SAFETY: `h` points into the request's header list, which lives in its pool.
             if unsafe { (*h).hash } != 0 {
                 f(h);
             }
@@ -549,10 +549,10 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
         // SAFETY: the next filter of nginx's chain, with the request nginx passed.
         return unsafe { next(r) };
     }
-    // SAFETY: as above.
+    // SAFETY: `r` is a live request (the caller's contract), valid until it is finalised.
     let req = unsafe { Request::from_ngx_http_request(r) };
     let Some(conf) = session_conf(req) else {
-        // SAFETY: as above.
+        // SAFETY: `r` is the live request the header filter chain passes on.
         return unsafe { next(r) };
     };
     let Some(ctx) = request_ctx(req) else {
