@@ -80,7 +80,9 @@ sub worker_pids {
         my $s = do { local $/; <$f> };
         push @pids, $status =~ m{/proc/(\d+)/} if $s =~ /^PPid:\s*$master$/m;
     }
-    return sort { $a <=> $b } @pids;
+    # An array, so that a caller counting them in scalar context gets the count.
+    my @sorted = sort { $a <=> $b } @pids;
+    return @sorted;
 }
 
 # One request on a fresh connection; $sid, if any, is sent as the session cookie.
