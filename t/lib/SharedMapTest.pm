@@ -70,15 +70,16 @@ sub master_pid {
     return $pid;
 }
 
-# The pids of a master's children (its workers), by default the running test
-# nginx's, in ascending order.
+# The pids of a master's live children (its workers), by default the running
+# test nginx's, in ascending order.
 sub worker_pids {
     my $master = shift // master_pid() // return ();
     my @pids;
     for my $status (glob '/proc/[0-9]*/status') {
         open my $f, '<', $status or next;
         my $s = do { local $/; <$f> };
-        push @pids, $status =~ m{/proc/(\d+)/} if $s =~ /^PPid:\s*$master$/m;
+        # A worker that died and is not yet reaped (a zombie) is no worker.
+        push @pids, $status =~ m{/proc/(\d+)/} if $s =~ /^PPid:\s*$master$/m && $s !~ /^State:\s*Z/m;
     }
     # An array, so that a caller counting them in scalar context gets the count.
     my @sorted = sort { $a <=> $b } @pids;
