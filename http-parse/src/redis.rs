@@ -2,7 +2,7 @@
 //! [prefix=text]` after the address. The address itself is nginx's to parse
 //! (`ngx_parse_url`), in the module.
 
-use core::fmt;
+use crate::param::ParamError;
 
 /// What every Redis key of the module starts with when `prefix=` is not given.
 pub const DEFAULT_PREFIX: &str = "shared_map";
@@ -18,43 +18,26 @@ pub struct RedisParams {
     pub prefix: String,
 }
 
-/// Why the directive was refused; `Display` gives nginx's wording.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RedisParamsError {
-    InvalidParameter(String),
-    DuplicateParameter(String),
-    InvalidDb(String),
-}
-
-impl fmt::Display for RedisParamsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RedisParamsError::InvalidParameter(p) => write!(f, "invalid parameter \"{p}\""),
-            RedisParamsError::DuplicateParameter(p) => write!(f, "duplicate parameter \"{p}\""),
-            RedisParamsError::InvalidDb(v) => write!(f, "invalid db \"{v}\""),
-        }
-    }
-}
-
-impl std::error::Error for RedisParamsError {}
-
 /// Parses the words after the address.
-pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<RedisParams, RedisParamsError> {
+pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<RedisParams, ParamError> {
     let mut db = None;
     let mut password = None;
     let mut prefix = None;
     for word in words {
         let Some((key, value)) = word.split_once('=') else {
-            return Err(RedisParamsError::InvalidParameter(word.to_owned()));
+            return Err(ParamError::Invalid(word.to_owned()));
         };
-        let duplicate = || RedisParamsError::DuplicateParameter(key.to_owned());
+        let duplicate = || ParamError::Duplicate(key.to_owned());
         match key {
             "db" => {
                 let n = value
                     .parse::<u32>()
                     .ok()
                     .filter(|n| *n <= i32::MAX as u32 && !value.starts_with('+'))
-                    .ok_or_else(|| RedisParamsError::InvalidDb(value.to_owned()))?;
+                    .ok_or_else(|| ParamError::InvalidValue {
+                        what: "db",
+                        value: value.to_owned(),
+                    })?;
                 if db.replace(n).is_some() {
                     return Err(duplicate());
                 }
@@ -71,7 +54,7 @@ pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<RedisParams
                     return Err(duplicate());
                 }
             }
-            _ => return Err(RedisParamsError::InvalidParameter(word.to_owned())),
+            _ => return Err(ParamError::Invalid(word.to_owned())),
         }
     }
     Ok(RedisParams {

@@ -15,7 +15,7 @@ use ngx::ffi::{
 use ngx::ngx_conf_log_error;
 
 use crate::conf::{self as http_conf, args, lossy, NamedIncr};
-use crate::named::parse_params;
+use crate::counting::named::parse_params;
 use crate::zone::{self, SharedMap};
 
 use super::session;

@@ -15,7 +15,7 @@ use shared_map_engine::{Read, Value};
 
 use super::conf::{MainConf, SrvConf, StreamKey, StreamVar};
 use super::module;
-use crate::count;
+use crate::counting::count;
 use crate::value::{header_safe, set_found};
 use crate::zone::now;
 
