@@ -82,6 +82,8 @@ pub struct RedisConf {
     /// The resolved address, in the configuration pool (`ngx_parse_url`).
     pub addr: NonNull<ngx_addr_t>,
     pub params: RedisParams,
+    /// The TLS context, with `tls`.
+    pub tls: Option<crate::redis_tls::TlsConf>,
 }
 
 /// `init_main_conf`: a map with `sync` needs `shared_map_redis`, which may come

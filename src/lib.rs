@@ -25,6 +25,7 @@ mod module;
 mod named;
 mod persist;
 mod redis;
+mod redis_tls;
 mod render;
 mod request_flags;
 mod saver;

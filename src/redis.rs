@@ -20,7 +20,7 @@ use ngx::ffi::{
     ngx_connection_log_error_e_NGX_ERROR_ERR as NGX_ERROR_ERR, ngx_connection_t, ngx_current_msec, ngx_cycle_t,
     ngx_event_connect_peer, ngx_event_get_peer, ngx_event_t, ngx_exiting, ngx_handle_read_event,
     ngx_handle_write_event, ngx_int_t, ngx_log_t, ngx_msec_t, ngx_parse_url, ngx_peer_connection_t, ngx_process,
-    ngx_url_t, ngx_worker, NGX_AGAIN, NGX_LOG_CRIT, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_OK,
+    ngx_url_t, ngx_worker, NGX_AGAIN, NGX_LOG_CRIT, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_OK,
     NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER,
 };
 use ngx::http::HttpModuleMainConf;
@@ -33,13 +33,16 @@ use shared_map_http_parse::throttle::Throttle;
 
 use crate::conf::{args, lossy, MainConf, RedisConf};
 use crate::module::Module;
+use crate::redis_tls::{self, Handshake};
 use crate::sync::{self, MapSync};
 use crate::zone::SharedMap;
 
 /// Redis's own port, when the address names none.
 const DEFAULT_PORT: u16 = 6379;
 
-/// `shared_map_redis address [db=number] [password=text] [prefix=text];`
+/// `shared_map_redis address [db=number] [user=name] [password=text]
+/// [prefix=text] [tls] [tls_verify=on|off] [tls_trusted_certificate=file]
+/// [tls_server_name=name];`
 pub unsafe extern "C" fn cmd_set_redis(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
@@ -79,7 +82,18 @@ pub unsafe extern "C" fn cmd_set_redis(
         ngx_conf_log_error!(NGX_LOG_EMERG, cf, "no address in \"{}\"", lossy(&u.url));
         return NGX_CONF_ERROR;
     };
-    mcf.redis = Some(RedisConf { addr, params });
+    let tls = match &params.tls {
+        // SAFETY: cf is the configuration being parsed; u.host points into it.
+        Some(t) => match unsafe { redis_tls::configure(cf, t, u.host.as_bytes()) } {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
+                return NGX_CONF_ERROR;
+            }
+        },
+        None => None,
+    };
+    mcf.redis = Some(RedisConf { addr, params, tls });
     NGX_CONF_OK
 }
 
@@ -121,6 +135,8 @@ struct Replicator {
     conn: *mut ngx_connection_t,
     /// The TCP (or unix) connection is established.
     established: bool,
+    /// Its TLS handshake is done and verified (with `tls`), or it has none.
+    secured: bool,
     /// Replies are awaited.
     busy: bool,
     deadline: ngx_msec_t,
@@ -214,6 +230,7 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         pc: unsafe { core::mem::zeroed() },
         conn: ptr::null_mut(),
         established: false,
+        secured: false,
         busy: false,
         deadline: 0,
         retry_at: 0,
@@ -282,7 +299,33 @@ unsafe extern "C" fn on_read(ev: *mut ngx_event_t) {
     let r = unsafe { &mut *((*((*ev).data as *mut ngx_connection_t)).data as *mut Replicator) };
     // A refused connection wakes the read handler first.
     if r.connected() {
-        r.read();
+        if r.written < r.out.len() {
+            r.write();
+        }
+        if !r.conn.is_null() {
+            r.read();
+        }
+    }
+}
+
+/// The end of a TLS handshake that waited for the network (`c->ssl->handler`).
+unsafe extern "C" fn on_handshake(c: *mut ngx_connection_t) {
+    // SAFETY: the connection's data is the replicator, as in on_write.
+    let r = unsafe { &mut *((*c).data as *mut Replicator) };
+    // SAFETY: the handshake had put its own handlers on the connection's events.
+    unsafe {
+        (*(*c).read).handler = Some(on_read);
+        (*(*c).write).handler = Some(on_write);
+    }
+    let Some(tls) = r.conf.tls.as_ref() else { return };
+    // SAFETY: the connection TLS was started on.
+    match unsafe { redis_tls::finish(tls, c) } {
+        Ok(Handshake::Done { reused }) => {
+            r.secured(reused);
+            r.write();
+        }
+        Ok(Handshake::Again) => {}
+        Err(e) => r.fail(&e),
     }
 }
 
@@ -319,7 +362,43 @@ impl Replicator {
                 }
             }
         }
-        true
+        self.secured || self.secure()
+    }
+
+    /// Starts TLS on the established connection (with `tls`); true when
+    /// Redis can be spoken to now.
+    fn secure(&mut self) -> bool {
+        let Some(tls) = self.conf.tls.as_ref() else {
+            self.secured = true;
+            return true;
+        };
+        // SAFETY: the established connection, without TLS yet (`secured` is
+        // reset with each connection).
+        match unsafe { redis_tls::start(tls, self.conn, Some(on_handshake)) } {
+            Ok(Handshake::Done { reused }) => {
+                self.secured(reused);
+                true
+            }
+            Ok(Handshake::Again) => false,
+            Err(e) => {
+                self.fail(&e);
+                false
+            }
+        }
+    }
+
+    fn secured(&mut self, reused: bool) {
+        self.secured = true;
+        if reused {
+            if let Some(repeats) = self.notices.check("tls session reused", wall_ms()) {
+                ngx_log_error!(
+                    NGX_LOG_INFO,
+                    self.log,
+                    "shared map: Redis: TLS session reused{}",
+                    repeated(repeats)
+                );
+            }
+        }
     }
 
     fn tick(&mut self) {
@@ -386,8 +465,13 @@ impl Replicator {
         self.established = rc == NGX_OK as isize;
         self.busy = true;
         self.deadline = current_msec() + TIMEOUT;
-        if let Some(password) = &self.conf.params.password {
-            encode(&mut self.out, &command(&[b"AUTH", password.as_bytes()]));
+        let params = &self.conf.params;
+        if let Some(password) = &params.password {
+            let auth = match &params.user {
+                Some(user) => command(&[b"AUTH", user.as_bytes(), password.as_bytes()]),
+                None => command(&[b"AUTH", password.as_bytes()]),
+            };
+            encode(&mut self.out, &auth);
             self.expect.push_back(Expect::Handshake);
         }
         let db = itoa::Buffer::new().format(self.conf.params.db).to_owned();
@@ -397,7 +481,7 @@ impl Replicator {
         self.sha.clear();
         encode(&mut self.out, &command(&[b"SCRIPT", b"LOAD", sync::SCRIPT.as_bytes()]));
         self.expect.push_back(Expect::Script);
-        if self.established {
+        if self.established && self.connected() {
             self.write();
         }
     }
@@ -627,11 +711,16 @@ impl Replicator {
 
     fn close(&mut self) {
         if !self.conn.is_null() {
-            // SAFETY: the open connection this replicator made.
-            unsafe { ngx_close_connection(self.conn) };
+            // SAFETY: the open connection this replicator made; TLS, if any,
+            // ends before it closes.
+            unsafe {
+                redis_tls::shutdown(self.conn);
+                ngx_close_connection(self.conn);
+            }
             self.conn = ptr::null_mut();
         }
         self.established = false;
+        self.secured = false;
         self.busy = false;
         self.round_ok = None;
         // What the connection took is returned, not only emptied.

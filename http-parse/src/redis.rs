@@ -1,6 +1,7 @@
-//! The `shared_map_redis` directive's parameters: `[db=number] [password=text]
-//! [prefix=text]` after the address. The address itself is nginx's to parse
-//! (`ngx_parse_url`), in the module.
+//! The `shared_map_redis` directive's parameters: `[db=number] [user=name]
+//! [password=text] [prefix=text] [tls] [tls_verify=on|off]
+//! [tls_trusted_certificate=file] [tls_server_name=name]` after the address.
+//! The address itself is nginx's to parse (`ngx_parse_url`), in the module.
 
 use core::fmt;
 
@@ -8,22 +9,58 @@ use core::fmt;
 pub const DEFAULT_PREFIX: &str = "shared_map";
 
 /// The parameters after `shared_map_redis address`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct RedisParams {
     /// The database `SELECT`ed after connecting; 0 is Redis's default.
     pub db: u32,
+    /// The ACL user: `AUTH user password` instead of `AUTH password`.
+    pub user: Option<String>,
     /// Sent with `AUTH` after connecting, when given.
     pub password: Option<String>,
     /// What every key starts with: `PREFIX:MAP`, `PREFIX:MAP:log`, ...
     pub prefix: String,
+    /// TLS to Redis, when given.
+    pub tls: Option<TlsParams>,
 }
 
-/// Why the directive was refused; `Display` gives nginx's wording.
+/// `tls` and its parameters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsParams {
+    /// The server's certificate is verified (`tls_verify=on`, the default).
+    pub verify: bool,
+    /// The CA certificates the server's is verified against (a file).
+    pub trusted_certificate: Option<String>,
+    /// The name sent in SNI and checked in the certificate; `None`: the host
+    /// of the address.
+    pub server_name: Option<String>,
+}
+
+/// Written without the password: `Debug` output ends up in logs and panics.
+impl fmt::Debug for RedisParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisParams")
+            .field("db", &self.db)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .field("prefix", &self.prefix)
+            .field("tls", &self.tls)
+            .finish()
+    }
+}
+
+/// Why the directive was refused; `Display` gives nginx's wording. No variant
+/// holds a password's text: a refused `password=` is named, not quoted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RedisParamsError {
     InvalidParameter(String),
     DuplicateParameter(String),
     InvalidDb(String),
+    /// `user=` without `password=`.
+    UserWithoutPassword,
+    /// A `tls_*` parameter without `tls`.
+    NeedsTls(&'static str),
+    /// `tls` verifying the server with nothing to verify it against.
+    NoTrustedCertificate,
 }
 
 impl fmt::Display for RedisParamsError {
@@ -32,22 +69,44 @@ impl fmt::Display for RedisParamsError {
             RedisParamsError::InvalidParameter(p) => write!(f, "invalid parameter \"{p}\""),
             RedisParamsError::DuplicateParameter(p) => write!(f, "duplicate parameter \"{p}\""),
             RedisParamsError::InvalidDb(v) => write!(f, "invalid db \"{v}\""),
+            RedisParamsError::UserWithoutPassword => write!(f, "\"user=\" requires \"password=\""),
+            RedisParamsError::NeedsTls(p) => write!(f, "\"{p}=\" requires \"tls\""),
+            RedisParamsError::NoTrustedCertificate => write!(
+                f,
+                "no \"tls_trusted_certificate=\" to verify Redis's certificate against \
+                 (or \"tls_verify=off\")"
+            ),
         }
     }
 }
 
 impl std::error::Error for RedisParamsError {}
 
+fn set<T>(slot: &mut Option<T>, value: T, key: &str) -> Result<(), RedisParamsError> {
+    if slot.replace(value).is_some() {
+        return Err(RedisParamsError::DuplicateParameter(key.to_owned()));
+    }
+    Ok(())
+}
+
 /// Parses the words after the address.
 pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<RedisParams, RedisParamsError> {
     let mut db = None;
+    let mut user = None;
     let mut password = None;
     let mut prefix = None;
+    let mut tls = None;
+    let mut verify = None;
+    let mut trusted = None;
+    let mut server_name = None;
     for word in words {
+        if word == "tls" {
+            set(&mut tls, (), word)?;
+            continue;
+        }
         let Some((key, value)) = word.split_once('=') else {
             return Err(RedisParamsError::InvalidParameter(word.to_owned()));
         };
-        let duplicate = || RedisParamsError::DuplicateParameter(key.to_owned());
         match key {
             "db" => {
                 let n = value
@@ -55,29 +114,60 @@ pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<RedisParams
                     .ok()
                     .filter(|n| *n <= i32::MAX as u32 && !value.starts_with('+'))
                     .ok_or_else(|| RedisParamsError::InvalidDb(value.to_owned()))?;
-                if db.replace(n).is_some() {
-                    return Err(duplicate());
-                }
+                set(&mut db, n, key)?;
             }
-            "password" if !value.is_empty() => {
-                if password.replace(value.to_owned()).is_some() {
-                    return Err(duplicate());
-                }
+            // A user name is one word to Redis (ACL SETUSER); a space or a
+            // control character would split `AUTH`'s meaning in logs.
+            "user" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic()) => {
+                set(&mut user, value.to_owned(), key)?;
             }
+            "password" if !value.is_empty() => set(&mut password, value.to_owned(), key)?,
             // The prefix is a key's first part, joined with ':'; whitespace and
             // control characters would make keys that redis-cli users cannot type.
             "prefix" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic()) => {
-                if prefix.replace(value.to_owned()).is_some() {
-                    return Err(duplicate());
-                }
+                set(&mut prefix, value.to_owned(), key)?;
+            }
+            "tls_verify" if value == "on" || value == "off" => set(&mut verify, value == "on", key)?,
+            "tls_trusted_certificate" if !value.is_empty() => set(&mut trusted, value.to_owned(), key)?,
+            "tls_server_name" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic()) => {
+                set(&mut server_name, value.to_owned(), key)?;
             }
             _ => return Err(RedisParamsError::InvalidParameter(word.to_owned())),
         }
     }
+    if user.is_some() && password.is_none() {
+        return Err(RedisParamsError::UserWithoutPassword);
+    }
+    let tls = match tls {
+        Some(()) => {
+            let verify = verify.unwrap_or(true);
+            if verify && trusted.is_none() {
+                return Err(RedisParamsError::NoTrustedCertificate);
+            }
+            Some(TlsParams {
+                verify,
+                trusted_certificate: trusted,
+                server_name,
+            })
+        }
+        None => {
+            let given = [
+                ("tls_verify", verify.is_some()),
+                ("tls_trusted_certificate", trusted.is_some()),
+                ("tls_server_name", server_name.is_some()),
+            ];
+            if let Some((name, _)) = given.into_iter().find(|(_, given)| *given) {
+                return Err(RedisParamsError::NeedsTls(name));
+            }
+            None
+        }
+    };
     Ok(RedisParams {
         db: db.unwrap_or(0),
+        user,
         password,
         prefix: prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
+        tls,
     })
 }
 
@@ -91,8 +181,10 @@ mod tests {
             parse([]),
             Ok(RedisParams {
                 db: 0,
+                user: None,
                 password: None,
-                prefix: "shared_map".into()
+                prefix: "shared_map".into(),
+                tls: None,
             })
         );
     }
@@ -100,13 +192,48 @@ mod tests {
     #[test]
     fn every_parameter() {
         assert_eq!(
-            parse(["db=3", "password=s3cret=x", "prefix=site:a"]),
+            parse([
+                "db=3",
+                "user=app",
+                "password=s3cret=x",
+                "prefix=site:a",
+                "tls",
+                "tls_trusted_certificate=/etc/ca.pem",
+                "tls_server_name=redis.example.com",
+            ]),
             Ok(RedisParams {
                 db: 3,
+                user: Some("app".into()),
                 password: Some("s3cret=x".into()),
-                prefix: "site:a".into()
+                prefix: "site:a".into(),
+                tls: Some(TlsParams {
+                    verify: true,
+                    trusted_certificate: Some("/etc/ca.pem".into()),
+                    server_name: Some("redis.example.com".into()),
+                }),
             })
         );
+    }
+
+    #[test]
+    fn tls_without_verification_needs_no_ca() {
+        let p = parse(["tls", "tls_verify=off"]).unwrap();
+        assert_eq!(
+            p.tls,
+            Some(TlsParams {
+                verify: false,
+                trusted_certificate: None,
+                server_name: None
+            })
+        );
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let p = parse(["user=app", "password=hunter2"]).unwrap();
+        let text = format!("{p:?}");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("app"), "{text}");
     }
 
     #[test]
@@ -123,5 +250,18 @@ mod tests {
         assert_eq!(err(&["prefix=a b"]), "invalid parameter \"prefix=a b\"");
         assert_eq!(err(&["sync"]), "invalid parameter \"sync\"");
         assert_eq!(err(&["timeout=1s"]), "invalid parameter \"timeout=1s\"");
+        assert_eq!(err(&["user=app"]), "\"user=\" requires \"password=\"");
+        assert_eq!(err(&["user=", "password=x"]), "invalid parameter \"user=\"");
+        assert_eq!(err(&["tls", "tls"]), "duplicate parameter \"tls\"");
+        assert_eq!(err(&["tls_verify=off"]), "\"tls_verify=\" requires \"tls\"");
+        assert_eq!(err(&["tls_server_name=a"]), "\"tls_server_name=\" requires \"tls\"");
+        assert_eq!(err(&["tls", "tls_verify=yes"]), "invalid parameter \"tls_verify=yes\"");
+        assert!(err(&["tls"]).starts_with("no \"tls_trusted_certificate=\""));
+    }
+
+    #[test]
+    fn a_refused_password_is_not_quoted() {
+        let e = parse(["password=hunter2", "password=hunter3"]).unwrap_err().to_string();
+        assert!(!e.contains("hunter"), "{e}");
     }
 }
