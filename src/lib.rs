@@ -29,6 +29,7 @@ mod redis_tls;
 mod render;
 mod request_flags;
 mod saver;
+mod sentinel;
 mod session;
 mod stream;
 mod sync;

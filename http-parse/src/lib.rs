@@ -3,6 +3,7 @@
 //! strings (`query`), conditional requests (`conditional`), which requests of
 //! browsers the API serves (`browser`), the session store's directive, ids and
 //! cookies (`session`), the `shared_map_redis` directive's parameters (`redis`),
+//! what Redis Sentinel answers (`sentinel`),
 //! the bounds on Redis's replies (`resp`) and the rate at which a repeated
 //! failure is logged (`throttle`).
 
@@ -13,5 +14,6 @@ pub mod conditional;
 pub mod query;
 pub mod redis;
 pub mod resp;
+pub mod sentinel;
 pub mod session;
 pub mod throttle;

@@ -1,7 +1,9 @@
 //! The `shared_map_redis` directive's parameters: `[db=number] [user=name]
 //! [password=text] [prefix=text] [tls] [tls_verify=on|off]
-//! [tls_trusted_certificate=file] [tls_server_name=name]` after the address.
-//! The address itself is nginx's to parse (`ngx_parse_url`), in the module.
+//! [tls_trusted_certificate=file] [tls_server_name=name]
+//! [sentinel=address[,address...]] [sentinel_password=text]` after the
+//! address (with `sentinel=`, the master's name). Addresses are nginx's to
+//! parse (`ngx_parse_url`), in the module.
 
 use core::fmt;
 
@@ -21,6 +23,26 @@ pub struct RedisParams {
     pub prefix: String,
     /// TLS to Redis, when given.
     pub tls: Option<TlsParams>,
+    /// The sentinels to ask for the master, when given.
+    pub sentinel: Option<SentinelParams>,
+}
+
+/// `sentinel=` and `sentinel_password=`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SentinelParams {
+    /// The sentinels' addresses, in the order given.
+    pub addrs: Vec<String>,
+    /// Sent with `AUTH` to each sentinel, when given.
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for SentinelParams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SentinelParams")
+            .field("addrs", &self.addrs)
+            .field("password", &self.password.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 /// `tls` and its parameters.
@@ -44,6 +66,7 @@ impl fmt::Debug for RedisParams {
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
             .field("prefix", &self.prefix)
             .field("tls", &self.tls)
+            .field("sentinel", &self.sentinel)
             .finish()
     }
 }
@@ -61,6 +84,11 @@ pub enum RedisParamsError {
     NeedsTls(&'static str),
     /// `tls` verifying the server with nothing to verify it against.
     NoTrustedCertificate,
+    /// `sentinel_password=` without `sentinel=`.
+    NeedsSentinel,
+    /// A verified TLS master found through sentinels (an IP address) needs
+    /// the name its certificate carries.
+    SentinelNeedsServerName,
 }
 
 impl fmt::Display for RedisParamsError {
@@ -76,6 +104,10 @@ impl fmt::Display for RedisParamsError {
                 "no \"tls_trusted_certificate=\" to verify Redis's certificate against \
                  (or \"tls_verify=off\")"
             ),
+            RedisParamsError::NeedsSentinel => write!(f, "\"sentinel_password=\" requires \"sentinel=\""),
+            RedisParamsError::SentinelNeedsServerName => {
+                write!(f, "\"tls\" with \"sentinel=\" requires \"tls_server_name=\"")
+            }
         }
     }
 }
@@ -99,6 +131,8 @@ pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<RedisParams
     let mut verify = None;
     let mut trusted = None;
     let mut server_name = None;
+    let mut sentinel = None;
+    let mut sentinel_password = None;
     for word in words {
         if word == "tls" {
             set(&mut tls, (), word)?;
@@ -132,8 +166,20 @@ pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<RedisParams
             "tls_server_name" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic()) => {
                 set(&mut server_name, value.to_owned(), key)?;
             }
+            "sentinel" if !value.is_empty() && value.split(',').all(|a| !a.is_empty()) => {
+                set(&mut sentinel, value.split(',').map(str::to_owned).collect(), key)?;
+            }
+            "sentinel_password" if !value.is_empty() => set(&mut sentinel_password, value.to_owned(), key)?,
             _ => return Err(RedisParamsError::InvalidParameter(word.to_owned())),
         }
+    }
+    let sentinel = match (sentinel, sentinel_password) {
+        (Some(addrs), password) => Some(SentinelParams { addrs, password }),
+        (None, Some(_)) => return Err(RedisParamsError::NeedsSentinel),
+        (None, None) => None,
+    };
+    if sentinel.is_some() && server_name.is_none() && tls.is_some() && verify != Some(false) {
+        return Err(RedisParamsError::SentinelNeedsServerName);
     }
     if user.is_some() && password.is_none() {
         return Err(RedisParamsError::UserWithoutPassword);
@@ -168,6 +214,7 @@ pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<RedisParams
         password,
         prefix: prefix.unwrap_or_else(|| DEFAULT_PREFIX.to_owned()),
         tls,
+        sentinel,
     })
 }
 
@@ -185,6 +232,7 @@ mod tests {
                 password: None,
                 prefix: "shared_map".into(),
                 tls: None,
+                sentinel: None,
             })
         );
     }
@@ -211,6 +259,7 @@ mod tests {
                     trusted_certificate: Some("/etc/ca.pem".into()),
                     server_name: Some("redis.example.com".into()),
                 }),
+                sentinel: None,
             })
         );
     }
@@ -229,10 +278,28 @@ mod tests {
     }
 
     #[test]
+    fn sentinels() {
+        let p = parse(["sentinel=10.0.0.1:26379,s2,[::1]:26380", "sentinel_password=pw"]).unwrap();
+        assert_eq!(
+            p.sentinel,
+            Some(SentinelParams {
+                addrs: vec!["10.0.0.1:26379".into(), "s2".into(), "[::1]:26380".into()],
+                password: Some("pw".into()),
+            })
+        );
+    }
+
+    #[test]
     fn debug_hides_the_password() {
-        let p = parse(["user=app", "password=hunter2"]).unwrap();
+        let p = parse([
+            "user=app",
+            "password=hunter2",
+            "sentinel=s",
+            "sentinel_password=hunter3",
+        ])
+        .unwrap();
         let text = format!("{p:?}");
-        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("hunter"), "{text}");
         assert!(text.contains("app"), "{text}");
     }
 
@@ -257,6 +324,16 @@ mod tests {
         assert_eq!(err(&["tls_server_name=a"]), "\"tls_server_name=\" requires \"tls\"");
         assert_eq!(err(&["tls", "tls_verify=yes"]), "invalid parameter \"tls_verify=yes\"");
         assert!(err(&["tls"]).starts_with("no \"tls_trusted_certificate=\""));
+        assert_eq!(err(&["sentinel="]), "invalid parameter \"sentinel=\"");
+        assert_eq!(err(&["sentinel=a,,b"]), "invalid parameter \"sentinel=a,,b\"");
+        assert_eq!(
+            err(&["sentinel_password=x"]),
+            "\"sentinel_password=\" requires \"sentinel=\""
+        );
+        assert_eq!(
+            err(&["sentinel=a", "tls", "tls_trusted_certificate=ca.pem"]),
+            "\"tls\" with \"sentinel=\" requires \"tls_server_name=\""
+        );
     }
 
     #[test]
