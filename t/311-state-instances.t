@@ -9,7 +9,7 @@
 # the first stops, the second starts and finds every count; a master killed
 # with SIGKILL leaves the file to its orphaned workers (they still serve and
 # save) until they are gone, and nothing stale after them. The state
-# directory is the README's: owned by the workers' user ("nobody"), mode 0700.
+# directory is the one docs/persistence.md asks for: owned by the workers' user ("nobody"), mode 0700.
 # The second nginx listens on TEST_NGINX_SERVER_PORT + 1.
 
 BEGIN { $ENV{TEST_NGINX_WORKER_USER} = 'nobody ' . (getgrnam('nogroup') ? 'nogroup' : 'nobody') }

@@ -2,8 +2,8 @@
 # redis-server: the same failure is logged once per minute at most, with a
 # count of its repeats; an error reply acknowledges nothing; a refused
 # connection is one line, not one per attempt; the statistics say how much
-# of a map's space its replication log takes, and a map sized as the README
-# says takes all its entries while Redis is gone.
+# of a map's space its replication log takes, and a map sized as docs/replication.md
+# ("Sizing a synced map") says takes all its entries while Redis is gone.
 use strict;
 use warnings;
 use Test::More;
@@ -27,7 +27,7 @@ start_host(1, <<"_EOC_", <<'_EOS_');
     shared_map_redis 127.0.0.1:$rport prefix=t413;
     shared_map a tinymap?space=1m&entries=1000&sync;
     shared_map b tinymap?space=1m&entries=1000&sync;
-    # The README: 136 bytes per entry for counters with 16-byte keys, and 64k.
+    # docs/replication.md: 136 bytes per entry for counters with 16-byte keys, and 64k.
     shared_map sized tinymap?space=336k&entries=2000&sync;
 _EOC_
         location = /hit { shared_map_key sized $arg_k; return 200 "$shared_map_incr"; }
