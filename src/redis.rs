@@ -244,6 +244,8 @@ struct Replicator {
     held: Vec<(usize, OwnedFrame)>,
     /// `WAIT` said a replica has the round trip's batches.
     copied: bool,
+    /// The master's replicas at the last `ROLE` (1 until known).
+    replicas: usize,
 }
 
 /// Milliseconds since the epoch, for the log's throttle.
@@ -334,6 +336,7 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         sentinel_deadline: 0,
         held: Vec::new(),
         copied: false,
+        replicas: 1,
     }));
     REPLICATOR.with(|cell| cell.set(r as *mut Replicator));
     r.timer.handler = Some(on_tick);
@@ -354,7 +357,7 @@ pub fn exit_process() {
     let r = REPLICATOR.with(|cell| cell.get());
     // SAFETY: null or the worker's leaked replicator; nginx runs one thread.
     if let Some(r) = unsafe { r.as_mut() } {
-        r.close();
+        r.shutdown();
     }
 }
 
@@ -363,7 +366,7 @@ unsafe extern "C" fn on_tick(ev: *mut ngx_event_t) {
     let r = unsafe { &mut *((*ev).data as *mut Replicator) };
     // SAFETY: a plain global of the worker.
     if unsafe { ngx_exiting } != 0 {
-        r.close();
+        r.shutdown();
         return;
     }
     r.tick();
@@ -530,7 +533,13 @@ impl Replicator {
             self.expect.push_back(Expect::Map(i));
         }
         if self.sentinel.is_some() {
-            encode(&mut self.out, &command(&[b"WAIT", b"1", WAIT_MS]));
+            // No replica at the last ROLE: nothing to wait for, and WAIT 1
+            // would stall every round trip for WAIT_MS.
+            let wait: [&[u8]; 3] = match self.replicas {
+                0 => [b"WAIT", b"0", b"0"],
+                _ => [b"WAIT", b"1", WAIT_MS],
+            };
+            encode(&mut self.out, &command(&wait));
             self.expect.push_back(Expect::Wait);
             encode(&mut self.out, &command(&[b"ROLE"]));
             self.expect.push_back(Expect::Role);
@@ -798,6 +807,7 @@ impl Replicator {
                     },
                     _ => 0,
                 };
+                self.replicas = replicas;
                 let ack = self.copied || replicas == 0;
                 for (i, frame) in core::mem::take(&mut self.held) {
                     if !ack {
@@ -917,6 +927,14 @@ impl Replicator {
         }
     }
 
+    /// Closes every connection: the worker exits.
+    fn shutdown(&mut self) {
+        self.close();
+        if let Some(link) = self.sentinel.as_mut() {
+            link.close();
+        }
+    }
+
     /// Logs a failure, at most once per period for the same message.
     fn log_failure(&mut self, msg: &str) {
         self.failing = true;
@@ -942,12 +960,6 @@ impl Replicator {
     }
 
     fn close(&mut self) {
-        if let Some(link) = self.sentinel.as_mut() {
-            // SAFETY: a plain global of the worker.
-            if unsafe { ngx_exiting } != 0 {
-                link.close();
-            }
-        }
         if !self.conn.is_null() {
             // SAFETY: the open connection this replicator made; TLS, if any,
             // ends before it closes.
@@ -968,6 +980,7 @@ impl Replicator {
         self.scanner = Scanner::default();
         self.expect.clear();
         self.held.clear();
+        self.replicas = 1;
         for m in &mut self.maps {
             m.flight = 0;
         }

@@ -39,7 +39,8 @@ sub spawn {
     return $pid;
 }
 
-start_redis();
+# The replica's first copy starts at once, not after diskless sync's delay.
+start_redis(args => ['--repl-diskless-sync-delay', 0]);
 make_path("$root/replica");
 my $replica = spawn(redis_bin(), '--port', $rport, '--bind', '127.0.0.1', '--dir', "$root/replica",
     '--save', '', '--appendonly', 'no', '--logfile', "$root/replica/redis.log",
@@ -78,10 +79,12 @@ while (time - $t0 < 30) {
         my $m = cli($p, '-a', $password, '--no-auth-warning', 'SENTINEL', 'master', 'mym');
         $all = 0 unless $m =~ /num-slaves\n1\n/ && $m =~ /num-other-sentinels\n2\n/;
     }
+    # The replica holds the master's data: a failover promotes a copy.
+    $all = 0 unless cli($rport, 'INFO', 'replication') =~ /master_link_status:up/;
     $ready = 1, last if $all;
     sleep 0.2;
 }
-ok($ready, 'three sentinels watch the master and its replica') or BAIL_OUT('sentinels not ready');
+ok($ready, 'three sentinels watch the master and its replica, in sync') or BAIL_OUT('sentinels not ready');
 
 my $sentinel_list = join ',', map { "127.0.0.1:$_" } @sports;
 my $conf = <<"_EOC_";
