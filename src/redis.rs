@@ -148,8 +148,12 @@ unsafe fn parse_address<'a>(
         ngx_conf_log_error!(NGX_LOG_EMERG, cf, "no address in \"{}\"", lossy(&u.url));
         return None;
     };
-    // SAFETY: u.host points into the configuration's words or pool.
-    let host = unsafe { core::slice::from_raw_parts(u.host.data, u.host.len) };
+    let host = match u.host.data.is_null() {
+        // A unix socket has no host.
+        true => &[][..],
+        // SAFETY: u.host points into the configuration's words or pool.
+        false => unsafe { core::slice::from_raw_parts(u.host.data, u.host.len) },
+    };
     Some((addr, host))
 }
 
