@@ -15,6 +15,8 @@ use shared_map_http_parse::redis::TlsParams;
 pub use imp::*;
 
 /// What a handshake started or resumed came to.
+// Without nginx's ssl module, `configure` refuses `tls`: none is made.
+#[cfg_attr(not(ngx_feature = "ssl"), allow(dead_code))]
 pub enum Handshake {
     /// Done and verified: Redis can be spoken to.
     Done { reused: bool },
