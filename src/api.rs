@@ -295,6 +295,11 @@ fn refused(r: &Request, map: &SharedMap, key: &[u8], err: Error) -> Reply {
                 format!("shared map \"{}\": too many keys collide in one bucket", map.name),
             )
         }
+        // Not refusals of a write: a map that is there and was made.
+        Error::Random(_) | Error::NotAMap | Error::State(_) => Reply::error(
+            NGX_HTTP_INTERNAL_SERVER_ERROR,
+            format!("shared map \"{}\": {err}", map.name),
+        ),
     }
 }
 

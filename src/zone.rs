@@ -365,7 +365,7 @@ pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<In
         Map::create_matching(&mut arena, &config, map.spec.matching).and_then(|root| {
             if sync {
                 // SAFETY: just created on this arena, under the lock held here.
-                let mut m = unsafe { Map::attach(&mut arena, root) }.ok_or(shared_map_engine::Error::NoRoom)?;
+                let mut m = unsafe { Map::attach(&mut arena, root) }.ok_or(shared_map_engine::Error::NotAMap)?;
                 m.enable_sync(host_id())?;
             }
             Ok(root)

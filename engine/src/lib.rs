@@ -9,6 +9,8 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod arena;
+mod error;
+mod hash;
 #[cfg(feature = "test-heap")]
 pub mod heap;
 mod journal;
@@ -18,13 +20,15 @@ mod raw;
 pub mod replog;
 pub mod spec;
 pub mod state;
+mod value;
 
 pub use arena::Arena;
+pub use error::Error;
+pub use hash::hash_key;
 pub use journal::Recovery;
-pub use map::{
-    hash_key, Error, Hit, Map, MapConfig, OwnedValue, Read, Refusal, Stats, Ttl, Value, MAX_CHAIN, MAX_EVICTIONS,
-};
+pub use map::{Hit, Map, MapConfig, Read, Refusal, Stats, MAX_CHAIN, MAX_EVICTIONS};
 pub use matching::MatchMode;
 pub use raw::ValueType;
 pub use replog::{Batch, Change, LogStats, Op, Status as SyncStatus};
 pub use spec::{MapKind, Spec, SpecError};
+pub use value::{OwnedValue, Ttl, Value};
