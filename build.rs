@@ -2,9 +2,9 @@
 //! as `cfg`s, as the `ngx` crate documents (this needs `nginx-sys` as a direct
 //! dependency: cargo hands `DEP_NGINX_*` only to direct dependents), and lets the cdylib leave nginx's
 //! symbols unresolved until `load_module` loads it into nginx. Compiles
-//! `src/request_flags.c` against the target nginx's headers (the include paths
+//! `src/http/request_flags.c` against the target nginx's headers (the include paths
 //! and defines `nginx-sys` exports), and assembles
-//! the dashboard page (`src/dashboard/`) and its Content-Security-Policy.
+//! the dashboard page (`src/api/dashboard/`) and its Content-Security-Policy.
 
 use std::path::Path;
 use std::{env, fs};
@@ -54,16 +54,16 @@ fn main() {
     }
 }
 
-/// The accessors of `ngx_http_request_t`'s bit fields (see `src/request_flags.rs`),
+/// The accessors of `ngx_http_request_t`'s bit fields (see `src/http/request_flags.rs`),
 /// built by the C compiler from the same headers and defines as the bindings.
 fn request_flags() {
-    println!("cargo::rerun-if-changed=src/request_flags.c");
+    println!("cargo::rerun-if-changed=src/http/request_flags.c");
     for var in ["DEP_NGINX_INCLUDE", "DEP_NGINX_CFLAGS"] {
         println!("cargo::rerun-if-env-changed={var}");
     }
     let includes = env::var_os("DEP_NGINX_INCLUDE").expect("nginx-sys exports DEP_NGINX_INCLUDE");
     let mut build = cc::Build::new();
-    build.file("src/request_flags.c").warnings(false);
+    build.file("src/http/request_flags.c").warnings(false);
     for dir in env::split_paths(&includes) {
         build.include(dir);
     }
@@ -75,12 +75,12 @@ fn request_flags() {
     build.compile("shared_map_request_flags");
 }
 
-/// The dashboard page (`src/dashboard/`): the HTML with its style and script
+/// The dashboard page (`src/api/dashboard/`): the HTML with its style and script
 /// inline, so the page loads nothing from anywhere, in a writable and a
 /// read-only variant, and the Content-Security-Policy that allows exactly that
 /// style and that script by their SHA-256 (no `unsafe-inline`).
 fn dashboard() {
-    let dir = Path::new("src/dashboard");
+    let dir = Path::new("src/api/dashboard");
     let read = |name: &str| {
         let path = dir.join(name);
         println!("cargo::rerun-if-changed={}", path.display());

@@ -6,16 +6,14 @@
 # the figure is the ratio of their median requests per second.
 #
 # Loopback only; bounded: ROUNDS x 2 x DURATION seconds.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 CONNS=${CONNS:-32}
 PORT=${PORT:-8097}
 N=${N:-11000}
-WORK=$(mktemp -d /tmp/shared-map-flood.XXXXXX)
-trap '[ -f "$WORK/logs/nginx.pid" ] && kill "$(cat "$WORK/logs/nginx.pid")" 2>/dev/null; rm -rf "$WORK"' EXIT
-command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 1; }
+need wrk
+workdir flood
 
 cargo build -q --release -p shared-map-engine --example flood_keys
 target/release/examples/flood_keys "$N" 16384 > "$WORK/flooded.txt"

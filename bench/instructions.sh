@@ -4,8 +4,7 @@
 # on a shared 2-core machine). Per location, the count is
 #   (instructions for N2 requests - instructions for N1 requests) / (N2 - N1),
 # which cancels start-up and shutdown. Requests: ab -k (keepalive), one at a time.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 LUA_LOCATION=""
 # Named variables: declared in the http lines of the report that measures them.
 NAMED_LOCATIONS='location = /var { return 200 $named_value; }
@@ -14,8 +13,8 @@ NAMED_LOCATIONS='location = /var { return 200 $named_value; }
 PORT=${PORT:-8098}
 N1=${N1:-1000}
 N2=${N2:-3000}
-command -v valgrind >/dev/null && command -v ab >/dev/null \
-    || { echo "valgrind and ab are needed: apt-get install valgrind apache2-utils"; exit 1; }
+need valgrind
+need ab apache2-utils
 
 total() { # binary, main-level lines, http-level lines, location path, requests
     local dir

@@ -11,16 +11,13 @@
 # default (2 workers and wrk sharing 2 cores, as peers.md measured lua_shared_dict).
 #
 # Loopback only; bounded: ROUNDS x locations x DURATION seconds per part.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 CONNS=${CONNS:-32}
 PORT=${PORT:-8099}
-WORK=$(mktemp -d /tmp/shared-map-bench.XXXXXX)
-trap 'for p in "$WORK"/*/logs/nginx.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
-
-command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 1; }
+need wrk
+workdir bench
 if [ "${PINNED:-0}" = 1 ]; then
     WORKERS="worker_processes 1; worker_cpu_affinity 1;"
     WRK="taskset -c 1 wrk"

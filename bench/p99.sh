@@ -7,22 +7,19 @@
 # every entry exactly once, and prints the map's lock statistics.
 #
 # Loopback only; bounded: 2 x DURATION seconds of wrk.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-32}
 PORT=${PORT:-8096}
 N=${N:-600000}
-WORK=$(mktemp -d /tmp/shared-map-p99.XXXXXX)
 LOADER=""
-cleanup() {
+before_cleanup() {
     [ -n "$LOADER" ] && kill "$LOADER" 2>/dev/null
     [ -f "$WORK/logs/nginx.pid" ] && kill "$(cat "$WORK/logs/nginx.pid")" 2>/dev/null
     sleep 0.5
-    rm -rf "$WORK"
 }
-trap cleanup EXIT
-command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 1; }
+need wrk
+workdir p99
 
 cargo build -q --release -p shared-map-engine --example make_state
 target/release/examples/make_state "$N" > "$WORK/big.state"

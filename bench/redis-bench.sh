@@ -10,23 +10,19 @@
 #      to its application on B), sampled every 50 ms, its median and p99.
 #
 # Bounded: ROUNDS x 2 x DURATION seconds, then DURATION seconds.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
 PORT=${PORT:-8099}
 RPORT=${RPORT:-16999}
 NGINX=${NGINX:-objs/nginx}
 MODULE=${MODULE:-$PWD/objs/ngx_http_shared_map_module.so}
-WORK=$(mktemp -d /tmp/shared-map-redis-bench.XXXXXX)
-cleanup() {
-    for p in "$WORK"/*/logs/nginx.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true; done
+before_cleanup() {
     redis-cli -p "$RPORT" shutdown nosave >/dev/null 2>&1 || true
-    rm -rf "$WORK"
 }
-trap cleanup EXIT
-command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk"; exit 1; }
-command -v redis-server >/dev/null || { echo "redis-server is needed: apt-get install redis-server"; exit 1; }
+need wrk
+need redis-server
+workdir redis-bench
 
 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize yes \
     --dir "$WORK" --logfile "$WORK/redis.log"

@@ -25,7 +25,7 @@ fn origin() -> &'static (u64, Instant) {
     static ORIGIN: OnceLock<(u64, Instant)> = OnceLock::new();
     ORIGIN.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in `ticks`.
+        // SAFETY: `rdtsc` has no preconditions; every x86_64 CPU has it.
         let t = unsafe { core::arch::x86_64::_rdtsc() };
         #[cfg(not(target_arch = "x86_64"))]
         let t = 0;

@@ -3,13 +3,14 @@
 
 use core::ffi::{c_char, c_void};
 use core::ptr::NonNull;
+use std::fs;
+use std::path::Path;
 
 use ngx::core::{Pool, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_addr_t, ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_compile_complex_value,
-    ngx_http_compile_complex_value_t, ngx_http_complex_value_t, ngx_http_core_srv_conf_t,
-    ngx_http_get_flushed_variable, ngx_http_get_variable_index, ngx_http_request_t, ngx_int_t, ngx_shm_zone_t,
-    ngx_str_t, ngx_uint_t, NGX_LOG_EMERG, NGX_OK,
+    ngx_addr_t, ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
+    ngx_http_complex_value_t, ngx_http_core_srv_conf_t, ngx_http_get_flushed_variable, ngx_http_get_variable_index,
+    ngx_http_request_t, ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError, Request};
 use ngx::ngx_conf_log_error;
@@ -18,7 +19,6 @@ use shared_map_http_parse::redis::RedisParams;
 use shared_map_http_parse::session::{ApiAccess, SessionSpec};
 
 use crate::module::Module;
-use crate::persist;
 use crate::zone::{self, SharedMap};
 
 /// `http` level: every map defined by `shared_map`.
@@ -84,9 +84,9 @@ pub struct RedisConf {
     pub addr: Option<NonNull<ngx_addr_t>>,
     pub params: RedisParams,
     /// The TLS context, with `tls`.
-    pub tls: Option<crate::redis_tls::TlsConf>,
+    pub tls: Option<crate::replication::redis_tls::TlsConf>,
     /// The master's name and its sentinels, with `sentinel=`.
-    pub sentinel: Option<crate::sentinel::SentinelConf>,
+    pub sentinel: Option<crate::replication::sentinel::SentinelConf>,
 }
 
 /// `init_main_conf`: a map with `sync` needs `shared_map_redis`, which may come
@@ -149,7 +149,8 @@ impl MapKey {
         match unsafe { v.as_ref() } {
             None => None,
             Some(v) if v.not_found() != 0 || v.data.is_null() => Some(&[]),
-            // SAFETY: as above; `len` bytes at `data`.
+            // SAFETY: a variable nginx evaluated without `not_found` has `len` valid bytes at `data`, in the
+            // request's pool.
             Some(v) => Some(unsafe { core::slice::from_raw_parts(v.data, v.len() as usize) }),
         }
     }
@@ -221,6 +222,37 @@ pub(crate) fn lossy(s: &ngx_str_t) -> String {
     String::from_utf8_lossy(s.as_bytes()).into_owned()
 }
 
+/// Runs a directive's pure parser on its words from the `from`th on, and
+/// reports a refusal as nginx does: a word that is not UTF-8 is an
+/// `invalid parameter`, else the parser's error says why. `None` when
+/// refused (logged).
+///
+/// # Safety
+/// `cf` is the configuration being parsed.
+pub(crate) unsafe fn parse_words<T, E: core::fmt::Display>(
+    cf: *mut ngx_conf_t,
+    from: usize,
+    parse: impl FnOnce(&[&str]) -> Result<T, E>,
+) -> Option<T> {
+    // SAFETY: `cf` is the configuration nginx is parsing; its `args` hold this directive's words.
+    let args = unsafe { args(cf) };
+    let mut words = Vec::with_capacity(args.len().saturating_sub(from));
+    for a in args.get(from..).unwrap_or(&[]) {
+        let Ok(w) = a.to_str() else {
+            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "invalid parameter \"{}\"", lossy(a));
+            return None;
+        };
+        words.push(w);
+    }
+    match parse(&words) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
+            None
+        }
+    }
+}
+
 /// `shared_map name type?space=size[&entries=n][&timeout=t][&evict][&state=path];`
 pub unsafe extern "C" fn cmd_set_shared_map(
     cf: *mut ngx_conf_t,
@@ -256,13 +288,12 @@ pub unsafe extern "C" fn cmd_set_shared_map(
     if let Some(path) = spec.state.take() {
         // SAFETY: the cycle being configured and its prefix (`-p`) are live.
         let prefix = unsafe { (*(*cf).cycle).prefix.as_bytes() };
-        let path = persist::full_path(prefix, &path);
-        if let Some(other) = mcf.maps.iter().find(|m| {
-            m.spec
-                .state
-                .as_deref()
-                .is_some_and(|p| persist::same_state_file(p, &path))
-        }) {
+        let path = full_path(prefix, &path);
+        if let Some(other) = mcf
+            .maps
+            .iter()
+            .find(|m| m.spec.state.as_deref().is_some_and(|p| same_state_file(p, &path)))
+        {
             ngx_conf_log_error!(
                 NGX_LOG_EMERG,
                 cf,
@@ -287,7 +318,7 @@ pub unsafe extern "C" fn cmd_set_shared_map(
     // SAFETY: the zone is ours (same tag); the Box outlives the cycle's use of it
     // because the main conf is dropped only with the cycle's pool.
     unsafe {
-        (*zone.as_ptr()).init = Some(persist::init_zone);
+        (*zone.as_ptr()).init = Some(zone::init_zone);
         (*zone.as_ptr()).data = &*map as *const SharedMap as *mut c_void;
     }
     mcf.maps.push(map);
@@ -299,7 +330,7 @@ pub unsafe extern "C" fn cmd_set_shared_map(
 /// # Safety
 /// `cf` is the configuration being parsed and `args` its arguments.
 unsafe fn map_key(cf: *mut ngx_conf_t, args: &mut [ngx_str_t]) -> Option<MapKey> {
-    // SAFETY: per the contract.
+    // SAFETY: `cf` is the configuration being parsed and `args` its words, as the caller guarantees.
     unsafe { map_key_of(cf, args[1], args[2]) }
 }
 
@@ -400,23 +431,34 @@ unsafe impl HttpModuleLocationConf for Module {
     type LocationConf = LocConf;
 }
 
-/// `init_module`: the cycle is complete (a failure here would stop nginx, so
-/// every check that may refuse a configuration runs in the zones' `init`,
-/// `persist::init_zone`): the old maps a reload copied are retired, the locks
-/// of state files the cycle took are its own, and those no map names any
-/// more are released.
-///
-/// # Safety
-/// Called by nginx in the master with the cycle being initialised.
-pub unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
-    // SAFETY: per the contract.
-    let maps = maps(unsafe { &*cycle });
-    persist::retire_old_maps(maps);
-    persist::commit_locks(cycle, maps);
-    ngx::core::Status::NGX_OK.into()
-}
-
 /// Every map of the running configuration.
 pub fn maps(cf_or_cycle: &impl ngx::http::HttpModuleConfExt) -> &'static [Box<SharedMap>] {
     Module::main_conf(cf_or_cycle).map(|m| m.maps.as_slice()).unwrap_or(&[])
+}
+
+/// A relative `state=` path made absolute against nginx's prefix (`-p`), as
+/// nginx does for `proxy_temp_path` and the other paths of its configuration.
+pub fn full_path(prefix: &[u8], path: &str) -> String {
+    if path.starts_with('/') || prefix.is_empty() {
+        return path.to_owned();
+    }
+    let mut full = String::from_utf8_lossy(prefix).into_owned();
+    if !full.ends_with('/') {
+        full.push('/');
+    }
+    full.push_str(path.strip_prefix("./").unwrap_or(path));
+    full
+}
+
+/// Two state paths name one file: the same text once the directory is resolved
+/// (symbolic links, `..`), where it exists.
+pub fn same_state_file(a: &str, b: &str) -> bool {
+    fn canonical(path: &str) -> String {
+        let p = Path::new(path);
+        match (p.parent().and_then(|d| fs::canonicalize(d).ok()), p.file_name()) {
+            (Some(dir), Some(name)) => dir.join(name).to_string_lossy().into_owned(),
+            _ => path.to_owned(),
+        }
+    }
+    a == b || canonical(a) == canonical(b)
 }

@@ -10,8 +10,8 @@ use ngx::ffi::{ngx_pool_cleanup_add, ngx_table_elt_t};
 use ngx::http::{HttpModule, Request};
 use shared_map_http_parse::session::ID_LEN;
 
+use crate::http::request_flags;
 use crate::module::Module;
-use crate::request_flags;
 
 /// Per main request: the results of `$shared_map_incr` and of the
 /// `shared_map_incr` variables (by their number), so that each counts at most
@@ -49,7 +49,8 @@ pub fn request_ctx<'a>(r: &Request) -> Option<&'a mut RequestCtx> {
         None => new_request_ctx(main)?,
     };
     main.set_module_ctx(ctx.as_ptr() as *mut c_void, Module::module());
-    // SAFETY: as above.
+    // SAFETY: the context is in the request's pool, made by this module for the main request, and alive until the
+    // request is freed; nginx runs a request on one thread.
     Some(unsafe { &mut *ctx.as_ptr() })
 }
 

@@ -2,40 +2,23 @@
 //! shared memory.
 //!
 //! This file only wires the module together: the module's `ngx_module_t`, its
-//! HTTP context (the configuration hooks) and the command table. It is the one
-//! file that may import every other; the others depend one way, from the
-//! features down to the leaves:
-//!
-//! ```text
-//! lib ─→ named, variables ─→ count, api (→ render, stream, browser), session (→ browser), timer (→ saver) ─→ conf ─→ persist (→ lock) ─→ zone ─→ module, log, ctx, value, http, clock, request_flags
-//! ```
+//! HTTP context (the configuration hooks) and the command table. The folders
+//! name the features (`api`, `counting`, `session`, `persist`, `replication`)
+//! over the zone, the configuration and the HTTP helpers they share.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod api;
-mod browser;
 mod clock;
 mod conf;
-mod count;
+mod counting;
 mod ctx;
-mod dashboard;
 mod http;
-mod lock;
 mod log;
 mod module;
-mod named;
 mod persist;
-mod redis;
-mod redis_tls;
-mod render;
-mod request_flags;
-mod saver;
-mod sentinel;
+mod replication;
 mod session;
-mod stream;
-mod sync;
-mod timer;
 mod value;
-mod variables;
 mod zone;
 
 use core::ffi::{c_char, c_void};
@@ -56,8 +39,12 @@ use crate::module::Module;
 
 /// `preconfiguration`: the variables exist before any directive refers to them.
 unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+    zone::set_state_hooks(zone::StateHooks {
+        claim: persist::state::claim_state_file,
+        fill: persist::state::fill_fresh,
+    });
     // SAFETY: nginx passes the configuration being parsed.
-    unsafe { variables::add_variables(cf) }
+    unsafe { counting::variables::add_variables(cf) }
 }
 
 /// `postconfiguration`: the log-phase counter and the session's header filter.
@@ -74,11 +61,11 @@ unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         return Status::NGX_ERROR.into();
     }
     // SAFETY: a fresh slot of the array, ours to fill.
-    unsafe { *h = Some(count::log_handler) };
+    unsafe { *h = Some(counting::count::log_handler) };
     // SAFETY: postconfiguration runs once per configuration, in the master.
     unsafe { session::init_header_filter() };
-    // SAFETY: as above; the servers' names are still there.
-    if !unsafe { browser::collect_server_names(cf) } {
+    // SAFETY: nginx passes the configuration being parsed; the servers' names are still in its temporary pool.
+    if !unsafe { http::browser::collect_server_names(cf) } {
         return Status::NGX_ERROR.into();
     }
     Status::NGX_OK.into()
@@ -86,31 +73,44 @@ unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
 
 /// `init_main_conf`: the checks that need the whole `http` block.
 unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char {
-    // SAFETY: nginx passes the configuration and our main conf, passed through.
-    let rc = unsafe { named::init_main_conf(cf, conf) };
+    // SAFETY: nginx passes the configuration being parsed and this module's main conf.
+    let rc = unsafe { counting::named::init_main_conf(cf, conf) };
     if rc != NGX_CONF_OK {
         return rc;
     }
-    // SAFETY: as above.
+    // SAFETY: nginx passes the configuration being parsed and this module's main conf.
     unsafe { conf::init_main_conf(cf, conf) }
+}
+
+/// `init_module`: the cycle is complete (a failure here would stop nginx, so
+/// every check that may refuse a configuration runs in the zones' `init`,
+/// `zone::init_zone`): the old maps a reload copied are retired, the locks
+/// of state files the cycle took are its own, and those no map names any
+/// more are released.
+unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the cycle being initialised, in the master.
+    let maps = conf::maps(unsafe { &*cycle });
+    persist::state::retire_old_maps(maps);
+    persist::state::commit_locks(cycle, maps);
+    Status::NGX_OK.into()
 }
 
 /// `init_process`: the workers' timer, and replication in worker 0.
 unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: nginx passes the worker's cycle to both.
-    let rc = unsafe { timer::init_process(cycle) };
+    let rc = unsafe { persist::timer::init_process(cycle) };
     if rc != ngx_int_t::from(Status::NGX_OK) {
         return rc;
     }
-    // SAFETY: as above.
-    unsafe { redis::init_process(cycle) }
+    // SAFETY: nginx passes the worker's cycle, alive for the whole process.
+    unsafe { replication::redis::init_process(cycle) }
 }
 
 /// `exit_process`: the connection to Redis closes, the maps are saved.
 unsafe extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
-    redis::exit_process();
+    replication::redis::exit_process();
     // SAFETY: nginx passes the worker's cycle.
-    unsafe { timer::exit_process(cycle) }
+    unsafe { persist::timer::exit_process(cycle) }
 }
 
 static NGX_HTTP_SHARED_MAP_MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
@@ -152,13 +152,13 @@ static mut COMMANDS: [ngx_command_t; 10] = [
     command(
         ngx_string!("shared_map_var"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_2MORE,
-        named::cmd_shared_map_var,
+        counting::named::cmd_shared_map_var,
         NGX_HTTP_MAIN_CONF_OFFSET,
     ),
     command(
         ngx_string!("shared_map_incr"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_2MORE,
-        named::cmd_shared_map_incr,
+        counting::named::cmd_shared_map_incr,
         NGX_HTTP_MAIN_CONF_OFFSET,
     ),
     command(
@@ -176,7 +176,7 @@ static mut COMMANDS: [ngx_command_t; 10] = [
     command(
         ngx_string!("shared_map_api"),
         NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS | NGX_CONF_TAKE12,
-        api::cmd_set_api,
+        api::handler::cmd_set_api,
         LOC,
     ),
     command(
@@ -194,7 +194,7 @@ static mut COMMANDS: [ngx_command_t; 10] = [
     command(
         ngx_string!("shared_map_redis"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
-        redis::cmd_set_redis,
+        replication::redis::cmd_set_redis,
         NGX_HTTP_MAIN_CONF_OFFSET,
     ),
     ngx_command_t::empty(),
@@ -214,7 +214,7 @@ pub static mut ngx_http_shared_map_module: ngx_module_t = ngx_module_t {
     // SAFETY: a static command table that only nginx reads, after load.
     commands: unsafe { &raw mut COMMANDS[0] },
     type_: NGX_HTTP_MODULE as ngx_uint_t,
-    init_module: Some(conf::init_module),
+    init_module: Some(init_module),
     init_process: Some(init_process),
     exit_process: Some(exit_process),
     ..ngx_module_t::default()

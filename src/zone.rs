@@ -4,15 +4,19 @@
 use core::ffi::c_void;
 use core::ptr::{self, NonNull};
 
-use ngx::core::SlabPool;
+use ngx::core::{SlabPool, Status};
 use ngx::ffi::{
-    ngx_conf_t, ngx_cycle, ngx_cycle_t, ngx_log_t, ngx_pagesize, ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock,
+    ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_log_t, ngx_pagesize, ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock,
     ngx_shmtx_trylock, ngx_shmtx_unlock, ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_init, ngx_slab_pool_t,
     ngx_str_t, ngx_time, NGX_LOG_ALERT, NGX_LOG_EMERG,
 };
 use ngx::ngx_log_error;
 
-use crate::{clock, log, module};
+use crate::{
+    clock,
+    log::{self, map_log},
+    module,
+};
 use shared_map_engine::state::Snapshot;
 use shared_map_engine::{Arena, Map, MapConfig, Spec};
 
@@ -70,7 +74,8 @@ unsafe impl Arena for SlabArena {
     }
 
     fn capacity(&self) -> usize {
-        // SAFETY: as above; `start..end` are the pages the slab hands out.
+        // SAFETY: the pool header is valid for the zone's lifetime; `start..end` are the pages the slab hands out, in
+        // one allocation.
         unsafe { (*self.pool.as_ptr()).end.offset_from((*self.pool.as_ptr()).start) as usize }
     }
 }
@@ -80,9 +85,58 @@ pub fn now() -> u32 {
     ngx_time() as u32
 }
 
-/// Why a map could not be used.
-#[derive(Debug)]
+/// Why a map could not be used: its zone is not mapped, or its header was not
+/// found where `init` put it.
+#[derive(Debug, thiserror::Error)]
+#[error("is not initialised")]
 pub struct ZoneUnavailable;
+
+/// Why a zone's `init` refused the map: nginx must not start (or the reload
+/// is refused). `Display` gives the line nginx logs, at [`InitError::level`].
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(
+        "shared_map \"{name}\" uses \"{kind}\" with {entries} entries while previously it used \"{old_kind}\" \
+         with {old_entries} entries; change its name or restart nginx"
+    )]
+    LayoutChanged {
+        name: String,
+        kind: &'static str,
+        entries: u64,
+        old_kind: &'static str,
+        old_entries: u64,
+    },
+    #[error(
+        "shared_map \"{name}\" uses \"match={matching}\" while previously it used \"match={old}\"; \
+         change its name or restart nginx"
+    )]
+    MatchChanged {
+        name: String,
+        matching: &'static str,
+        old: &'static str,
+    },
+    #[error("could not allocate the replication log in shared map \"{0}\"")]
+    NoLogRoom(String),
+    #[error("could not allocate the bucket table or the replication log in shared map \"{0}\"")]
+    NoRoom(String),
+    #[error("shared map \"{0}\" is not initialised")]
+    Unavailable(String),
+}
+
+impl InitError {
+    /// A changed map is the configuration's fault; no room is the zone's.
+    pub fn level(&self) -> u32 {
+        match self {
+            InitError::LayoutChanged { .. } | InitError::MatchChanged { .. } => NGX_LOG_EMERG,
+            _ => NGX_LOG_ALERT,
+        }
+    }
+}
+
+/// The slab pool had no room for the map's name in its log context.
+#[derive(Debug, thiserror::Error)]
+#[error("no room for the log context")]
+pub struct NoLogCtxRoom;
 
 impl SharedMap {
     pub fn new(name: String, spec: Spec, shm_zone: NonNull<ngx_shm_zone_t>, cycle: NonNull<ngx_cycle_t>) -> Self {
@@ -102,7 +156,8 @@ impl SharedMap {
     /// `shm_zone` was created by the `shared_map` directive (or a reference to it
     /// that the directive then defined) in the running cycle.
     pub unsafe fn from_zone<'a>(shm_zone: *const ngx_shm_zone_t) -> Option<&'a SharedMap> {
-        // SAFETY: per the contract, `data` is null or points to a live SharedMap.
+        // SAFETY: `shm_zone` belongs to the running cycle (the caller's contract), and its `data` is null or the
+        // SharedMap `cmd_set_shared_map` set, which lives as long as that cycle.
         unsafe { ((*shm_zone).data as *const SharedMap).as_ref() }
     }
 
@@ -132,7 +187,7 @@ impl SharedMap {
                 let snapshot = Snapshot::take(&mut map, now());
                 let synced = map.is_synced();
                 self.rebuild(&mut arena, &snapshot, synced)?;
-                // SAFETY: as above; the map was made again at `root`.
+                // SAFETY: the mutex is still held (`locked`), and the map was made again at `root` in this zone.
                 map = unsafe { Map::attach(&mut arena, self.root) }.ok_or(ZoneUnavailable)?;
             } else {
                 log::log_recovery(&self.name, recovery);
@@ -163,9 +218,9 @@ impl SharedMap {
         // refers to the pool's pages: the handles of other workers exist only
         // while they hold the mutex.
         unsafe { ngx_slab_init(shpool) };
-        // SAFETY: as above; the pool was just reset.
+        // SAFETY: the mutex is held and the pool was just reset: nothing else uses it.
         let restored = unsafe { set_log_ctx(shpool, &self.name) }
-            .map_err(|()| shared_map_engine::Error::NoRoom)
+            .map_err(|NoLogCtxRoom| shared_map_engine::Error::NoRoom)
             .and_then(|()| snapshot.restore(arena, synced.then(host_id)));
         let root = self.root;
         match restored {
@@ -176,13 +231,12 @@ impl SharedMap {
                 Ok(())
             }
             _ => {
-                // SAFETY: `ngx_cycle` is the running cycle.
-                let log = unsafe { (*ngx_cycle).log };
-                ngx_log_error!(
+                let log = log::cycle_log();
+                map_log!(
                     NGX_LOG_ALERT,
                     log,
-                    "shared map \"{}\" could not be made again after a process died in its allocator; restart nginx",
-                    self.name
+                    self.name,
+                    " could not be made again after a process died in its allocator; restart nginx"
                 );
                 Err(ZoneUnavailable)
             }
@@ -219,13 +273,14 @@ impl Locked {
         // SAFETY: a mapped zone of this module starts with nginx's slab pool,
         // whose mutex was created with the zone.
         let mtx = unsafe { ptr::addr_of_mut!((*pool.as_ptr()).mutex) };
-        // SAFETY: as above; `ngx_shmtx_trylock` takes the mutex if it is free.
+        // SAFETY: `mtx` is the zone's slab pool mutex, created with the zone; `ngx_shmtx_trylock` takes it only if it
+        // is free.
         let waited = if unsafe { ngx_shmtx_trylock(mtx) } != 0 {
             None
         } else {
             let t = clock::ticks();
-            // SAFETY: as above; waits until the holder (or the master, for a
-            // dead holder) releases it.
+            // SAFETY: `mtx` is the zone's slab pool mutex; `ngx_shmtx_lock` waits until its holder (or the master,
+            // for a dead holder) releases it.
             unsafe { ngx_shmtx_lock(mtx) };
             Some(clock::ticks().wrapping_sub(t))
         };
@@ -252,7 +307,8 @@ impl Drop for Locked {
 /// # Safety
 /// `cf` is the configuration being parsed; `name` lives in its pool.
 pub unsafe fn add_zone(cf: *mut ngx_conf_t, name: &mut ngx_str_t, size: usize) -> Option<NonNull<ngx_shm_zone_t>> {
-    // SAFETY: per the contract; nginx keeps `name`, which outlives the cycle.
+    // SAFETY: `cf` is the configuration being parsed and `name` lives in its pool, which nginx keeps for the cycle's
+    // life.
     NonNull::new(unsafe {
         ngx_shared_memory_add(
             cf,
@@ -263,6 +319,61 @@ pub unsafe fn add_zone(cf: *mut ngx_conf_t, name: &mut ngx_str_t, size: usize) -
     })
 }
 
+/// What a map's state file adds to its zone's `init`. Persistence builds on
+/// the zone (it reads and fills maps through it), so the zone does not name it:
+/// `lib.rs` sets these before any zone is initialised.
+pub struct StateHooks {
+    /// Claims the map's state file for this nginx; `Err` fails the cycle.
+    pub claim: unsafe fn(&SharedMap) -> Result<(), Box<dyn std::error::Error>>,
+    /// Fills a fresh map from the zone it had before a reload or from its
+    /// state file.
+    pub fill: unsafe fn(*mut ngx_shm_zone_t, &SharedMap, *mut ngx_log_t),
+}
+
+static STATE_HOOKS: std::sync::OnceLock<StateHooks> = std::sync::OnceLock::new();
+
+/// Sets the state file's part of every zone's `init`; the first call wins
+/// (the functions are the same on every reload).
+pub fn set_state_hooks(hooks: StateHooks) {
+    let _ = STATE_HOOKS.set(hooks);
+}
+
+/// `shm_zone.init` of every map: the zone's own initialisation ([`init`]),
+/// with the map's state file claimed before and, for a fresh map, loaded
+/// after.
+///
+/// # Safety
+/// Called by nginx with a zone whose `data` is a SharedMap and, on a reload that
+/// reuses the zone, `old` pointing to the previous cycle's SharedMap.
+pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> ngx_int_t {
+    let hooks = STATE_HOOKS.get();
+    // SAFETY: nginx passes a live zone; `cmd_set_shared_map` set its data to
+    // a SharedMap that lives as long as the cycle nginx is initialising.
+    let (map, log) = unsafe { (SharedMap::from_zone(shm_zone), (*shm_zone).shm.log) };
+    if let (Some(map), Some(hooks)) = (map, hooks) {
+        // SAFETY: `map.cycle` is the cycle being initialised, in the master.
+        if let Err(e) = unsafe { (hooks.claim)(map) } {
+            ngx_log_error!(NGX_LOG_EMERG, log, "{}", e);
+            return Status::NGX_ERROR.into();
+        }
+    }
+    // SAFETY: nginx passes the zone and the previous cycle's data, as `init` requires.
+    match unsafe { init(shm_zone, old) } {
+        Ok(Init::Kept) => Status::NGX_OK.into(),
+        Ok(Init::Fresh) => {
+            if let (Some(map), Some(hooks)) = (map, hooks) {
+                // SAFETY: `shm_zone` is being initialised and its data is `map`.
+                unsafe { (hooks.fill)(shm_zone, map, log) };
+            }
+            Status::NGX_OK.into()
+        }
+        Err(e) => {
+            ngx_log_error!(e.level(), log, "{}", e);
+            Status::NGX_ERROR.into()
+        }
+    }
+}
+
 /// What [`init`] found.
 pub enum Init {
     /// The zone kept its map: a reload, or a zone that already existed.
@@ -271,19 +382,16 @@ pub enum Init {
     Fresh,
 }
 
-/// The zone's initialisation: three cases, as in nginx's own zone modules.
-/// `persist::init_zone`, the zone's `init` callback, calls it and fills a fresh
-/// map from its state file. `Err` when nginx must not start; logged.
+/// The zone's initialisation: three cases, as in nginx's own zone modules. `Err` when nginx must not start; logged.
 ///
 /// # Safety
 /// Called with a zone whose `data` is a SharedMap and, on a reload that reuses
 /// the zone, `old` pointing to the previous cycle's SharedMap.
-pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<Init, ()> {
+unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<Init, InitError> {
     // SAFETY: nginx passes the zone the directive created; its data is our map.
     let zone = unsafe { &mut *shm_zone };
     // SAFETY: `cmd_set_shared_map` set `data` to this zone's SharedMap.
     let map = unsafe { &mut *(zone.data as *mut SharedMap) };
-    let log: *mut ngx_log_t = zone.shm.log;
     let shpool = zone.shm.addr as *mut ngx_slab_pool_t;
 
     // A reload reusing the zone: keep the data if the layout is unchanged.
@@ -291,30 +399,20 @@ pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<In
         // SAFETY: the previous cycle's SharedMap is alive until the new cycle is ready.
         let prev = unsafe { &*(old as *const SharedMap) };
         if prev.spec.kind != map.spec.kind || prev.spec.entries != map.spec.entries {
-            ngx_log_error!(
-                NGX_LOG_EMERG,
-                log,
-                "shared_map \"{}\" uses \"{}\" with {} entries while previously it used \"{}\" with {} entries; \
-                 change its name or restart nginx",
-                map.name,
-                map.spec.kind.name(),
-                map.spec.entries,
-                prev.spec.kind.name(),
-                prev.spec.entries
-            );
-            return Err(());
+            return Err(InitError::LayoutChanged {
+                name: map.name.clone(),
+                kind: map.spec.kind.name(),
+                entries: map.spec.entries,
+                old_kind: prev.spec.kind.name(),
+                old_entries: prev.spec.entries,
+            });
         }
         if prev.spec.matching != map.spec.matching {
-            ngx_log_error!(
-                NGX_LOG_EMERG,
-                log,
-                "shared_map \"{}\" uses \"match={}\" while previously it used \"match={}\"; \
-                 change its name or restart nginx",
-                map.name,
-                map.spec.matching.name(),
-                prev.spec.matching.name()
-            );
-            return Err(());
+            return Err(InitError::MatchChanged {
+                name: map.name.clone(),
+                matching: map.spec.matching.name(),
+                old: prev.spec.matching.name(),
+            });
         }
         map.root = prev.root;
         let (timeout, evict, sync) = (map.spec.timeout, map.spec.evict, map.spec.sync);
@@ -330,11 +428,8 @@ pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<In
         });
         return match synced {
             Ok(true) => Ok(Init::Kept),
-            Ok(false) => {
-                no_log_room(log, map);
-                Err(())
-            }
-            Err(_) => Err(()),
+            Ok(false) => Err(InitError::NoLogRoom(map.name.clone())),
+            Err(ZoneUnavailable) => Err(InitError::Unavailable(map.name.clone())),
         };
     }
 
@@ -347,13 +442,13 @@ pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<In
 
     // A fresh zone.
     // SAFETY: a fresh zone is ours alone in the master.
-    unsafe { set_log_ctx(shpool, &map.name)? };
+    unsafe { set_log_ctx(shpool, &map.name) }.map_err(|NoLogCtxRoom| InitError::NoRoom(map.name.clone()))?;
     let config = MapConfig::from(&map.spec);
     let created = {
-        // SAFETY: as in `with`.
+        // SAFETY: the zone is mapped and starts with nginx's slab pool, made with the zone.
         let pool = unsafe { SlabPool::from_shm_zone(zone) };
         let Some(pool) = pool else {
-            return Err(());
+            return Err(InitError::Unavailable(map.name.clone()));
         };
         let _locked = pool.lock();
         let mut arena = SlabArena {
@@ -378,15 +473,7 @@ pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<In
             unsafe { (*shpool).data = (shpool as *mut u8).add(root as usize) as *mut c_void };
             Ok(Init::Fresh)
         }
-        Err(_) => {
-            ngx_log_error!(
-                NGX_LOG_ALERT,
-                log,
-                "could not allocate the bucket table or the replication log in shared map \"{}\"",
-                map.name
-            );
-            Err(())
-        }
+        Err(_) => Err(InitError::NoRoom(map.name.clone())),
     }
 }
 
@@ -396,30 +483,20 @@ pub unsafe fn init(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> Result<In
 ///
 /// # Safety
 /// `shpool` is the zone's pool, fresh or just reset, and nobody else uses it.
-unsafe fn set_log_ctx(shpool: *mut ngx_slab_pool_t, name: &str) -> Result<(), ()> {
+unsafe fn set_log_ctx(shpool: *mut ngx_slab_pool_t, name: &str) -> Result<(), NoLogCtxRoom> {
     let ctx = format!(" in shared map \"{name}\"\0");
-    // SAFETY: per the contract; `ngx_slab_alloc_locked` because the caller
-    // holds the mutex or is alone with the pool.
+    // SAFETY: `shpool` is the zone's pool, fresh or just reset, and nobody else uses it; `ngx_slab_alloc_locked`
+    // because the caller holds the mutex or is alone with the pool.
     unsafe {
         let log_ctx = ngx_slab_alloc_locked(shpool, ctx.len()) as *mut u8;
         if log_ctx.is_null() {
-            return Err(());
+            return Err(NoLogCtxRoom);
         }
         core::ptr::copy_nonoverlapping(ctx.as_ptr(), log_ctx, ctx.len());
         (*shpool).log_ctx = log_ctx as *mut _;
         (*shpool).set_log_nomem(0);
     }
     Ok(())
-}
-
-/// Logs that the replication log of a synced map found no room.
-fn no_log_room(log: *mut ngx_log_t, map: &SharedMap) {
-    ngx_log_error!(
-        NGX_LOG_ALERT,
-        log,
-        "could not allocate the replication log in shared map \"{}\"",
-        map.name
-    );
 }
 
 /// A name for a new replication log at the server: never one an earlier log of

@@ -25,6 +25,9 @@
 
 use Test::Nginx::Socket;
 use Test::More;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SharedMapTest;
 
 our $Kills = $ENV{TEST_KILLS_IN_LOCK} || 30;
 our @Breakpoints = qw(ngx_slab_alloc_locked ngx_slab_free_locked ngx_slab_alloc_pages ngx_slab_free_pages
@@ -59,18 +62,6 @@ sub is_whole_value {
     my ($key, $v) = @_;
     my ($k, $ver, $len) = $v =~ /^([^:]*):(\d+):(\d+):/ or return 0;
     return $k eq $key && $v eq value_of($key, $ver, $len);
-}
-
-sub master_pid {
-    my $f = server_root() . '/logs/nginx.pid';
-    open my $in, '<', $f or return;
-    chomp(my $pid = <$in>);
-    return $pid;
-}
-
-sub workers_of {
-    my $master = shift;
-    return grep { $_ } split /\s+/, `pgrep -P $master 2>/dev/null`;
 }
 
 # One client: writes for about `secs` seconds or until `stop` exists; reports
@@ -125,7 +116,7 @@ sub run_kills {
     my (%sent, %acked, %at);
     my ($killed, $missed) = (0, 0);
     for my $round (1 .. $Kills) {
-        my @workers = workers_of($master);
+        my @workers = worker_pids($master);
         my $w = $workers[rand @workers];
         my $bp = $points[($round - 1) % @points];
         # Inside: from the function's entry, 1 to 48 instructions on along the
@@ -188,7 +179,7 @@ sub run_kills {
         }
         # The master starts a new worker; wait for it.
         for (1 .. 100) {
-            last if workers_of($master) >= 2;
+            last if worker_pids($master) >= 2;
             select undef, undef, undef, 0.05;
         }
     }
@@ -260,14 +251,7 @@ sub run_kills {
     }
 }
 
-sub share_with_init {
-    no strict 'refs';
-    # `--- init` runs in Test::Nginx::Util
-    for my $pkg (qw(Test::Nginx::Util Test::Nginx::Socket)) {
-        *{"${pkg}::$_"} = \&{"main::$_"} for qw(run_kills client value_of is_whole_value master_pid workers_of);
-    }
-}
-share_with_init();
+share_with_init(qw(run_kills client value_of is_whole_value master_pid worker_pids));
 
 workers(2);
 master_on();

@@ -92,12 +92,7 @@ sub hostile_run {
 }
 
 # The running nginx's workers, as "pid,pid".
-sub worker_pid_list {
-    my $master = do { local (@ARGV, $/) = (server_root() . '/logs/nginx.pid'); <> };
-    chomp $master;
-    join ',', sort grep { my $s = do { local (@ARGV, $/) = ("/proc/$_/status"); <> } // '';
-                          $s =~ /^PPid:\s*$master$/m } map { m{/proc/(\d+)} } glob '/proc/[0-9]*';
-}
+sub worker_pid_list { join ',', worker_pids() }
 
 share_with_init(qw(hostile_request hostile_run worker_pid_list));
 

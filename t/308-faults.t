@@ -8,6 +8,7 @@ use File::Temp qw(tempdir);
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use SharedMapState qw(state_file);
+use SharedMapTest;
 
 my $dir = $ENV{TEST_NGINX_STATE_DIR} = tempdir(CLEANUP => 1);
 {
@@ -15,19 +16,6 @@ my $dir = $ENV{TEST_NGINX_STATE_DIR} = tempdir(CLEANUP => 1);
     binmode $f;
     print $f state_file(2, map { ["k$_", 2, 'v' x 100, 0] } 1 .. 300);
     close $f;
-}
-
-# The pids of the running nginx's workers.
-sub worker_pids {
-    my $master = do { local (@ARGV, $/) = (server_root() . '/logs/nginx.pid'); <> };
-    chomp $master;
-    my @pids;
-    for my $status (glob '/proc/[0-9]*/status') {
-        open my $f, '<', $status or next;
-        my $s = do { local $/; <$f> };
-        push @pids, $status =~ m{/proc/(\d+)/} if $s =~ /^PPid:\s*$master$/m;
-    }
-    return @pids;
 }
 
 # Limits each worker's address space to what it uses now and 32 MiB more, so
@@ -45,16 +33,8 @@ master_on();
 workers(1);
 no_shuffle();
 no_long_string();
-share_with_init();
+share_with_init(qw(worker_pids limit_workers));
 run_tests();
-
-sub share_with_init {
-    no strict 'refs';
-    # `--- init` runs in Test::Nginx::Util
-    for my $pkg (qw(Test::Nginx::Util Test::Nginx::Socket)) {
-        *{"${pkg}::$_"} = \&{"main::$_"} for qw(worker_pids limit_workers);
-    }
-}
 
 __DATA__
 

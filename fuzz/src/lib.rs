@@ -96,7 +96,7 @@ pub fn spec(data: &[u8]) {
     }
 }
 
-/// Every argument name the API knows, in the order `src/api.rs` lists them.
+/// Every argument name the API knows, in the order `http-parse/src/api.rs` lists them.
 const ARGS: [&str; 9] = ["key", "ttl", "type", "nx", "incr", "init", "prefix", "limit", "format"];
 
 /// The API's query decoding: never panics; accepted arguments are known,

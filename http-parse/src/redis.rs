@@ -7,6 +7,8 @@
 
 use core::fmt;
 
+use crate::param::ParamError;
+
 /// What every Redis key of the module starts with when `prefix=` is not given.
 pub const DEFAULT_PREFIX: &str = "shared_map";
 
@@ -71,58 +73,15 @@ impl fmt::Debug for RedisParams {
     }
 }
 
-/// Why the directive was refused; `Display` gives nginx's wording. No variant
-/// holds a password's text: a refused `password=` is named, not quoted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RedisParamsError {
-    InvalidParameter(String),
-    DuplicateParameter(String),
-    InvalidDb(String),
-    /// `user=` without `password=`.
-    UserWithoutPassword,
-    /// A `tls_*` parameter without `tls`.
-    NeedsTls(&'static str),
-    /// `tls` verifying the server with nothing to verify it against.
-    NoTrustedCertificate,
-    /// `sentinel_password=` without `sentinel=`.
-    NeedsSentinel,
-    /// A verified TLS master found through sentinels (an IP address) needs
-    /// the name its certificate carries.
-    SentinelNeedsServerName,
-}
-
-impl fmt::Display for RedisParamsError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RedisParamsError::InvalidParameter(p) => write!(f, "invalid parameter \"{p}\""),
-            RedisParamsError::DuplicateParameter(p) => write!(f, "duplicate parameter \"{p}\""),
-            RedisParamsError::InvalidDb(v) => write!(f, "invalid db \"{v}\""),
-            RedisParamsError::UserWithoutPassword => write!(f, "\"user=\" requires \"password=\""),
-            RedisParamsError::NeedsTls(p) => write!(f, "\"{p}=\" requires \"tls\""),
-            RedisParamsError::NoTrustedCertificate => write!(
-                f,
-                "no \"tls_trusted_certificate=\" to verify Redis's certificate against \
-                 (or \"tls_verify=off\")"
-            ),
-            RedisParamsError::NeedsSentinel => write!(f, "\"sentinel_password=\" requires \"sentinel=\""),
-            RedisParamsError::SentinelNeedsServerName => {
-                write!(f, "\"tls\" with \"sentinel=\" requires \"tls_server_name=\"")
-            }
-        }
-    }
-}
-
-impl std::error::Error for RedisParamsError {}
-
-fn set<T>(slot: &mut Option<T>, value: T, key: &str) -> Result<(), RedisParamsError> {
+fn set<T>(slot: &mut Option<T>, value: T, key: &str) -> Result<(), ParamError> {
     if slot.replace(value).is_some() {
-        return Err(RedisParamsError::DuplicateParameter(key.to_owned()));
+        return Err(ParamError::Duplicate(key.to_owned()));
     }
     Ok(())
 }
 
 /// Parses the words after the address.
-pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<RedisParams, RedisParamsError> {
+pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<RedisParams, ParamError> {
     let mut db = None;
     let mut user = None;
     let mut password = None;
@@ -139,7 +98,7 @@ pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<RedisParams
             continue;
         }
         let Some((key, value)) = word.split_once('=') else {
-            return Err(RedisParamsError::InvalidParameter(word.to_owned()));
+            return Err(ParamError::Invalid(word.to_owned()));
         };
         match key {
             "db" => {
@@ -147,7 +106,10 @@ pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<RedisParams
                     .parse::<u32>()
                     .ok()
                     .filter(|n| *n <= i32::MAX as u32 && !value.starts_with('+'))
-                    .ok_or_else(|| RedisParamsError::InvalidDb(value.to_owned()))?;
+                    .ok_or_else(|| ParamError::InvalidValue {
+                        what: "db",
+                        value: value.to_owned(),
+                    })?;
                 set(&mut db, n, key)?;
             }
             // A user name is one word to Redis (ACL SETUSER); a space or a
@@ -170,25 +132,31 @@ pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<RedisParams
                 set(&mut sentinel, value.split(',').map(str::to_owned).collect(), key)?;
             }
             "sentinel_password" if !value.is_empty() => set(&mut sentinel_password, value.to_owned(), key)?,
-            _ => return Err(RedisParamsError::InvalidParameter(word.to_owned())),
+            _ => return Err(ParamError::Invalid(word.to_owned())),
         }
     }
     let sentinel = match (sentinel, sentinel_password) {
         (Some(addrs), password) => Some(SentinelParams { addrs, password }),
-        (None, Some(_)) => return Err(RedisParamsError::NeedsSentinel),
+        (None, Some(_)) => return Err(ParamError::Requires("sentinel_password=", "sentinel=")),
         (None, None) => None,
     };
     if sentinel.is_some() && server_name.is_none() && tls.is_some() && verify != Some(false) {
-        return Err(RedisParamsError::SentinelNeedsServerName);
+        return Err(ParamError::Missing(
+            "tls_server_name=",
+            "to check the certificate of a master named by \"sentinel=\"",
+        ));
     }
     if user.is_some() && password.is_none() {
-        return Err(RedisParamsError::UserWithoutPassword);
+        return Err(ParamError::Requires("user=", "password="));
     }
     let tls = match tls {
         Some(()) => {
             let verify = verify.unwrap_or(true);
             if verify && trusted.is_none() {
-                return Err(RedisParamsError::NoTrustedCertificate);
+                return Err(ParamError::Missing(
+                    "tls_trusted_certificate=",
+                    "to verify Redis's certificate against (or \"tls_verify=off\")",
+                ));
             }
             Some(TlsParams {
                 verify,
@@ -198,12 +166,12 @@ pub fn parse<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<RedisParams
         }
         None => {
             let given = [
-                ("tls_verify", verify.is_some()),
-                ("tls_trusted_certificate", trusted.is_some()),
-                ("tls_server_name", server_name.is_some()),
+                ("tls_verify=", verify.is_some()),
+                ("tls_trusted_certificate=", trusted.is_some()),
+                ("tls_server_name=", server_name.is_some()),
             ];
             if let Some((name, _)) = given.into_iter().find(|(_, given)| *given) {
-                return Err(RedisParamsError::NeedsTls(name));
+                return Err(ParamError::Requires(name, "tls"));
             }
             None
         }
@@ -332,7 +300,7 @@ mod tests {
         );
         assert_eq!(
             err(&["sentinel=a", "tls", "tls_trusted_certificate=ca.pem"]),
-            "\"tls\" with \"sentinel=\" requires \"tls_server_name=\""
+            "no \"tls_server_name=\" to check the certificate of a master named by \"sentinel=\""
         );
     }
 

@@ -4,7 +4,7 @@
 //! Nothing here touches nginx or the map; the module's `session.rs` builds the
 //! store on these functions.
 
-use core::fmt;
+use crate::param::ParamError;
 
 use shared_map_engine::spec::parse_time_secs;
 
@@ -52,30 +52,6 @@ pub struct SessionSpec {
     pub rotate: bool,
 }
 
-/// Why the directive was refused; `Display` gives nginx's wording.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SessionSpecError {
-    InvalidParameter(String),
-    DuplicateParameter(String),
-    InvalidTimeout(String),
-    InvalidCookieName(String),
-    SameSiteNoneNeedsSecure,
-}
-
-impl fmt::Display for SessionSpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SessionSpecError::InvalidParameter(p) => write!(f, "invalid parameter \"{p}\""),
-            SessionSpecError::DuplicateParameter(p) => write!(f, "duplicate parameter \"{p}\""),
-            SessionSpecError::InvalidTimeout(v) => write!(f, "invalid timeout \"{v}\""),
-            SessionSpecError::InvalidCookieName(v) => write!(f, "invalid cookie name \"{v}\""),
-            SessionSpecError::SameSiteNoneNeedsSecure => f.write_str("\"samesite=none\" requires \"secure\""),
-        }
-    }
-}
-
-impl std::error::Error for SessionSpecError {}
-
 /// A cookie name: an RFC 6265 token (visible ASCII without separators).
 fn is_token(s: &str) -> bool {
     !s.is_empty()
@@ -89,9 +65,9 @@ fn is_attribute_value(s: &str) -> bool {
 }
 
 /// Parses the directive's arguments after its name: `args[0]` is the map's name.
-pub fn parse(args: &[&str]) -> Result<SessionSpec, SessionSpecError> {
+pub fn parse(args: &[&str]) -> Result<SessionSpec, ParamError> {
     let Some((map, params)) = args.split_first() else {
-        return Err(SessionSpecError::InvalidParameter(String::new()));
+        return Err(ParamError::Invalid(String::new()));
     };
     let mut cookie = None;
     let mut timeout = None;
@@ -100,7 +76,7 @@ pub fn parse(args: &[&str]) -> Result<SessionSpec, SessionSpecError> {
     let mut path = None;
     let mut domain = None;
     let mut rotate = None;
-    let invalid = |p: &str| SessionSpecError::InvalidParameter(p.to_string());
+    let invalid = |p: &str| ParamError::Invalid(p.to_string());
 
     for &p in params {
         let (name, value) = match p.split_once('=') {
@@ -111,13 +87,21 @@ pub fn parse(args: &[&str]) -> Result<SessionSpec, SessionSpecError> {
             ("secure", None) => core::mem::replace(&mut secure, true),
             ("cookie", Some(v)) => {
                 if !is_token(v) {
-                    return Err(SessionSpecError::InvalidCookieName(v.to_string()));
+                    return Err(ParamError::InvalidValue {
+                        what: "cookie name",
+                        value: v.to_string(),
+                    });
                 }
                 cookie.replace(v.to_string()).is_some()
             }
             ("timeout", Some(v)) => match parse_time_secs(v) {
                 Some(t) if t > 0 => timeout.replace(t).is_some(),
-                _ => return Err(SessionSpecError::InvalidTimeout(v.to_string())),
+                _ => {
+                    return Err(ParamError::InvalidValue {
+                        what: "timeout",
+                        value: v.to_string(),
+                    })
+                }
             },
             ("samesite", Some(v)) => {
                 let s = match v.to_ascii_lowercase().as_str() {
@@ -135,13 +119,13 @@ pub fn parse(args: &[&str]) -> Result<SessionSpec, SessionSpecError> {
             _ => return Err(invalid(p)),
         };
         if duplicate {
-            return Err(SessionSpecError::DuplicateParameter(name.to_string()));
+            return Err(ParamError::Duplicate(name.to_string()));
         }
     }
 
     let samesite = samesite.unwrap_or(SameSite::Lax);
     if samesite == SameSite::None && !secure {
-        return Err(SessionSpecError::SameSiteNoneNeedsSecure);
+        return Err(ParamError::Requires("samesite=none", "secure"));
     }
     Ok(SessionSpec {
         map: map.to_string(),
@@ -175,11 +159,11 @@ impl ApiAccess {
 }
 
 /// Parses the arguments of `shared_map_session_api` after its name.
-pub fn parse_api(args: &[&str]) -> Result<ApiAccess, SessionSpecError> {
+pub fn parse_api(args: &[&str]) -> Result<ApiAccess, ParamError> {
     match args {
         [] => Ok(ApiAccess::ReadOnly),
         ["write"] => Ok(ApiAccess::Write),
-        ["write", p, ..] | [p, ..] => Err(SessionSpecError::InvalidParameter(p.to_string())),
+        ["write", p, ..] | [p, ..] => Err(ParamError::Invalid(p.to_string())),
     }
 }
 

@@ -1,8 +1,9 @@
 //! The session directive's parameters, session ids and cookies.
 
+use shared_map_http_parse::param::ParamError;
 use shared_map_http_parse::session::{
     cookie_values, encode_id, flag_is_set, is_header_safe, is_valid_id, parse, parse_api, upstream_write, ApiAccess,
-    SameSite, SessionSpec, SessionSpecError, UpstreamWrite,
+    SameSite, SessionSpec, UpstreamWrite,
 };
 
 fn spec(args: &[&str]) -> Result<SessionSpec, String> {
@@ -76,7 +77,7 @@ fn session_refuses_bad_parameters_in_nginx_wording() {
     for (args, want) in cases {
         assert_eq!(spec(args).unwrap_err(), *want, "{args:?}");
     }
-    assert!(matches!(parse(&["m", "x"]), Err(SessionSpecError::InvalidParameter(_))));
+    assert!(matches!(parse(&["m", "x"]), Err(ParamError::Invalid(_))));
 }
 
 #[test]

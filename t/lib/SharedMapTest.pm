@@ -9,7 +9,8 @@ use Exporter 'import';
 use HTTP::Tiny;
 use FindBin;
 
-our @EXPORT = qw(use_default_config use_api_config share_with_init call set_cookie new_sid example_config);
+our @EXPORT = qw(use_default_config use_api_config share_with_init master_pid worker_pids call set_cookie new_sid
+                 example_config);
 
 sub use_default_config {
     my (%default) = @_;
@@ -47,14 +48,42 @@ _EOC_
     );
 }
 
-# Test::Nginx evaluates `--- init` code in package Test::Nginx::Util: make the
-# named subs of the test file (and these helpers) callable there.
+# Test::Nginx evaluates `--- init` code in package Test::Nginx::Util, and some
+# of a block's eval'd sections in Test::Nginx::Socket: make the named subs of
+# the test file (and these helpers) callable there.
 sub share_with_init {
     my @names = @_;
-    for my $f (@names) {
-        no strict 'refs';
-        *{"Test::Nginx::Util::$f"} = \&{"main::$f"};
+    no strict 'refs';
+    for my $pkg (qw(Test::Nginx::Util Test::Nginx::Socket)) {
+        *{"${pkg}::$_"} = \&{"main::$_"} for @names;
     }
+}
+
+# The pid in an nginx pid file, by default the running test nginx's master;
+# undef when there is none.
+sub master_pid {
+    my $file = shift // Test::Nginx::Util::server_root() . '/logs/nginx.pid';
+    open my $f, '<', $file or return undef;
+    my $pid = <$f>;
+    return undef unless defined $pid;
+    chomp $pid;
+    return $pid;
+}
+
+# The pids of a master's live children (its workers), by default the running
+# test nginx's, in ascending order.
+sub worker_pids {
+    my $master = shift // master_pid() // return ();
+    my @pids;
+    for my $status (glob '/proc/[0-9]*/status') {
+        open my $f, '<', $status or next;
+        my $s = do { local $/; <$f> };
+        # A worker that died and is not yet reaped (a zombie) is no worker.
+        push @pids, $status =~ m{/proc/(\d+)/} if $s =~ /^PPid:\s*$master$/m && $s !~ /^State:\s*Z/m;
+    }
+    # An array, so that a caller counting them in scalar context gets the count.
+    my @sorted = sort { $a <=> $b } @pids;
+    return @sorted;
 }
 
 # One request on a fresh connection; $sid, if any, is sent as the session cookie.

@@ -1,5 +1,5 @@
 //! The dashboard: the HTML page `GET LOCATION/` of `shared_map_api` answers to
-//! a browser. `build.rs` assembles it from `src/dashboard/` with its style and
+//! a browser. `build.rs` assembles it from `src/api/dashboard/` with its style and
 //! script inline, so it loads nothing from anywhere, and hashes both into the
 //! Content-Security-Policy sent with it. The page reads the same location's
 //! JSON API; under `readonly` it offers no writes.

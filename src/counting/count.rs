@@ -4,11 +4,10 @@
 use ngx::core::Status;
 use ngx::ffi::{ngx_http_request_t, ngx_int_t, NGX_LOG_ALERT};
 use ngx::http::{HttpModuleLocationConf, Request};
-use ngx::ngx_log_error;
 use shared_map_engine::Ttl;
 
 use crate::conf::MapKey;
-use crate::log::log_refusal;
+use crate::log::{log_refusal, map_log};
 use crate::module::Module;
 use crate::zone::{now, SharedMap};
 
@@ -28,7 +27,7 @@ pub fn count_by(r: &Request, map: &SharedMap, key: &[u8], by: i64, init: i64, tt
             None
         }
         Err(_) => {
-            ngx_log_error!(NGX_LOG_ALERT, r.log(), "shared map \"{}\" is not initialised", map.name);
+            map_log!(NGX_LOG_ALERT, r.log(), map.name, " is not initialised");
             None
         }
     }

@@ -14,7 +14,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
-use crate::persist::{self, Failed, Saved};
+use crate::persist::state::{self, SaveError, Saved};
 use crate::zone::SharedMap;
 
 /// A map for the saver thread.
@@ -36,7 +36,7 @@ unsafe impl Send for MapRef {}
 /// What one job did.
 pub struct Outcome {
     pub index: usize,
-    pub result: Result<Saved, Failed>,
+    pub result: Result<Saved, SaveError>,
 }
 
 struct Saver {
@@ -68,7 +68,7 @@ pub fn start(maps: usize) -> bool {
         .name("shared_map save".into())
         .spawn(move || {
             for job in queue {
-                let result = persist::save_unlogged(job.map.0, job.now);
+                let result = state::save_unlogged(job.map.0, job.now);
                 if report
                     .send(Outcome {
                         index: job.index,

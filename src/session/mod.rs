@@ -27,19 +27,20 @@ use ngx::ffi::{
     ngx_http_top_header_filter, ngx_int_t, ngx_list_push, ngx_list_t, ngx_str_t, ngx_table_elt_t, ngx_variable_value_t,
     NGX_HTTP_CACHE_HIT, NGX_HTTP_CACHE_REVALIDATED, NGX_HTTP_CACHE_STALE, NGX_HTTP_CACHE_UPDATING, NGX_HTTP_DELETE,
     NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_PUT, NGX_HTTP_SPECIAL_RESPONSE,
-    NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_WARN,
+    NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_WARN,
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
-use ngx::{ngx_conf_log_error, ngx_log_debug_http, ngx_log_error};
+use ngx::{ngx_log_debug_http, ngx_log_error};
 use shared_map_engine::{Error, Ttl, Value};
 use shared_map_http_parse::session::{
     self as session_spec, flag_is_set, upstream_write, ApiAccess, UpstreamWrite, ID_BYTES, ID_LEN,
 };
 
-use crate::browser;
-use crate::conf::{args, lossy, LocConf, SessionConf};
+use crate::conf::{args, parse_words, LocConf, SessionConf};
 use crate::ctx::{request_ctx, CookieOut, Live, SessionState};
 use crate::http;
+use crate::http::browser;
+use crate::log::map_log;
 use crate::module::Module;
 use crate::value::{header_safe, set_value};
 use crate::zone::{self, now, SharedMap};
@@ -94,25 +95,12 @@ pub unsafe extern "C" fn cmd_set_session(
     if lcf.session.is_some() {
         return c"is duplicate".as_ptr() as *mut c_char;
     }
-    // SAFETY: nginx fills cf->args with the directive's words.
-    let args = unsafe { args(cf) };
-    let mut words = Vec::with_capacity(args.len() - 1);
-    for a in &args[1..] {
-        match a.to_str() {
-            Ok(w) => words.push(w),
-            Err(_) => {
-                ngx_conf_log_error!(NGX_LOG_EMERG, cf, "invalid parameter \"{}\"", lossy(a));
-                return NGX_CONF_ERROR;
-            }
-        }
-    }
-    let spec = match session_spec::parse(&words) {
-        Ok(spec) => spec,
-        Err(e) => {
-            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
-            return NGX_CONF_ERROR;
-        }
+    // SAFETY: nginx passes the configuration being parsed.
+    let Some(spec) = (unsafe { parse_words(cf, 1, session_spec::parse) }) else {
+        return NGX_CONF_ERROR;
     };
+    // SAFETY: `cf` is the configuration nginx is parsing; its `args` hold this directive's words.
+    let args = unsafe { args(cf) };
     // A reference: the map may be defined later.
     // SAFETY: cf is being parsed; the name lives in the configuration pool.
     let Some(zone) = (unsafe { zone::add_zone(cf, &mut args[1], 0) }) else {
@@ -141,17 +129,11 @@ pub unsafe extern "C" fn cmd_set_session_api(
     if lcf.session_api.is_some() {
         return c"is duplicate".as_ptr() as *mut c_char;
     }
-    // SAFETY: nginx fills cf->args with the directive's words.
-    let args = unsafe { args(cf) };
-    let words: Vec<String> = args[1..].iter().map(lossy).collect();
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    match session_spec::parse_api(&words) {
-        Ok(access) => lcf.session_api = Some(access),
-        Err(e) => {
-            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
-            return NGX_CONF_ERROR;
-        }
-    }
+    // SAFETY: nginx passes the configuration being parsed.
+    let Some(access) = (unsafe { parse_words(cf, 1, session_spec::parse_api) }) else {
+        return NGX_CONF_ERROR;
+    };
+    lcf.session_api = Some(access);
     // SAFETY: the core module's location conf exists in a location block.
     let Some(clcf) = NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }) else {
         return NGX_CONF_ERROR;
@@ -230,7 +212,7 @@ fn resolve(r: &Request, conf: &SessionConf, st: &mut SessionState) {
                 }
                 Ok(None) => {}
                 Err(_) => {
-                    ngx_log_error!(NGX_LOG_ALERT, r.log(), "shared map \"{}\" is not initialised", map.name);
+                    map_log!(NGX_LOG_ALERT, r.log(), map.name, " is not initialised");
                     return;
                 }
             }
@@ -297,7 +279,7 @@ fn for_each_header(r: &mut Request, mut f: impl FnMut(*mut ngx_table_elt_t)) {
         for i in 0..p.nelts {
             // SAFETY: i < nelts.
             let h = unsafe { elts.add(i) };
-            // SAFETY: as above.
+            // SAFETY: `h` points into the request's header list, which lives in its pool.
             if unsafe { (*h).hash } != 0 {
                 f(h);
             }
@@ -456,20 +438,20 @@ fn log_store_error(r: &Request, conf: &SessionConf, len: usize, err: &StoreError
     let name = &conf.spec.map;
     match err {
         StoreError::TooLarge => {
-            ngx_log_error!(
+            map_log!(
                 NGX_LOG_ERR,
                 r.log(),
-                "shared map \"{}\": session data of {} bytes is too large, the session is unchanged",
                 name,
+                ": session data of {} bytes is too large, the session is unchanged",
                 len
             );
         }
         StoreError::Full => {
-            ngx_log_error!(
+            map_log!(
                 NGX_LOG_ERR,
                 r.log(),
-                "shared map \"{}\" is full, could not store session data of {} bytes",
                 name,
+                " is full, could not store session data of {} bytes",
                 len
             );
         }
@@ -477,12 +459,7 @@ fn log_store_error(r: &Request, conf: &SessionConf, len: usize, err: &StoreError
             ngx_log_error!(NGX_LOG_ALERT, r.log(), "getrandom() failed ({})", e);
         }
         StoreError::Unavailable => {
-            ngx_log_error!(
-                NGX_LOG_ALERT,
-                r.log(),
-                "shared map \"{}\" could not store a session",
-                name
-            );
+            map_log!(NGX_LOG_ALERT, r.log(), name, " could not store a session");
         }
     }
 }
@@ -572,10 +549,10 @@ unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
         // SAFETY: the next filter of nginx's chain, with the request nginx passed.
         return unsafe { next(r) };
     }
-    // SAFETY: as above.
+    // SAFETY: `r` is a live request (the caller's contract), valid until it is finalised.
     let req = unsafe { Request::from_ngx_http_request(r) };
     let Some(conf) = session_conf(req) else {
-        // SAFETY: as above.
+        // SAFETY: `r` is the live request the header filter chain passes on.
         return unsafe { next(r) };
     };
     let Some(ctx) = request_ctx(req) else {

@@ -16,8 +16,8 @@ use ngx::log::DebugMask;
 use ngx::{ngx_log_debug, ngx_log_error};
 
 use crate::conf;
-use crate::persist::{self, Saved};
-use crate::saver::{self, Outcome};
+use crate::persist::saver::{self, Outcome};
+use crate::persist::state::{self, Saved};
 use crate::zone::{now, SharedMap};
 
 /// How often the timer runs, in milliseconds.
@@ -63,7 +63,7 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: set by nginx before init_process.
     if unsafe { ngx_worker } == 0 {
         for path in maps.iter().filter_map(|m| m.spec.state.as_deref()) {
-            persist::remove_leftovers(path, cycle.log);
+            state::remove_leftovers(path, cycle.log);
         }
     }
     for map in maps {
@@ -110,7 +110,8 @@ fn ngx_ffi_error() -> ngx_int_t {
 /// # Safety
 /// Called by nginx with the worker's cycle.
 pub unsafe extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
-    // SAFETY: as in init_process.
+    // SAFETY: `ngx_process` is written once by nginx before the worker runs any module code; reading it is a plain
+    // load.
     let process = unsafe { ngx_process } as u32;
     if process != NGX_PROCESS_WORKER && process != NGX_PROCESS_SINGLE {
         return;
@@ -126,7 +127,7 @@ pub unsafe extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
 }
 
 fn save(map: &SharedMap, log: *mut ngx_log_t, why: &str) -> bool {
-    match persist::save(map, log) {
+    match state::save(map, log) {
         Ok(Saved::Written { entries, bytes }) => {
             ngx_log_debug!(
                 mask: DebugMask::Http,
@@ -140,7 +141,7 @@ fn save(map: &SharedMap, log: *mut ngx_log_t, why: &str) -> bool {
             true
         }
         Ok(_) => true,
-        Err(()) => false,
+        Err(_) => false,
     }
 }
 
@@ -167,7 +168,7 @@ fn report(
             }
             Ok(_) => {}
             Err(failed) => {
-                persist::log_failed(map, map.spec.state.as_deref().unwrap_or(""), &failed, log);
+                state::log_failed(map, map.spec.state.as_deref().unwrap_or(""), &failed, log);
                 if let Some(next) = next_save.as_deref_mut().and_then(|n| n.get_mut(index)) {
                     *next = now.saturating_add(SAVE_RETRY);
                 }
@@ -216,7 +217,7 @@ unsafe extern "C" fn on_timer(ev: *mut ngx_event_t) {
         }
         if threaded {
             // The event loop only checks, in O(1), whether the map changed.
-            if persist::dirty(map) {
+            if state::dirty(map) {
                 saver::post(i, map, now);
             }
         } else if !save(map, log, "timer") {

@@ -39,7 +39,8 @@ pub fn redirected(r: &ngx_http_request_t) -> bool {
 /// # Safety
 /// `r` is a live request whose header has not been sent.
 pub unsafe fn disable_not_modified(r: *mut ngx_http_request_t) {
-    // SAFETY: per the contract; requests are single-threaded.
+    // SAFETY: `r` is a live request borrowed mutably for the call; nginx runs a request on one thread, so nothing
+    // else writes the bit meanwhile.
     unsafe { ngx_http_shared_map_disable_not_modified(r) }
 }
 
@@ -49,6 +50,7 @@ pub unsafe fn disable_not_modified(r: *mut ngx_http_request_t) {
 /// # Safety
 /// `r` is a live request.
 pub unsafe fn hold(r: *mut ngx_http_request_t) {
-    // SAFETY: per the contract; requests are single-threaded.
+    // SAFETY: `r` is a live request borrowed mutably for the call; nginx runs a request on one thread, so nothing
+    // else writes its count meanwhile.
     unsafe { ngx_http_shared_map_hold(r) }
 }

@@ -16,18 +16,19 @@ use std::collections::VecDeque;
 
 use ngx::ffi::{
     ngx_add_timer, ngx_buf_t, ngx_chain_t, ngx_del_timer, ngx_handle_write_event, ngx_http_finalize_request,
-    ngx_http_output_filter, ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_palloc, ngx_pfree, ngx_post_event,
-    ngx_posted_next_events, ngx_str_t, NGX_DONE, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NO_CONTENT,
-    NGX_HTTP_OK, NGX_HTTP_REQUEST_TIME_OUT, NGX_OK,
+    ngx_http_output_filter, ngx_http_request_t, ngx_int_t, ngx_palloc, ngx_pfree, ngx_post_event,
+    ngx_posted_next_events, NGX_DONE, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NO_CONTENT, NGX_HTTP_OK,
+    NGX_HTTP_REQUEST_TIME_OUT, NGX_LOG_ALERT, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
+use ngx::ngx_log_error;
 use shared_map_engine::Value;
 
+use crate::api::render::{self, Entry};
 use crate::ctx::request_ctx;
 use crate::http;
-use crate::render::{self, Entry};
-use crate::request_flags;
-use crate::zone::SharedMap;
+use crate::http::request_flags;
+use crate::zone::{SharedMap, ZoneUnavailable};
 
 /// Buckets walked under one hold of a map's lock: about 770 entries at the
 /// highest load factor, copied in well under a millisecond.
@@ -111,17 +112,17 @@ impl Stream {
     }
 
     /// What precedes the entries: statistics, read in O(1) from each map.
-    fn head(&mut self) -> Result<(), ()> {
+    fn head(&mut self) -> Result<(), StreamError> {
         match self.work {
             Work::Json => {
                 let map = self.maps[0];
-                let (stats, sync) = map.with(|m| (m.stats(), m.sync_stats())).map_err(|_| ())?;
-                self.pending = render::json_head(&map.name, map.spec.kind.name(), &stats, sync.as_ref());
+                let (stats, sync) = map.with(|m| (m.stats(), m.sync_stats()))?;
+                self.pending = render::json_head(&map.name, map.spec.kind.name(), &stats, sync.as_ref())?;
             }
             Work::Prometheus => {
                 let mut heads = Vec::with_capacity(self.maps.len());
                 for map in &self.maps {
-                    let (stats, sync) = map.with(|m| (m.stats(), m.sync_stats())).map_err(|_| ())?;
+                    let (stats, sync) = map.with(|m| (m.stats(), m.sync_stats()))?;
                     heads.push((map.name.as_str(), map.spec.kind.name(), stats, sync));
                 }
                 self.pending = render::prometheus_head(&heads).into_bytes();
@@ -135,17 +136,13 @@ impl Stream {
         self.index >= self.maps.len()
     }
 
-    /// One batch: one hold of the current map's lock. Returns false when the
-    /// map is unavailable.
-    fn batch(&mut self) -> bool {
+    /// One batch: one hold of the current map's lock.
+    fn batch(&mut self) -> Result<(), StreamError> {
         let Some(&map) = self.maps.get(self.index) else {
-            return true;
+            return Ok(());
         };
         let next = if self.work == Work::Clear {
-            match map.with(|m| m.clear_batch(self.cursor, BATCH)) {
-                Ok(next) => next,
-                Err(_) => return false,
-            }
+            map.with(|m| m.clear_batch(self.cursor, BATCH))?
         } else {
             let numeric = self.work == Work::Prometheus;
             let left = self.limit - self.emitted;
@@ -171,13 +168,11 @@ impl Stream {
                 });
                 (if more { None } else { next }, entries, more)
             });
-            let Ok((next, entries, more)) = walked else {
-                return false;
-            };
+            let (next, entries, more) = walked?;
             let mut text = String::new();
             for e in &entries {
                 match self.work {
-                    Work::Json => render::json_entry(&mut self.pending, self.emitted > 0, e, now),
+                    Work::Json => render::json_entry(&mut self.pending, self.emitted > 0, e, now)?,
                     _ => render::prometheus_value(&mut text, &map.name, e),
                 }
                 self.emitted += 1;
@@ -196,8 +191,18 @@ impl Stream {
                 self.emitted = 0;
             }
         }
-        true
+        Ok(())
     }
+}
+
+/// Why a listing stopped: logged at `alert`, since neither can happen to a
+/// map that nginx initialised.
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    #[error("a shared map {0}")]
+    Unavailable(#[from] ZoneUnavailable),
+    #[error("could not serialise a listing: {0}")]
+    Render(#[from] serde_json::Error),
 }
 
 /// Starts `stream` as the response to `r` from its content handler; returns
@@ -207,28 +212,18 @@ impl Stream {
 /// `r` is a live main request in its content phase, its body discarded, its
 /// response not started.
 pub unsafe fn start(r: *mut ngx_http_request_t, mut stream: Stream) -> ngx_int_t {
-    // SAFETY: per the contract.
+    // SAFETY: `r` is a live request (the caller's contract), valid until it is finalised.
     let req = unsafe { Request::from_ngx_http_request(r) };
     if stream.work != Work::Clear {
-        if stream.head().is_err() {
+        if let Err(e) = stream.head() {
+            ngx_log_error!(NGX_LOG_ALERT, req.log(), "{}", e);
             return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
         }
         if stream.vary && req.add_header_out("Vary", "Accept").is_none() {
             return NGX_ERROR as ngx_int_t;
         }
-        let ct = stream.content_type();
-        let hr = req.as_mut();
-        hr.headers_out.status = NGX_HTTP_OK as _;
-        hr.headers_out.content_length_n = -1;
-        hr.headers_out.content_type = ngx_str_t {
-            len: ct.len(),
-            data: ct.as_ptr() as *mut u8,
-        };
-        hr.headers_out.content_type_len = ct.len();
-        hr.headers_out.content_type_lowcase = ptr::null_mut();
-        // SAFETY: a live request with its headers set.
-        let rc = unsafe { ngx_http_send_header(r) };
-        if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || request_flags::header_only(req.as_ref()) {
+        // SAFETY: `r` is a live request whose response has not been started.
+        if let Err(rc) = unsafe { http::send_header(r, NGX_HTTP_OK, stream.content_type(), None) } {
             return rc;
         }
     }
@@ -240,12 +235,14 @@ pub unsafe fn start(r: *mut ngx_http_request_t, mut stream: Stream) -> ngx_int_t
         return NGX_ERROR as ngx_int_t;
     };
     ctx.stream = Some(s.cast::<c_void>());
-    // SAFETY: per the contract; the main request is held until `finish`.
+    // SAFETY: `r` is a live main request in its content phase; it is held
+    // (its count raised) from here until `finish`.
     unsafe {
         request_flags::hold(r);
         (*r).write_event_handler = Some(write_handler);
     }
-    // SAFETY: as above.
+    // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its stream in the
+    // request's pool.
     unsafe { step(r, &mut *s.as_ptr()) };
     NGX_DONE as ngx_int_t
 }
@@ -270,7 +267,8 @@ unsafe extern "C" fn write_handler(r: *mut ngx_http_request_t) {
 unsafe fn step(r: *mut ngx_http_request_t, s: &mut Stream) {
     // SAFETY: a live request has a connection and a write event.
     let wev = unsafe { (*(*r).connection).write };
-    // SAFETY: as above.
+    // SAFETY: `r` is the live main request `start` holds until `finish`; its
+    // connection and write event live as long as it.
     unsafe {
         if (*wev).timedout() != 0 {
             (*(*r).connection).set_timedout(1);
@@ -284,13 +282,16 @@ unsafe fn step(r: *mut ngx_http_request_t, s: &mut Stream) {
     if !s.sent.is_empty() {
         // SAFETY: pushes out what the filters hold.
         let rc = unsafe { ngx_http_output_filter(r, ptr::null_mut()) };
-        // SAFETY: as above.
+        // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its stream in
+        // the request's pool.
         if rc == NGX_ERROR as ngx_int_t || unsafe { release(r, s) } {
             if rc == NGX_ERROR as ngx_int_t {
-                // SAFETY: as above.
+                // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its
+                // stream in the request's pool.
                 unsafe { finish(r, rc) };
             } else {
-                // SAFETY: as above.
+                // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its
+                // stream in the request's pool.
                 unsafe { wait(r) };
             }
             return;
@@ -300,8 +301,11 @@ unsafe fn step(r: *mut ngx_http_request_t, s: &mut Stream) {
         if s.done() {
             break;
         }
-        if !s.batch() {
-            // SAFETY: as above.
+        if let Err(e) = s.batch() {
+            // SAFETY: nginx's live request, which `start` holds.
+            ngx_log_error!(NGX_LOG_ALERT, unsafe { (*(*r).connection).log }, "{}", e);
+            // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its
+            // stream in the request's pool.
             unsafe { finish(r, NGX_ERROR as ngx_int_t) };
             return;
         }
@@ -311,32 +315,40 @@ unsafe fn step(r: *mut ngx_http_request_t, s: &mut Stream) {
         if done {
             // SAFETY: nothing was sent yet for a clear.
             let rc = unsafe { http::send(r, NGX_HTTP_NO_CONTENT, "text/plain", &[]) };
-            // SAFETY: as above.
+            // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its
+            // stream in the request's pool.
             unsafe { finish(r, rc) };
         } else {
-            // SAFETY: as above.
+            // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its
+            // stream in the request's pool.
             unsafe { yield_turn(r) };
         }
         return;
     }
-    // SAFETY: as above.
+    // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its stream in the
+    // request's pool.
     let rc = unsafe { send_pending(r, s, done) };
     if rc == NGX_ERROR as ngx_int_t {
-        // SAFETY: as above.
+        // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its stream in
+        // the request's pool.
         unsafe { finish(r, rc) };
         return;
     }
-    // SAFETY: as above.
+    // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its stream in the
+    // request's pool.
     let busy = unsafe { release(r, s) };
     if done {
         // With output still buffered, nginx's writer finishes sending it.
-        // SAFETY: as above.
+        // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its stream in
+        // the request's pool.
         unsafe { finish(r, rc) };
     } else if busy {
-        // SAFETY: as above.
+        // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its stream in
+        // the request's pool.
         unsafe { wait(r) };
     } else {
-        // SAFETY: as above.
+        // SAFETY: `r` is the live main request `start` holds (its count raised) until `finish`, and `s` its stream in
+        // the request's pool.
         unsafe { yield_turn(r) };
     }
 }

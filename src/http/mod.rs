@@ -1,6 +1,9 @@
 //! What the module's two content handlers (`shared_map_api`, `shared_map_session_api`)
 //! share: reading a request body wherever nginx kept it, and sending a whole response.
 
+pub mod browser;
+pub mod request_flags;
+
 use core::ptr;
 
 use ngx::core::Status;
@@ -9,8 +12,6 @@ use ngx::ffi::{
     ngx_str_t,
 };
 use ngx::http::Request;
-
-use crate::request_flags;
 
 /// Why a request body was not read.
 pub enum BodyError {
@@ -101,20 +102,25 @@ pub unsafe fn read_body(r: *mut ngx_http_request_t, limit: usize) -> Result<Vec<
     }
 }
 
-/// Sends a whole response: `status`, `content_type` and `body` (possibly empty),
-/// after any headers the caller already added. Returns what a content handler
-/// returns (or passes to `ngx_http_finalize_request`).
+/// Sets the response's status, content type and length (`None`: unknown, sent
+/// chunked) and sends its header, after any headers the caller already added.
+/// `Err(rc)` when the caller must return `rc` at once: the header failed or
+/// finished the request, or the response has no body (`HEAD`, 304).
 ///
 /// # Safety
 /// `r` is a live request whose response has not been started.
-pub unsafe fn send(r: *mut ngx_http_request_t, status: u32, content_type: &'static str, body: &[u8]) -> ngx_int_t {
-    // SAFETY: per the contract.
+pub unsafe fn send_header(
+    r: *mut ngx_http_request_t,
+    status: u32,
+    content_type: &'static str,
+    length: Option<usize>,
+) -> Result<(), ngx_int_t> {
+    // SAFETY: `r` is a live request (the caller's contract), valid until it is finalised.
     let req = unsafe { Request::from_ngx_http_request(r) };
-    let pool = req.pool();
     {
         let hr = req.as_mut();
         hr.headers_out.status = status as _;
-        hr.headers_out.content_length_n = body.len() as _;
+        hr.headers_out.content_length_n = length.map_or(-1, |n| n as _);
         hr.headers_out.content_type = ngx_str_t {
             len: content_type.len(),
             data: content_type.as_ptr() as *mut u8,
@@ -122,15 +128,31 @@ pub unsafe fn send(r: *mut ngx_http_request_t, status: u32, content_type: &'stat
         hr.headers_out.content_type_len = content_type.len();
         hr.headers_out.content_type_lowcase = ptr::null_mut();
     }
-
     // SAFETY: a live request with its headers set.
     let rc = unsafe { ngx_http_send_header(r) };
     if rc == ngx_int_t::from(Status::NGX_ERROR)
         || rc > ngx_int_t::from(Status::NGX_OK)
         || request_flags::header_only(req.as_ref())
     {
+        return Err(rc);
+    }
+    Ok(())
+}
+
+/// Sends a whole response: `status`, `content_type` and `body` (possibly empty),
+/// after any headers the caller already added. Returns what a content handler
+/// returns (or passes to `ngx_http_finalize_request`).
+///
+/// # Safety
+/// `r` is a live request whose response has not been started.
+pub unsafe fn send(r: *mut ngx_http_request_t, status: u32, content_type: &'static str, body: &[u8]) -> ngx_int_t {
+    // SAFETY: `r` is a live request whose response has not been started.
+    if let Err(rc) = unsafe { send_header(r, status, content_type, Some(body.len())) } {
         return rc;
     }
+    // SAFETY: `r` is a live request (the caller's contract), valid until it is finalised.
+    let req = unsafe { Request::from_ngx_http_request(r) };
+    let pool = req.pool();
 
     let b = pool.calloc_type::<ngx_buf_t>();
     if b.is_null() {

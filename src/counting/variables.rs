@@ -10,7 +10,7 @@ use ngx::http::{HttpModuleLocationConf, Request};
 use ngx::ngx_string;
 use shared_map_engine::Value;
 
-use crate::count;
+use crate::counting::count;
 use crate::ctx::request_ctx;
 use crate::module::Module;
 use crate::session;

@@ -16,19 +16,19 @@ use ngx::ffi::{
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_conf_log_error, ngx_log_error};
-use shared_map_engine::{spec, Error, Map, MatchMode, OwnedValue, Read, Ttl, Value};
+use shared_map_engine::{Error, Map, MatchMode, OwnedValue, Read, Ttl, Value};
+use shared_map_http_parse::api::{self as api_plan, parse_number, Format, Method, Plan, PutType};
 use shared_map_http_parse::conditional;
-use shared_map_http_parse::query::{self, Arg, QueryError};
 
-use crate::browser;
+use crate::api::dashboard;
+use crate::api::render::{self, Dump};
+use crate::api::stream::{self, Stream, Work};
 use crate::conf::{self, ApiConf, LocConf};
-use crate::dashboard;
 use crate::http;
-use crate::log::{log_refusal, printable};
+use crate::http::browser;
+use crate::http::request_flags;
+use crate::log::{log_refusal, map_log, printable, MapName};
 use crate::module::Module;
-use crate::render::{self, Dump};
-use crate::request_flags;
-use crate::stream::{self, Stream, Work};
 use crate::value::header_safe;
 use crate::zone::{self, now, SharedMap, SlabArena};
 
@@ -74,22 +74,6 @@ pub unsafe extern "C" fn cmd_set_api(cf: *mut ngx_conf_t, _cmd: *mut ngx_command
     clcf.handler = Some(content_handler);
     lcf.api = Some(ApiConf { zone, readonly, prefix });
     NGX_CONF_OK
-}
-
-/// The value type a `PUT` stores.
-#[derive(Clone, Copy)]
-enum PutType {
-    Int,
-    Long,
-    Str,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Format {
-    /// The dashboard: only for the list of maps.
-    Html,
-    Json,
-    Prometheus,
 }
 
 /// What a request asks for, its arguments validated.
@@ -229,8 +213,6 @@ struct Found {
 
 const TEXT: &str = "text/plain";
 const JSON: &str = "application/json";
-const ALLOW_ALL: &str = "GET, HEAD, PUT, POST, DELETE";
-const ALLOW_READ: &str = "GET, HEAD";
 
 impl Reply {
     fn new(status: u32, content_type: &'static str, body: Vec<u8>) -> Self {
@@ -273,10 +255,7 @@ fn refused(r: &Request, map: &SharedMap, key: &[u8], err: Error) -> Reply {
     match err {
         Error::NoRoom => {
             log_refusal(r.log(), &map.name, key, err, None);
-            Reply::error(
-                NGX_HTTP_INSUFFICIENT_STORAGE,
-                format!("shared map \"{}\" is full", map.name),
-            )
+            Reply::error(NGX_HTTP_INSUFFICIENT_STORAGE, format!("{} is full", MapName(&map.name)))
         }
         Error::TypeConflict => Reply::error(NGX_HTTP_CONFLICT, "type conflict: the value is not a number"),
         Error::Overflow => Reply::error(NGX_HTTP_CONFLICT, "overflow"),
@@ -292,7 +271,7 @@ fn refused(r: &Request, map: &SharedMap, key: &[u8], err: Error) -> Reply {
             log_refusal(r.log(), &map.name, key, err, None);
             Reply::error(
                 NGX_HTTP_INSUFFICIENT_STORAGE,
-                format!("shared map \"{}\": too many keys collide in one bucket", map.name),
+                format!("{}: too many keys collide in one bucket", MapName(&map.name)),
             )
         }
         // Not refusals of a write: a map that is there and was made.
@@ -312,96 +291,9 @@ fn refused_write(r: &Request, map: &SharedMap, key: &[u8], why: Refused) -> Repl
 }
 
 fn unavailable(r: &Request, map: &SharedMap) -> Reply {
-    ngx_log_error!(NGX_LOG_ALERT, r.log(), "shared map \"{}\" is not initialised", map.name);
+    map_log!(NGX_LOG_ALERT, r.log(), map.name, " is not initialised");
     Reply::error(NGX_HTTP_INTERNAL_SERVER_ERROR, "map unavailable")
 }
-
-/// The validated arguments of one request.
-struct Args(Vec<Arg>);
-
-impl Args {
-    fn get(&self, name: &str) -> Option<&Arg> {
-        self.0.iter().find(|a| a.name == name.as_bytes())
-    }
-
-    /// Refuses any argument not in `allowed`.
-    fn only(&self, allowed: &[&str]) -> Result<(), Reply> {
-        match self
-            .0
-            .iter()
-            .find(|a| !allowed.iter().any(|n| n.as_bytes() == a.name.as_slice()))
-        {
-            Some(a) => Err(bad_request(format!(
-                "unexpected argument \"{}\"",
-                String::from_utf8_lossy(&a.name)
-            ))),
-            None => Ok(()),
-        }
-    }
-
-    /// The value of an argument that must have one (`name=...`).
-    fn value(&self, name: &str) -> Result<Option<&[u8]>, Reply> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Arg { value: Some(v), .. }) => Ok(Some(v)),
-            Some(_) => Err(bad_request(format!("argument \"{name}\" needs a value"))),
-        }
-    }
-
-    fn required(&self, name: &str) -> Result<&[u8], Reply> {
-        self.value(name)?
-            .ok_or_else(|| bad_request(format!("missing argument \"{name}\"")))
-    }
-
-    /// A flag (`nx`): present without a value.
-    fn flag(&self, name: &str) -> Result<bool, Reply> {
-        match self.get(name) {
-            None => Ok(false),
-            Some(Arg { value: None, .. }) => Ok(true),
-            Some(_) => Err(bad_request(format!("argument \"{name}\" takes no value"))),
-        }
-    }
-
-    fn number<T: core::str::FromStr>(&self, name: &str) -> Result<Option<T>, Reply> {
-        let Some(v) = self.value(name)? else { return Ok(None) };
-        parse_number(v)
-            .map(Some)
-            .ok_or_else(|| bad_request(format!("invalid {name} \"{}\"", printable(v))))
-    }
-
-    fn ttl(&self) -> Result<Ttl, Reply> {
-        let Some(v) = self.value("ttl")? else {
-            return Ok(Ttl::Default);
-        };
-        match core::str::from_utf8(v).ok().and_then(spec::parse_time_secs) {
-            Some(0) => Ok(Ttl::Never),
-            Some(secs) => Ok(Ttl::Secs(secs)),
-            None => Err(bad_request(format!("invalid ttl \"{}\"", printable(v)))),
-        }
-    }
-
-    fn format(&self) -> Result<Format, Reply> {
-        match self.value("format")? {
-            None | Some(b"json") => Ok(Format::Json),
-            Some(b"prometheus") => Ok(Format::Prometheus),
-            Some(b"html") => Ok(Format::Html),
-            Some(v) => Err(bad_request(format!("invalid format \"{}\"", printable(v)))),
-        }
-    }
-}
-
-/// A decimal number: an optional `-`, then digits only.
-fn parse_number<T: core::str::FromStr>(v: &[u8]) -> Option<T> {
-    let digits = v.strip_prefix(b"-").unwrap_or(v);
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    core::str::from_utf8(v).ok()?.parse().ok()
-}
-
-const ALL_ARGS: [&str; 11] = [
-    "key", "prefix", "limit", "format", "ttl", "type", "nx", "incr", "init", "exchange", "stale",
-];
 
 /// The map a request names, `Ok(None)` for the list of maps.
 fn find_map(r: &Request, api: &ApiConf) -> Result<Option<&'static SharedMap>, Reply> {
@@ -432,118 +324,86 @@ fn find_map(r: &Request, api: &ApiConf) -> Result<Option<&'static SharedMap>, Re
     }
 }
 
-/// Works out what the request asks for, refusing it when malformed.
+/// Works out what the request asks for (`shared_map_http_parse::api::plan`),
+/// refusing it when malformed, and finds its map.
 fn plan(r: &Request, api: &ApiConf) -> Result<Op, Reply> {
-    let method = r.as_ref().method as u32;
-    let write = match method {
-        NGX_HTTP_GET | NGX_HTTP_HEAD => false,
-        NGX_HTTP_PUT | NGX_HTTP_POST | NGX_HTTP_DELETE => true,
-        _ => {
-            let allow = if api.readonly { ALLOW_READ } else { ALLOW_ALL };
-            return Err(Reply::not_allowed("method not allowed", allow));
-        }
+    let method = match r.as_ref().method as u32 {
+        NGX_HTTP_GET | NGX_HTTP_HEAD => Method::Get,
+        NGX_HTTP_PUT => Method::Put,
+        NGX_HTTP_POST => Method::Post,
+        NGX_HTTP_DELETE => Method::Delete,
+        _ => Method::Other,
     };
+    let refused = |e: api_plan::Refusal, map: Option<&SharedMap>| match e {
+        api_plan::Refusal::NotAllowed { reason, allow } => Reply::not_allowed(reason, allow),
+        api_plan::Refusal::ReadOnly => Reply::not_allowed(
+            format!("{} is read-only here", MapName(map.map_or("", |m| &m.name))),
+            api_plan::ALLOW_READ,
+        ),
+        api_plan::Refusal::BadRequest(reason) => bad_request(reason),
+    };
+    api_plan::check_method(method, api.readonly).map_err(|e| refused(e, None))?;
     let map = find_map(r, api)?;
-    let args = query::parse(r.as_ref().args.as_bytes(), &ALL_ARGS).map_err(|e: QueryError| bad_request(e))?;
-    let args = Args(args);
-
+    let planned = api_plan::plan(method, r.as_ref().args.as_bytes(), map.is_some(), api.readonly, || {
+        dashboard::wanted(r)
+    })
+    .map_err(|e| refused(e, map))?;
     let Some(map) = map else {
-        if write {
-            return Err(Reply::not_allowed("method not allowed", ALLOW_READ));
-        }
-        args.only(&["format", "prefix", "limit"])?;
-        let format = match args.value("format")? {
-            None if dashboard::wanted(r) => Format::Html,
-            _ => args.format()?,
-        };
-        return Ok(Op::ListMaps {
-            format,
-            readonly: api.readonly,
-            prefix: args.value("prefix")?.unwrap_or_default().to_vec(),
-            limit: args.number("limit")?,
-        });
-    };
-    if write && api.readonly {
-        return Err(Reply::not_allowed(
-            format!("shared map \"{}\" is read-only here", map.name),
-            ALLOW_READ,
-        ));
-    }
-
-    let key = args.value("key")?.map(<[u8]>::to_vec);
-    match (method, key) {
-        (NGX_HTTP_GET | NGX_HTTP_HEAD, Some(key)) => {
-            args.only(&["key", "stale"])?;
-            let stale = args.flag("stale")?;
-            Ok(Op::Get { map, key, stale })
-        }
-        (NGX_HTTP_GET | NGX_HTTP_HEAD, None) => {
-            args.only(&["format", "prefix", "limit", "stale"])?;
-            let format = args.format()?;
-            if format == Format::Html {
-                return Err(bad_request("format \"html\" is for the list of maps only"));
-            }
-            let stale = args.flag("stale")?;
-            if stale && format != Format::Json {
-                return Err(bad_request("argument \"stale\" is for JSON listings only"));
-            }
-            Ok(Op::List {
-                map,
+        return match planned {
+            Plan::ListMaps { format, prefix, limit } => Ok(Op::ListMaps {
                 format,
-                prefix: args.value("prefix")?.unwrap_or_default().to_vec(),
-                limit: args.number("limit")?,
-                stale,
-            })
-        }
-        (NGX_HTTP_PUT, key) => {
-            args.only(&["key", "ttl", "type", "nx", "exchange"])?;
-            let key = key.ok_or_else(|| bad_request("missing argument \"key\""))?;
-            let vtype = match args.value("type")? {
-                None | Some(b"string") => PutType::Str,
-                Some(b"int") => PutType::Int,
-                Some(b"long") => PutType::Long,
-                Some(v) => return Err(bad_request(format!("invalid type \"{}\"", printable(v)))),
-            };
-            let (nx, exchange) = (args.flag("nx")?, args.flag("exchange")?);
-            if nx && exchange {
-                return Err(bad_request("arguments \"nx\" and \"exchange\" exclude each other"));
-            }
-            Ok(Op::Put {
-                map,
-                key,
-                ttl: args.ttl()?,
-                vtype,
-                nx,
-                exchange,
-                cond: Cond::of(r),
-            })
-        }
-        (NGX_HTTP_POST, key) => {
-            args.only(&["key", "incr", "init", "ttl"])?;
-            let key = key.ok_or_else(|| bad_request("missing argument \"key\""))?;
-            args.required("incr")?;
-            Ok(Op::Incr {
-                map,
-                key,
-                delta: args.number("incr")?.unwrap_or(0),
-                init: args.number("init")?.unwrap_or(0),
-                ttl: args.ttl()?,
-                cond: Cond::of(r),
-            })
-        }
-        (_, Some(key)) => {
-            args.only(&["key"])?;
-            Ok(Op::Delete {
-                map,
-                key,
-                cond: Cond::of(r),
-            })
-        }
-        (_, None) => {
-            args.only(&[])?;
-            Ok(Op::Clear { map })
-        }
-    }
+                readonly: api.readonly,
+                prefix,
+                limit,
+            }),
+            _ => Err(Reply::error(NGX_HTTP_INTERNAL_SERVER_ERROR, "no map")),
+        };
+    };
+    Ok(match planned {
+        Plan::Get { key, stale } => Op::Get { map, key, stale },
+        Plan::List {
+            format,
+            prefix,
+            limit,
+            stale,
+        } => Op::List {
+            map,
+            format,
+            prefix,
+            limit,
+            stale,
+        },
+        Plan::Put {
+            key,
+            ttl,
+            vtype,
+            nx,
+            exchange,
+        } => Op::Put {
+            map,
+            key,
+            ttl,
+            vtype,
+            nx,
+            exchange,
+            cond: Cond::of(r),
+        },
+        Plan::Incr { key, delta, init, ttl } => Op::Incr {
+            map,
+            key,
+            delta,
+            init,
+            ttl,
+            cond: Cond::of(r),
+        },
+        Plan::Delete { key } => Op::Delete {
+            map,
+            key,
+            cond: Cond::of(r),
+        },
+        Plan::Clear => Op::Clear { map },
+        Plan::ListMaps { .. } => return Err(Reply::error(NGX_HTTP_INTERNAL_SERVER_ERROR, "no list of maps")),
+    })
 }
 
 /// Runs `op`, with `body` the request body of a `PUT`.
@@ -675,10 +535,16 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
                     Err(_) => return unavailable(r, map),
                 }
             }
-            // The same URI answers HTML to browsers: caches must keep both apart.
-            Reply {
-                extra: &[("Vary", "Accept")],
-                ..Reply::new(NGX_HTTP_OK, JSON, render::maps_json(&dumps))
+            match render::maps_json(&dumps) {
+                // The same URI answers HTML to browsers: caches must keep both apart.
+                Ok(body) => Reply {
+                    extra: &[("Vary", "Accept")],
+                    ..Reply::new(NGX_HTTP_OK, JSON, body)
+                },
+                Err(e) => {
+                    ngx_log_error!(NGX_LOG_ALERT, r.log(), "could not serialise the maps: {}", e);
+                    Reply::error(NGX_HTTP_INTERNAL_SERVER_ERROR, "could not serialise the maps")
+                }
             }
         }
         Op::Clear { .. } | Op::List { .. } => Reply::error(NGX_HTTP_INTERNAL_SERVER_ERROR, "not streamed"),
@@ -741,7 +607,7 @@ fn streamed(r: &Request, op: Op) -> Result<Stream, Op> {
 /// # Safety
 /// `r` is a live request whose response has not been started.
 unsafe fn send(r: *mut ngx_http_request_t, reply: Reply) -> ngx_int_t {
-    // SAFETY: per the contract.
+    // SAFETY: `r` is a live request (the caller's contract), valid until it is finalised.
     let req = unsafe { Request::from_ngx_http_request(r) };
     let headers = [
         ("X-Shared-Map-Type", reply.value_type),
@@ -784,7 +650,7 @@ unsafe fn send(r: *mut ngx_http_request_t, reply: Reply) -> ngx_int_t {
         // SAFETY: a live request whose header has not been sent.
         unsafe { request_flags::disable_not_modified(r) };
     }
-    // SAFETY: per the contract.
+    // SAFETY: `r` is a live request whose response has not been started.
     unsafe { http::send(r, reply.status, reply.content_type, &reply.body) }
 }
 
@@ -857,9 +723,9 @@ unsafe extern "C" fn body_handler(r: *mut ngx_http_request_t) {
                 Op::Put { map, .. } => map.spec.space,
                 _ => 0,
             };
-            // SAFETY: as above.
+            // SAFETY: `r` is a live request whose body nginx has read (this is its post handler).
             match unsafe { http::read_body(r, limit) } {
-                // SAFETY: as above.
+                // SAFETY: `r` is a live request whose response has not been started.
                 Ok(body) => unsafe { send(r, execute(req, op, &body)) },
                 Err(e) => {
                     let reply = match (&op, e) {
@@ -876,7 +742,7 @@ unsafe extern "C" fn body_handler(r: *mut ngx_http_request_t) {
                             Reply::error(NGX_HTTP_INTERNAL_SERVER_ERROR, "could not read the request body")
                         }
                     };
-                    // SAFETY: as above.
+                    // SAFETY: `r` is a live request whose response has not been started.
                     unsafe { send(r, reply) }
                 }
             }

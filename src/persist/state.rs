@@ -20,16 +20,16 @@ use std::path::Path;
 use core::ffi::c_void;
 use core::ptr::NonNull;
 
-use ngx::core::Status;
 use ngx::ffi::{
-    ngx_core_conf_t, ngx_core_module, ngx_cycle, ngx_cycle_t, ngx_int_t, ngx_list_part_t, ngx_log_t,
-    ngx_pool_cleanup_add, ngx_shm_zone_t, ngx_test_config, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN,
+    ngx_core_conf_t, ngx_core_module, ngx_cycle, ngx_cycle_t, ngx_list_part_t, ngx_log_t, ngx_pool_cleanup_add,
+    ngx_shm_zone_t, ngx_test_config, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN,
 };
 use ngx::ngx_log_error;
 use shared_map_engine::state;
 
-use crate::lock::{self, Refused};
-use crate::zone::{self, now, Init, SharedMap};
+use crate::log::map_log;
+use crate::persist::lock::{self, Refused};
+use crate::zone::{now, SharedMap, ZoneUnavailable};
 
 /// An I/O error as nginx prints one: `(13: Permission denied)`.
 struct OsError<'a>(&'a io::Error);
@@ -45,40 +45,18 @@ impl core::fmt::Display for OsError<'_> {
     }
 }
 
-/// `shm_zone.init` of every map: the zone's own initialisation, then, for a
-/// fresh map, its state file.
+/// Fills a fresh map (the zone's `init` found no data to keep): from the zone
+/// it had before a reload that changed its space, else from its state file.
+/// The load held the lock before any worker could wait for it: lock
+/// statistics start with the workers.
 ///
 /// # Safety
-/// Called by nginx with a zone whose `data` is a SharedMap and, on a reload that
-/// reuses the zone, `old` pointing to the previous cycle's SharedMap.
-pub unsafe extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> ngx_int_t {
-    // SAFETY: per the contract: a live zone whose data is our map, created
-    // (with its cycle) by the cycle nginx is initialising.
-    let claimed = unsafe {
-        match SharedMap::from_zone(shm_zone) {
-            Some(map) => claim_state_file(map, (*shm_zone).shm.log),
-            None => Ok(()),
-        }
-    };
-    if claimed.is_err() {
-        return Status::NGX_ERROR.into();
+/// `shm_zone` is the zone nginx is initialising, whose data is `map`.
+pub unsafe fn fill_fresh(shm_zone: *mut ngx_shm_zone_t, map: &SharedMap, log: *mut ngx_log_t) {
+    if map.spec.state.is_none() || !fill_from_old(shm_zone, map, log) {
+        load(map, log);
     }
-    // SAFETY: per the contract, passed through.
-    match unsafe { zone::init(shm_zone, old) } {
-        Ok(Init::Kept) => Status::NGX_OK.into(),
-        Ok(Init::Fresh) => {
-            // SAFETY: nginx passes a live zone whose data is our map (checked by init).
-            let (map, log) = unsafe { (&*((*shm_zone).data as *const SharedMap), (*shm_zone).shm.log) };
-            if map.spec.state.is_none() || !fill_from_old(shm_zone, map, log) {
-                load(map, log);
-            }
-            // The load held the lock before any worker could wait for it: lock
-            // statistics start with the workers.
-            let _ = map.with(|m| m.reset_lock_stats());
-            Status::NGX_OK.into()
-        }
-        Err(()) => Status::NGX_ERROR.into(),
-    }
+    let _ = map.with(|m| m.reset_lock_stats());
 }
 
 /// Loads the map's state file into its fresh, empty zone (in the master, from
@@ -134,26 +112,26 @@ pub fn load(map: &SharedMap, log: *mut ngx_log_t) {
             let aside = format!("{path}.corrupt-{now}");
             match fs::rename(path, &aside) {
                 Ok(()) => {
-                    ngx_log_error!(
+                    map_log!(
                         NGX_LOG_ERR,
                         log,
-                        "shared map \"{}\": invalid state file \"{}\": {}, renamed to \"{}\"; the map starts empty",
                         map.name,
+                        ": invalid state file \"{}\": {}, renamed to \"{}\"; the map starts empty",
                         path,
                         err,
                         aside
                     );
                 }
                 Err(e) => {
-                    ngx_log_error!(
-                    NGX_LOG_ERR,
-                    log,
-                    "shared map \"{}\": invalid state file \"{}\": {}, rename() to \"{}\" failed {}; the map starts empty",
-                    map.name,
-                    path,
-                    err,
-                    aside,
-                    OsError(&e)
+                    map_log!(
+                        NGX_LOG_ERR,
+                        log,
+                        map.name,
+                        ": invalid state file \"{}\": {}, rename() to \"{}\" failed {}; the map starts empty",
+                        path,
+                        err,
+                        aside,
+                        OsError(&e)
                     );
                 }
             }
@@ -179,11 +157,11 @@ fn fill(map: &SharedMap, parsed: &state::State<'_>, now: u32, source: &str, save
         return;
     };
     if parsed.kind != Some(map.spec.kind) {
-        ngx_log_error!(
+        map_log!(
             NGX_LOG_WARN,
             log,
-            "shared map \"{}\": {}{} was saved by a {}, loading it into a {}",
             map.name,
+            ": {}{} was saved by a {}, loading it into a {}",
             if saved { "state file " } else { "" },
             source,
             parsed.kind.map_or("map of unknown type", |k| k.name()),
@@ -191,21 +169,21 @@ fn fill(map: &SharedMap, parsed: &state::State<'_>, now: u32, source: &str, save
         );
     }
     if report.duplicates > 0 {
-        ngx_log_error!(
+        map_log!(
             NGX_LOG_WARN,
             log,
-            "shared map \"{}\": {} records in {} repeat a key of an earlier one; the last one is kept",
             map.name,
+            ": {} records in {} repeat a key of an earlier one; the last one is kept",
             report.duplicates,
             source
         );
     }
     if report.dropped() > 0 {
-        ngx_log_error!(
+        map_log!(
             NGX_LOG_WARN,
             log,
-            "shared map \"{}\": {} of {} entries in {} were not loaded: {} found no room, {} are too large for a {}",
             map.name,
+            ": {} of {} entries in {} were not loaded: {} found no room, {} are too large for a {}",
             report.dropped(),
             parsed.count,
             source,
@@ -214,11 +192,11 @@ fn fill(map: &SharedMap, parsed: &state::State<'_>, now: u32, source: &str, save
             map.spec.kind.name()
         );
     }
-    ngx_log_error!(
+    map_log!(
         NGX_LOG_NOTICE,
         log,
-        "shared map \"{}\": loaded {} entries from {}, {} expired meanwhile",
         map.name,
+        ": loaded {} entries from {}, {} expired meanwhile",
         report.loaded,
         source,
         report.expired
@@ -314,23 +292,22 @@ pub enum Saved {
 const SAVE_BATCH: u64 = 1024;
 
 /// Saves the map if it changed since the last save. Errors are logged here.
-pub fn save(map: &SharedMap, log: *mut ngx_log_t) -> Result<Saved, ()> {
+pub fn save(map: &SharedMap, log: *mut ngx_log_t) -> Result<Saved, SaveError> {
     let Some(path) = map.spec.state.as_deref() else {
         return Ok(Saved::Clean);
     };
-    save_unlogged(map, now()).map_err(|failed| log_failed(map, path, &failed, log))
+    save_unlogged(map, now()).inspect_err(|e| log_failed(map, path, e, log))
 }
 
 /// Logs why a save failed.
-pub fn log_failed(map: &SharedMap, path: &str, (what, e): &Failed, log: *mut ngx_log_t) {
-    ngx_log_error!(
+pub fn log_failed(map: &SharedMap, path: &str, e: &SaveError, log: *mut ngx_log_t) {
+    map_log!(
         NGX_LOG_ERR,
         log,
-        "shared map \"{}\": could not save state to \"{}\": {} failed {}",
         map.name,
+        ": could not save state to \"{}\": {}",
         path,
-        what,
-        OsError(e)
+        e
     );
 }
 
@@ -342,12 +319,12 @@ pub fn dirty(map: &SharedMap) -> bool {
 /// [`save`] without logging, for the saver thread (which must not log):
 /// the snapshot in batches, the checksum, then the file work. `now` is the
 /// time the save was asked for.
-pub fn save_unlogged(map: &SharedMap, now: u32) -> Result<Saved, Failed> {
+pub fn save_unlogged(map: &SharedMap, now: u32) -> Result<Saved, SaveError> {
     let Some(path) = map.spec.state.as_deref() else {
         return Ok(Saved::Clean);
     };
-    let unavailable = || ("the map".to_owned(), io::Error::other("is not initialised"));
-    let Some((generation, encoder)) = snapshot(map, now).map_err(|()| unavailable())? else {
+    let unavailable = |ZoneUnavailable| SaveError::new("the map".to_owned(), io::Error::other("is not initialised"));
+    let Some((generation, encoder)) = snapshot(map, now).map_err(unavailable)? else {
         return Ok(Saved::Clean);
     };
     let entries = encoder.count();
@@ -370,10 +347,8 @@ pub fn save_unlogged(map: &SharedMap, now: u32) -> Result<Saved, Failed> {
 /// it exactly once (the engine's bucket cursor). A write made during the copy
 /// may or may not be in it; it made the generation move past the one recorded
 /// as saved, so the next save has it.
-fn snapshot(map: &SharedMap, now: u32) -> Result<Option<(u64, state::Encoder)>, ()> {
-    let (generation, saved, kind) = map
-        .with(|m| (m.generation(), m.saved_generation(), m.config().kind))
-        .map_err(|_| ())?;
+fn snapshot(map: &SharedMap, now: u32) -> Result<Option<(u64, state::Encoder)>, ZoneUnavailable> {
+    let (generation, saved, kind) = map.with(|m| (m.generation(), m.saved_generation(), m.config().kind))?;
     if generation == saved {
         return Ok(None);
     }
@@ -383,13 +358,11 @@ fn snapshot(map: &SharedMap, now: u32) -> Result<Option<(u64, state::Encoder)>, 
     while let Some(c) = cursor {
         // Copied under the lock; encoded (the file's buffer grows, which may
         // copy it whole) after the lock is released.
-        cursor = map
-            .with(|m| {
-                m.walk(c, SAVE_BATCH, b"", now, |key, value, expire| {
-                    batch.push((key.to_vec(), value.to_owned(), expire));
-                })
+        cursor = map.with(|m| {
+            m.walk(c, SAVE_BATCH, b"", now, |key, value, expire| {
+                batch.push((key.to_vec(), value.to_owned(), expire));
             })
-            .map_err(|_| ())?;
+        })?;
         for (key, value, expire) in batch.drain(..) {
             encoder.push(&key, value.as_value(), expire);
         }
@@ -397,16 +370,28 @@ fn snapshot(map: &SharedMap, now: u32) -> Result<Option<(u64, state::Encoder)>, 
     Ok(Some((generation, encoder)))
 }
 
-/// What failed (`open() "PATH"`) and why.
-pub type Failed = (String, io::Error);
+/// Why a save failed: what failed (`open() "PATH"`) and the system's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} failed {}", OsError(source))]
+pub struct SaveError {
+    what: String,
+    source: io::Error,
+}
 
-fn at(what: impl FnOnce() -> String) -> impl FnOnce(io::Error) -> Failed {
-    move |e| (what(), e)
+impl SaveError {
+    fn new(what: String, source: io::Error) -> Self {
+        SaveError { what, source }
+    }
+}
+
+/// `map_err`'s argument: the error of `what`, named only if it failed.
+fn at(what: impl FnOnce() -> String) -> impl FnOnce(io::Error) -> SaveError {
+    move |source| SaveError::new(what(), source)
 }
 
 /// Writes `bytes` to `path` through a temporary file; returns false when a
 /// newer snapshot was saved meanwhile and this one was dropped.
-fn write(map: &SharedMap, path: &str, generation: u64, bytes: &[u8]) -> Result<bool, Failed> {
+fn write(map: &SharedMap, path: &str, generation: u64, bytes: &[u8]) -> Result<bool, SaveError> {
     let dir = match Path::new(path).parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -421,7 +406,7 @@ fn write(map: &SharedMap, path: &str, generation: u64, bytes: &[u8]) -> Result<b
     // symbolic link is replaced by the rename, its target never touched.
     match fs::symlink_metadata(path) {
         Ok(m) if !m.is_file() && !m.file_type().is_symlink() => {
-            return Err((
+            return Err(SaveError::new(
                 format!("rename() over \"{path}\""),
                 io::Error::other("not a regular file"),
             ))
@@ -454,7 +439,7 @@ fn write(map: &SharedMap, path: &str, generation: u64, bytes: &[u8]) -> Result<b
 /// found at the name (a planted link, a file) fails the attempt, and another
 /// name is drawn. The PID lets the start-up cleanup tell a live saver's file
 /// from a killed one's ([`remove_leftovers`]).
-fn create_temporary(path: &str) -> Result<(File, String), Failed> {
+fn create_temporary(path: &str) -> Result<(File, String), SaveError> {
     let mut last = io::Error::from(io::ErrorKind::AlreadyExists);
     for _ in 0..TEMPORARY_TRIES {
         let mut random = [0u8; 8];
@@ -466,7 +451,7 @@ fn create_temporary(path: &str) -> Result<(File, String), Failed> {
             } else {
                 io::Error::from(io::ErrorKind::UnexpectedEof)
             };
-            return Err(("getrandom()".to_owned(), e));
+            return Err(SaveError::new("getrandom()".to_owned(), e));
         }
         let tmp = format!("{path}.{}.{:016x}.tmp", std::process::id(), u64::from_ne_bytes(random));
         match OpenOptions::new()
@@ -480,10 +465,13 @@ fn create_temporary(path: &str) -> Result<(File, String), Failed> {
             // Something is already there (ELOOP: a link, on systems that
             // report O_NOFOLLOW so): left alone, another name is drawn.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists || e.raw_os_error() == Some(libc::ELOOP) => last = e,
-            Err(e) => return Err((format!("open() \"{tmp}\""), e)),
+            Err(e) => return Err(SaveError::new(format!("open() \"{tmp}\""), e)),
         }
     }
-    Err((format!("open() \"{path}.{}.*.tmp\"", std::process::id()), last))
+    Err(SaveError::new(
+        format!("open() \"{path}.{}.*.tmp\"", std::process::id()),
+        last,
+    ))
 }
 
 /// Names [`create_temporary`] draws before giving up: only a name someone
@@ -593,31 +581,35 @@ fn temporary_pid(middle: &str) -> Option<libc::pid_t> {
     pid.parse().ok()
 }
 
-/// A relative `state=` path made absolute against nginx's prefix (`-p`), as
-/// nginx does for `proxy_temp_path` and the other paths of its configuration.
-pub fn full_path(prefix: &[u8], path: &str) -> String {
-    if path.starts_with('/') || prefix.is_empty() {
-        return path.to_owned();
-    }
-    let mut full = String::from_utf8_lossy(prefix).into_owned();
-    if !full.ends_with('/') {
-        full.push('/');
-    }
-    full.push_str(path.strip_prefix("./").unwrap_or(path));
-    full
-}
-
-/// Two state paths name one file: the same text once the directory is resolved
-/// (symbolic links, `..`), where it exists.
-pub fn same_state_file(a: &str, b: &str) -> bool {
-    fn canonical(path: &str) -> String {
-        let p = Path::new(path);
-        match (p.parent().and_then(|d| fs::canonicalize(d).ok()), p.file_name()) {
-            (Some(dir), Some(name)) => dir.join(name).to_string_lossy().into_owned(),
-            _ => path.to_owned(),
-        }
-    }
-    a == b || canonical(a) == canonical(b)
+/// Why a map's state file cannot be this nginx's; `Display` gives the line
+/// nginx logs (at `emerg`), and the cycle fails.
+#[derive(Debug, thiserror::Error)]
+pub enum ClaimError {
+    #[error(
+        "shared_map \"{map}\": {who} cannot write state files in \"{dir}\" {}, so \"{path}\" would never be saved",
+        OsError(source)
+    )]
+    NotWritable {
+        map: String,
+        who: String,
+        dir: String,
+        source: io::Error,
+        path: String,
+    },
+    #[error("shared_map \"{map}\": state file \"{path}\" is already used by another nginx (\"{lock}\" is locked)")]
+    Locked { map: String, path: String, lock: String },
+    #[error("shared_map \"{map}\": state file \"{path}\" is already used by another nginx (pid file \"{owner}\")")]
+    Owned { map: String, path: String, owner: String },
+    #[error(
+        "shared_map \"{map}\": {what} failed {}, so \"{path}\" cannot be claimed for this nginx",
+        OsError(source)
+    )]
+    Io {
+        map: String,
+        what: String,
+        source: io::Error,
+        path: String,
+    },
 }
 
 /// Claims a `state=` map's file for this nginx, in the zone's `init` (every
@@ -635,13 +627,13 @@ pub fn same_state_file(a: &str, b: &str) -> bool {
 /// # Safety
 /// `map.cycle` is the cycle being initialised, in the (single-threaded)
 /// master, with its core configuration complete.
-unsafe fn claim_state_file(map: &SharedMap, log: *mut ngx_log_t) -> Result<(), ()> {
+pub unsafe fn claim_state_file(map: &SharedMap) -> Result<(), Box<dyn std::error::Error>> {
     let Some(path) = map.spec.state.as_deref() else {
         return Ok(());
     };
     let cycle = map.cycle.as_ptr();
-    // SAFETY: per the contract; nginx ran the core module's init_conf before
-    // initialising the zones, so the user and the pid file are final.
+    // SAFETY: `map.cycle` is the cycle being initialised, in the single-threaded master; nginx ran the core module's
+    // init_conf before initialising the zones, so the user and the pid file are final.
     let (user, owner, test) = unsafe {
         let ccf = *(*cycle).conf_ctx.add(ngx_core_module.index) as *const ngx_core_conf_t;
         let user = if ccf.is_null() || (*ccf).user == libc::uid_t::MAX {
@@ -673,17 +665,14 @@ unsafe fn claim_state_file(map: &SharedMap, log: *mut ngx_log_t) -> Result<(), (
                 }
                 _ => "the worker processes".to_owned(),
             };
-            ngx_log_error!(
-                NGX_LOG_EMERG,
-                log,
-                "shared_map \"{}\": {} cannot write state files in \"{}\" {}, so \"{}\" would never be saved",
-                map.name,
+            return Err(ClaimError::NotWritable {
+                map: map.name.clone(),
                 who,
-                dir.display(),
-                OsError(&e),
-                path
-            );
-            return Err(());
+                dir: dir.display().to_string(),
+                source: e,
+                path: path.to_owned(),
+            }
+            .into());
         }
     }
     match lock::claim(path, &owner, test, cycle as usize) {
@@ -701,40 +690,25 @@ unsafe fn claim_state_file(map: &SharedMap, log: *mut ngx_log_t) -> Result<(), (
             }
             Ok(())
         }
-        Err(Refused::Used { owner }) if owner.is_empty() => {
-            ngx_log_error!(
-                NGX_LOG_EMERG,
-                log,
-                "shared_map \"{}\": state file \"{}\" is already used by another nginx (\"{}\" is locked)",
-                map.name,
-                path,
-                lock::lock_path(path)
-            );
-            Err(())
+        Err(Refused::Used { owner }) if owner.is_empty() => Err(ClaimError::Locked {
+            map: map.name.clone(),
+            path: path.to_owned(),
+            lock: lock::lock_path(path),
         }
-        Err(Refused::Used { owner }) => {
-            ngx_log_error!(
-                NGX_LOG_EMERG,
-                log,
-                "shared_map \"{}\": state file \"{}\" is already used by another nginx (pid file \"{}\")",
-                map.name,
-                path,
-                owner
-            );
-            Err(())
+        .into()),
+        Err(Refused::Used { owner }) => Err(ClaimError::Owned {
+            map: map.name.clone(),
+            path: path.to_owned(),
+            owner,
         }
-        Err(Refused::Io(what, e)) => {
-            ngx_log_error!(
-                NGX_LOG_EMERG,
-                log,
-                "shared_map \"{}\": {} failed {}, so \"{}\" cannot be claimed for this nginx",
-                map.name,
-                what,
-                OsError(&e),
-                path
-            );
-            Err(())
+        .into()),
+        Err(Refused::Io(what, e)) => Err(ClaimError::Io {
+            map: map.name.clone(),
+            what,
+            source: e,
+            path: path.to_owned(),
         }
+        .into()),
     }
 }
 

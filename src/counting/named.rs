@@ -11,13 +11,13 @@ use ngx::ffi::{
     ngx_variable_value_t, NGX_HTTP_VAR_CHANGEABLE, NGX_HTTP_VAR_NOCACHEABLE, NGX_LOG_ALERT, NGX_LOG_EMERG,
 };
 use ngx::http::Request;
-use ngx::{ngx_conf_log_error, ngx_log_error};
+use ngx::ngx_conf_log_error;
 use shared_map_engine::{spec, Read, Ttl, Value};
 
 use crate::conf::{self, args, lossy, MainConf, NamedIncr, NamedVar};
-use crate::count;
+use crate::counting::count;
 use crate::ctx::request_ctx;
-use crate::log::log_refusal;
+use crate::log::{log_refusal, map_log};
 use crate::value::{cached_by_nginx, header_safe, set_value};
 use crate::zone::{now, SharedMap};
 
@@ -30,7 +30,7 @@ pub unsafe extern "C" fn cmd_shared_map_var(
     _: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    // SAFETY: per the contract.
+    // SAFETY: nginx passes the configuration being parsed and this module's main conf, as `declare` requires.
     unsafe { declare(cf, conf, false) }
 }
 
@@ -43,7 +43,7 @@ pub unsafe extern "C" fn cmd_shared_map_incr(
     _: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    // SAFETY: per the contract.
+    // SAFETY: nginx passes the configuration being parsed and this module's main conf, as `declare` requires.
     unsafe { declare(cf, conf, true) }
 }
 
@@ -286,7 +286,7 @@ unsafe extern "C" fn set_named(r: *mut ngx_http_request_t, v: *mut ngx_variable_
         Ok(Ok(())) => {}
         Ok(Err((e, why))) => log_refusal(r.log(), &named.map_name, key, e, why),
         Err(_) => {
-            ngx_log_error!(NGX_LOG_ALERT, r.log(), "shared map \"{}\" is not initialised", map.name);
+            map_log!(NGX_LOG_ALERT, r.log(), map.name, " is not initialised");
         }
     }
 }

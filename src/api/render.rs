@@ -159,25 +159,30 @@ fn entry_json(e: &Entry, now: u32) -> Json {
 }
 
 /// The start of a map's JSON listing, up to the opening of its entries.
-pub fn json_head(name: &str, kind: &'static str, stats: &Stats, sync: Option<&LogStats>) -> Vec<u8> {
+pub fn json_head(
+    name: &str,
+    kind: &'static str,
+    stats: &Stats,
+    sync: Option<&LogStats>,
+) -> Result<Vec<u8>, serde_json::Error> {
     let mut out = b"{\"name\":".to_vec();
-    let _ = serde_json::to_writer(&mut out, name);
+    serde_json::to_writer(&mut out, name)?;
     out.extend_from_slice(b",\"stats\":");
-    let _ = serde_json::to_writer(&mut out, &StatsJson::new(kind, stats));
+    serde_json::to_writer(&mut out, &StatsJson::new(kind, stats))?;
     if let Some(sync) = sync {
         out.extend_from_slice(b",\"sync\":");
-        let _ = serde_json::to_writer(&mut out, &SyncJson::new(sync));
+        serde_json::to_writer(&mut out, &SyncJson::new(sync))?;
     }
     out.extend_from_slice(b",\"entries\":[");
-    out
+    Ok(out)
 }
 
 /// One entry of a JSON listing, after a comma unless it is the first.
-pub fn json_entry(out: &mut Vec<u8>, comma: bool, e: &Entry, now: u32) {
+pub fn json_entry(out: &mut Vec<u8>, comma: bool, e: &Entry, now: u32) -> Result<(), serde_json::Error> {
     if comma {
         out.push(b',');
     }
-    let _ = serde_json::to_writer(&mut *out, &entry_json(e, now));
+    serde_json::to_writer(&mut *out, &entry_json(e, now))
 }
 
 /// The end of a map's JSON listing.
@@ -190,7 +195,7 @@ pub fn json_tail(out: &mut Vec<u8>, more: bool) {
 }
 
 /// Every map with its statistics.
-pub fn maps_json(dumps: &[Dump<'_>]) -> Vec<u8> {
+pub fn maps_json(dumps: &[Dump<'_>]) -> Result<Vec<u8>, serde_json::Error> {
     let doc = MapsJson {
         maps: dumps
             .iter()
@@ -201,7 +206,7 @@ pub fn maps_json(dumps: &[Dump<'_>]) -> Vec<u8> {
             })
             .collect(),
     };
-    serde_json::to_vec(&doc).unwrap_or_default()
+    serde_json::to_vec(&doc)
 }
 
 /// A label value escaped as the text format requires: `\\`, `\"` and `\n`.

@@ -31,11 +31,12 @@ use shared_map_http_parse::redis;
 use shared_map_http_parse::resp::{Limits, Scanner};
 use shared_map_http_parse::throttle::Throttle;
 
-use crate::conf::{args, lossy, MainConf, RedisConf};
+use crate::conf::{args, lossy, parse_words, MainConf, RedisConf};
+use crate::log::MapName;
 use crate::module::Module;
-use crate::redis_tls::{self, Handshake};
-use crate::sentinel::{Link, Notice, SentinelConf, Target};
-use crate::sync::{self, MapSync};
+use crate::replication::redis_tls::{self, Handshake};
+use crate::replication::sentinel::{Link, Notice, SentinelConf, Target};
+use crate::replication::sync::{self, MapSync};
 use crate::zone::SharedMap;
 
 /// Redis's own port, when the address names none.
@@ -59,15 +60,11 @@ pub unsafe extern "C" fn cmd_set_redis(
         return c"is duplicate".as_ptr() as *mut c_char;
     }
     // SAFETY: nginx passes the configuration being parsed.
-    let args = unsafe { args(cf) };
-    let words: Vec<String> = args[2..].iter().map(lossy).collect();
-    let params = match redis::parse(words.iter().map(String::as_str)) {
-        Ok(p) => p,
-        Err(e) => {
-            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
-            return NGX_CONF_ERROR;
-        }
+    let Some(params) = (unsafe { parse_words(cf, 2, |words| redis::parse(words.iter().copied())) }) else {
+        return NGX_CONF_ERROR;
     };
+    // SAFETY: `cf` is the configuration nginx is parsing; its `args` hold this directive's words.
+    let args = unsafe { args(cf) };
 
     // With sentinel=, the first word names the master; the sentinels are
     // addresses, each resolved as Redis's own.
@@ -310,7 +307,8 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let r = Box::leak(Box::new(Replicator {
         // SAFETY: zeroed is nginx's own initial state for both.
         timer: unsafe { core::mem::zeroed() },
-        // SAFETY: as above.
+        // SAFETY: `ngx_peer_connection_t` is plain C data whose all-zero state is the one nginx's own modules start
+        // from.
         pc: unsafe { core::mem::zeroed() },
         conn: ptr::null_mut(),
         established: false,
@@ -387,7 +385,8 @@ unsafe extern "C" fn on_write(ev: *mut ngx_event_t) {
 }
 
 unsafe extern "C" fn on_read(ev: *mut ngx_event_t) {
-    // SAFETY: as in on_write.
+    // SAFETY: nginx calls the handler with the connection's event; the connection's data is the Replicator `connect`
+    // set, boxed and alive while it is connected.
     let r = unsafe { &mut *((*((*ev).data as *mut ngx_connection_t)).data as *mut Replicator) };
     // A refused connection wakes the read handler first.
     if r.connected() {
@@ -857,7 +856,7 @@ impl Replicator {
             // Redis answers: the next connection failure starts the pauses anew.
             Ok(()) => self.backoff = RETRY,
             Err(e) => {
-                let msg = format!("shared map \"{}\": {}", self.maps[i].map.name, e);
+                let msg = format!("{}: {}", MapName(&self.maps[i].map.name), e);
                 self.log_failure(&msg);
                 self.round_ok = Some(false);
                 sync::report_error(&self.maps[i..=i], true, &msg);
