@@ -79,9 +79,14 @@ pub struct NamedIncr {
 
 /// `shared_map_redis address [db=number] [password=text] [prefix=text];`
 pub struct RedisConf {
-    /// The resolved address, in the configuration pool (`ngx_parse_url`).
-    pub addr: NonNull<ngx_addr_t>,
+    /// The resolved address, in the configuration pool (`ngx_parse_url`);
+    /// none with `sentinel=`, which asks the sentinels for it.
+    pub addr: Option<NonNull<ngx_addr_t>>,
     pub params: RedisParams,
+    /// The TLS context, with `tls`.
+    pub tls: Option<crate::replication::redis_tls::TlsConf>,
+    /// The master's name and its sentinels, with `sentinel=`.
+    pub sentinel: Option<crate::replication::sentinel::SentinelConf>,
 }
 
 /// `init_main_conf`: a map with `sync` needs `shared_map_redis`, which may come
