@@ -14,7 +14,7 @@ use ngx::ngx_log_error;
 
 use crate::{clock, log, module};
 use shared_map_engine::state::Snapshot;
-use shared_map_engine::{Arena, Map, MapConfig, Spec};
+use shared_map_engine::{Arena, Lockless, Map, MapConfig, Spec};
 
 /// One `shared_map` directive: the map's name, its specification and its zone.
 ///
@@ -33,6 +33,8 @@ pub struct SharedMap {
     /// changed the space; its saves are retired once the new cycle is complete
     /// (`persist::retire_old_maps`), never while the reload may still fail.
     pub filled_from: core::cell::Cell<Option<NonNull<SharedMap>>>,
+    /// This worker's reader slot in the map, for counting without the lock.
+    reader: shared_map_engine::Reader,
 }
 
 /// nginx's slab pool as the engine's arena. Exists only while the pool's mutex
@@ -93,6 +95,7 @@ impl SharedMap {
             cycle,
             root: 0,
             filled_from: core::cell::Cell::new(None),
+            reader: shared_map_engine::Reader::new(),
         }
     }
 
@@ -104,6 +107,22 @@ impl SharedMap {
     pub unsafe fn from_zone<'a>(shm_zone: *const ngx_shm_zone_t) -> Option<&'a SharedMap> {
         // SAFETY: per the contract, `data` is null or points to a live SharedMap.
         unsafe { ((*shm_zone).data as *const SharedMap).as_ref() }
+    }
+
+    /// Adds `by` to `key` without the mutex when the key holds a number and
+    /// has not expired; `None` when the caller must take the mutex (an absent
+    /// or expired key, a string, a synced or matching map).
+    pub fn add_lockless(&self, key: &[u8], by: i64, now: u32) -> Option<Result<i64, shared_map_engine::Error>> {
+        // SAFETY: the zone is mapped for the whole life of a worker.
+        let zone = unsafe { self.shm_zone.as_ref() };
+        if zone.shm.addr.is_null() {
+            return None;
+        }
+        // SAFETY: the zone is mapped at `addr` for `size` bytes while this
+        // process uses the map, and `root` came from `Map::create` in it (0,
+        // refused, before the zone's init).
+        let map = unsafe { Lockless::open(zone.shm.addr, zone.shm.size, self.root, &self.reader) }?;
+        map.add(key, by, now)
     }
 
     /// Runs `f` on the map with the slab pool's mutex held.
@@ -129,6 +148,8 @@ impl SharedMap {
             if recovery.rebuild {
                 // The chains are whole: read them (nothing is freed) before the
                 // pool is reset.
+                // Lock-free counters finish before the pool is reset.
+                map.close_lockless();
                 let snapshot = Snapshot::take(&mut map, now());
                 let synced = map.is_synced();
                 self.rebuild(&mut arena, &snapshot, synced)?;

@@ -148,6 +148,8 @@ impl<A: Arena> Map<'_, A> {
     /// # Safety
     /// `e` is an entry of layout `L` that was just unlinked under the lock.
     pub(super) unsafe fn free_unlinked<L: Layout>(&mut self, e: u64) {
+        // Lock-free operations that found `e` before the unlink finish first.
+        self.synchronize();
         let base = self.base();
         // SAFETY: the caller just unlinked `e` under the lock: it is whole, and no chain reaches it.
         unsafe {
