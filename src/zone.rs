@@ -14,7 +14,7 @@ use ngx::ngx_log_error;
 
 use crate::{clock, log, module};
 use shared_map_engine::state::Snapshot;
-use shared_map_engine::{Arena, Lockless, Map, MapConfig, Spec};
+use shared_map_engine::{Arena, Lockless, Map, MapConfig, Spec, Value};
 
 /// One `shared_map` directive: the map's name, its specification and its zone.
 ///
@@ -123,6 +123,28 @@ impl SharedMap {
         // refused, before the zone's init).
         let map = unsafe { Lockless::open(zone.shm.addr, zone.shm.size, self.root, &self.reader) }?;
         map.add(key, by, now)
+    }
+
+    /// Reads `key` without the mutex: `Some` with `f` of its value, or with
+    /// `None` for a key absent or expired (counted, and marked used when
+    /// `touch`, as under the mutex); `None` when the caller must take the
+    /// mutex (a synced or matching map).
+    pub fn read_lockless<R>(
+        &self,
+        key: &[u8],
+        now: u32,
+        touch: bool,
+        f: impl FnOnce(Value<'_>) -> R,
+    ) -> Option<Option<R>> {
+        // SAFETY: the zone is mapped for the whole life of a worker.
+        let zone = unsafe { self.shm_zone.as_ref() };
+        if zone.shm.addr.is_null() {
+            return None;
+        }
+        // SAFETY: the zone is mapped at `addr` for `size` bytes while this
+        // process uses the map, and `root` came from `Map::create` in it.
+        let map = unsafe { Lockless::open(zone.shm.addr, zone.shm.size, self.root, &self.reader) }?;
+        Some(map.read(key, now, touch, |v, _| f(v)))
     }
 
     /// Runs `f` on the map with the slab pool's mutex held.

@@ -53,6 +53,26 @@ fn a_present_number_counts_without_the_lock() {
 }
 
 #[test]
+fn a_lock_free_read_counts_a_hit_and_marks_the_entry_used_unless_a_peek() {
+    let mut heap = common::new_map(MapKind::Tiny, 1 << 20, 100, 0, false);
+    let reader = Reader::new();
+    common::map(&mut heap).put(b"k", Value::Long(7), Ttl::Never, 1).unwrap();
+    let hits = common::map(&mut heap).stats().hits;
+    let l = lockless(&heap, &reader).unwrap();
+    assert_eq!(
+        l.read(b"k", 1, false, |v, _| v.to_owned()),
+        Some(Value::Long(7).to_owned())
+    );
+    assert_eq!(common::map(&mut heap).stats().hits, hits, "a peek counts nothing");
+    let l = lockless(&heap, &reader).unwrap();
+    assert_eq!(l.get(b"k", 1, |v, _| v.to_owned()), Some(Value::Long(7).to_owned()));
+    let misses = common::map(&mut heap).stats().misses;
+    assert_eq!(l.get(b"absent", 1, |v, _| v.to_owned()), None);
+    let stats = common::map(&mut heap).stats();
+    assert_eq!((stats.hits, stats.misses), (hits + 1, misses + 1));
+}
+
+#[test]
 fn lock_free_counting_changes_the_generation() {
     let mut heap = common::new_map(MapKind::Hash, 1 << 20, 100, 0, false);
     let reader = Reader::new();
@@ -60,6 +80,21 @@ fn lock_free_counting_changes_the_generation() {
     let before = common::map(&mut heap).generation();
     lockless(&heap, &reader).unwrap().add(b"k", 1, 1).unwrap().unwrap();
     assert_ne!(common::map(&mut heap).generation(), before, "a saver sees the change");
+}
+
+#[test]
+fn a_closed_map_counts_under_the_lock() {
+    let mut heap = common::new_map(MapKind::Hash, 1 << 20, 100, 0, false);
+    let reader = Reader::new();
+    common::map(&mut heap).add(b"k", 1, 0, Ttl::Never, 1).unwrap();
+    let open = lockless(&heap, &reader).unwrap();
+    common::map(&mut heap).close_lockless();
+    assert_eq!(
+        open.add(b"k", 1, 1),
+        None,
+        "a handle opened before the close takes the lock too"
+    );
+    assert!(lockless(&heap, &reader).is_none());
 }
 
 #[test]

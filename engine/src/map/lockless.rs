@@ -48,9 +48,14 @@ pub(super) struct Slot {
     /// The changes its lock-free counting made, for [`Map::generation`];
     /// written by its owner only.
     changes: AtomicU64,
+    /// The hits of its lock-free reads, for [`Map::stats`]; written by its
+    /// owner only.
+    hits: AtomicU64,
+    /// The misses of its lock-free reads, likewise.
+    misses: AtomicU64,
     /// A slot to a cache line: a process writes its own at every operation,
     /// and sharing a line with another's would make them take turns.
-    _pad2: [u64; 5],
+    _pad2: [u64; 3],
 }
 
 const _: () = assert!(core::mem::size_of::<Slot>() == 64);
@@ -171,12 +176,26 @@ impl<A: Arena> Map<'_, A> {
 
     /// The changes lock-free counting made, summed over the reader slots.
     pub(super) fn lockless_changes(&self) -> u64 {
+        self.sum_slots(|slot| &slot.changes)
+    }
+
+    /// The hits of lock-free reads, summed over the reader slots.
+    pub(super) fn lockless_hits(&self) -> u64 {
+        self.sum_slots(|slot| &slot.hits)
+    }
+
+    /// The misses of lock-free reads, summed over the reader slots.
+    pub(super) fn lockless_misses(&self) -> u64 {
+        self.sum_slots(|slot| &slot.misses)
+    }
+
+    fn sum_slots(&self, field: impl Fn(&Slot) -> &AtomicU64) -> u64 {
         let hdr = self.header();
         let used = (hdr.readers_used.load(Acquire) as usize).min(READERS);
         slots(self.base(), hdr).map_or(0, |s| {
             s[..used]
                 .iter()
-                .fold(0u64, |sum, slot| sum.wrapping_add(slot.changes.load(Relaxed)))
+                .fold(0u64, |sum, slot| sum.wrapping_add(field(slot).load(Relaxed)))
         })
     }
 }
@@ -184,7 +203,7 @@ impl<A: Arena> Map<'_, A> {
 impl<'r> Lockless<'r> {
     /// A lock-free handle on the map whose header is at `root` in the zone
     /// `base..base + size`, or `None` when the map takes the lock for
-    /// everything: synced, matching by prefix or ip, being rebuilt, without
+    /// everything: synced, matching by prefix or ip, closed for a rebuild, without
     /// reader slots, or with every slot taken by other live processes.
     ///
     /// # Safety
@@ -244,16 +263,24 @@ impl<'r> Lockless<'r> {
     }
 
     /// Announces the epoch: until [`Lockless::leave`], nothing this operation
-    /// can reach is freed.
+    /// can reach is freed. False (announcing nothing) when the map was closed
+    /// meanwhile ([`Map::close_lockless`]): the caller takes the lock.
     #[inline]
-    fn enter(&self) {
+    fn enter(&self) -> bool {
         loop {
             let epoch = self.hdr.epoch.load(SeqCst);
             self.slot.epoch.store(epoch, SeqCst);
             if self.hdr.epoch.load(SeqCst) == epoch {
-                return;
+                break;
             }
         }
+        // Closing stores the flag before its grace period: an operation that
+        // announced after the grace period's scan sees it.
+        if self.hdr.closed.load(SeqCst) != 0 {
+            self.leave();
+            return false;
+        }
+        true
     }
 
     #[inline]
@@ -272,19 +299,27 @@ impl<'r> Lockless<'r> {
     }
 
     /// Calls `f` with `key`'s value and expiry time if the key is present and
-    /// not expired; `None` when it is not (the caller may take the lock to
-    /// count the miss). The value is read whole: a string is immutable once
-    /// linked, and a number one word.
+    /// not expired, counting a hit; `None`, counting a miss, when it is not
+    /// (as [`Map::get`]: no read removes an expired entry). The value is read
+    /// whole: a string is immutable once linked, and a number is one word.
     pub fn get<R>(&self, key: &[u8], now: u32, f: impl FnOnce(Value<'_>, u32) -> R) -> Option<R> {
+        self.read(key, now, true, f)
+    }
+
+    /// [`Lockless::get`], marking the entry as used (`touch`, and counting the
+    /// hit or the miss) or not (a peek, counting nothing).
+    pub fn read<R>(&self, key: &[u8], now: u32, touch: bool, f: impl FnOnce(Value<'_>, u32) -> R) -> Option<R> {
         match self.hdr.kind {
-            1 => self.get_in::<Tiny, R>(key, now, f),
-            _ => self.get_in::<Hash, R>(key, now, f),
+            1 => self.get_in::<Tiny, R>(key, now, touch, f),
+            _ => self.get_in::<Hash, R>(key, now, touch, f),
         }
     }
 
     fn add_in<L: Layout>(&self, key: &[u8], delta: i64, now: u32) -> Option<Result<i64, Error>> {
         let hash = hash_key(self.hdr.hash_key, key);
-        self.enter();
+        if !self.enter() {
+            return None;
+        }
         let r = self.find::<L>(hash, key, now).and_then(|e| {
             // SAFETY: `e` was reached through its chain inside this operation's
             // epoch, so it is not freed before `leave`; `raw` checked its offset.
@@ -305,9 +340,17 @@ impl<'r> Lockless<'r> {
         r
     }
 
-    fn get_in<L: Layout, R>(&self, key: &[u8], now: u32, f: impl FnOnce(Value<'_>, u32) -> R) -> Option<R> {
+    fn get_in<L: Layout, R>(
+        &self,
+        key: &[u8],
+        now: u32,
+        touch: bool,
+        f: impl FnOnce(Value<'_>, u32) -> R,
+    ) -> Option<R> {
         let hash = hash_key(self.hdr.hash_key, key);
-        self.enter();
+        if !self.enter() {
+            return None;
+        }
         let r = self.find::<L>(hash, key, now).map(|e| {
             // SAFETY: `e` and its string are not freed before `leave` (see
             // `add_in`); the value word is read once, and names an immutable
@@ -321,9 +364,20 @@ impl<'r> Lockless<'r> {
                 };
                 (value, L::expire(self.base, e).load(Relaxed))
             };
+            if touch {
+                // SAFETY: `e` is not freed before `leave`; its offset was checked by `raw`.
+                let access = unsafe { L::access(self.base, e) };
+                access.store(self.hdr.clock.load(Relaxed).wrapping_add(1), Relaxed);
+                let hits = &self.slot.hits;
+                hits.store(hits.load(Relaxed).wrapping_add(1), Relaxed);
+            }
             f(value, expire)
         });
         self.leave();
+        if r.is_none() && touch {
+            let misses = &self.slot.misses;
+            misses.store(misses.load(Relaxed).wrapping_add(1), Relaxed);
+        }
         r
     }
 
