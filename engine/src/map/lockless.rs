@@ -53,9 +53,12 @@ pub(super) struct Slot {
     hits: AtomicU64,
     /// The misses of its lock-free reads, likewise.
     misses: AtomicU64,
+    /// The last use stamp its lock-free operations gave an entry.
+    last: AtomicU32,
+    _pad3: u32,
     /// A slot to a cache line: a process writes its own at every operation,
     /// and sharing a line with another's would make them take turns.
-    _pad2: [u64; 3],
+    _pad2: [u64; 2],
 }
 
 const _: () = assert!(core::mem::size_of::<Slot>() == 64);
@@ -92,6 +95,11 @@ fn dead(pid: u32) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
     r == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Whether use stamp `a` is later than `b` (stamps wrap).
+fn newer(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
 }
 
 /// Adds `delta` to a number's value word with one compare-and-swap loop,
@@ -172,6 +180,30 @@ impl<A: Arena> Map<'_, A> {
     pub fn close_lockless(&self) {
         self.header().closed.store(1, SeqCst);
         self.synchronize();
+    }
+
+    /// Brings the use clock past every stamp lock-free operations gave, and
+    /// returns it: before the lock holder stamps an entry or compares ages.
+    pub(super) fn sync_clock(&self) -> u32 {
+        let hdr = self.header();
+        let mut clock = hdr.clock.load(Relaxed);
+        let used = (hdr.readers_used.load(Acquire) as usize).min(READERS);
+        if let Some(slots) = slots(self.base(), hdr) {
+            for slot in &slots[..used] {
+                let last = slot.last.load(Relaxed);
+                if newer(last, clock) {
+                    clock = last;
+                }
+            }
+            hdr.clock.store(clock, Relaxed);
+        }
+        clock
+    }
+
+    /// A fresh use stamp, later than every one given before.
+    pub(super) fn stamp(&self) -> u32 {
+        self.sync_clock();
+        super::tick(&self.header().clock)
     }
 
     /// The changes lock-free counting made, summed over the reader slots.
@@ -288,6 +320,22 @@ impl<'r> Lockless<'r> {
         self.slot.epoch.store(0, Release);
     }
 
+    /// Marks an entry as the most recently used without writing the map's
+    /// shared clock (a line every process would then take turns on): the
+    /// stamp is past both the clock and this process's last stamp, so one
+    /// process's uses keep their order, and the lock holder brings the clock
+    /// past every process's stamps before it stamps or evicts
+    /// (`Map::sync_clock`). Uses in two processes at once are ordered
+    /// approximately, as eviction is.
+    #[inline]
+    fn touch(&self, access: &AtomicU32) {
+        let clock = self.hdr.clock.load(Relaxed);
+        let last = self.slot.last.load(Relaxed);
+        let stamp = if newer(last, clock) { last } else { clock }.wrapping_add(1);
+        self.slot.last.store(stamp, Relaxed);
+        access.store(stamp, Relaxed);
+    }
+
     /// Adds `delta` to `key`'s number if the key is present and not expired:
     /// `Some` with the new value (or the refusal: overflow, not a number),
     /// `None` when the caller must take the lock (absent or expired key).
@@ -330,7 +378,7 @@ impl<'r> Lockless<'r> {
             }
             let r = add_word(word, vtype, delta);
             if r.is_ok() {
-                access.store(self.hdr.clock.load(Relaxed).wrapping_add(1), Relaxed);
+                self.touch(access);
                 let changes = &self.slot.changes;
                 changes.store(changes.load(Relaxed).wrapping_add(1), Relaxed);
             }
@@ -367,7 +415,7 @@ impl<'r> Lockless<'r> {
             if touch {
                 // SAFETY: `e` is not freed before `leave`; its offset was checked by `raw`.
                 let access = unsafe { L::access(self.base, e) };
-                access.store(self.hdr.clock.load(Relaxed).wrapping_add(1), Relaxed);
+                self.touch(access);
                 let hits = &self.slot.hits;
                 hits.store(hits.load(Relaxed).wrapping_add(1), Relaxed);
             }

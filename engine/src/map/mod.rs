@@ -422,6 +422,9 @@ fn sub_locked(counter: &AtomicU64, n: u64) {
 }
 
 /// Advances the logical use clock and returns the new stamp.
+/// Advances the logical use clock and returns the new stamp. Under the lock:
+/// the caller first brought the clock past the stamps of lock-free uses
+/// (`Map::sync_clock`).
 fn tick(clock: &AtomicU32) -> u32 {
     let stamp = clock.load(Relaxed).wrapping_add(1);
     clock.store(stamp, Relaxed);

@@ -5,7 +5,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use super::lockless::add_word;
 use super::room::Room;
-use super::{tick, Map};
+use super::Map;
 use crate::arena::Arena;
 use crate::error::Error;
 use crate::raw::{Layout, NewEntry, ValueType};
@@ -187,7 +187,7 @@ impl<A: Arena> Map<'_, A> {
         room: &mut Room,
     ) -> Result<Option<OwnedValue>, Error> {
         let base = self.base();
-        let stamp = tick(&self.header().clock);
+        let stamp = self.stamp();
         let new = NewEntry {
             hash,
             key,
@@ -269,7 +269,7 @@ impl<A: Arena> Map<'_, A> {
         if let Err(err) = self.chain_room::<L>(hash, now) {
             return self.refuse(err);
         }
-        let stamp = tick(&self.header().clock);
+        let stamp = self.stamp();
         let new = NewEntry {
             hash,
             key,
