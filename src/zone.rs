@@ -14,7 +14,7 @@ use ngx::ngx_log_error;
 
 use crate::{clock, log, module};
 use shared_map_engine::state::Snapshot;
-use shared_map_engine::{Arena, Lockless, Map, MapConfig, Spec, Value};
+use shared_map_engine::{Arena, Lockless, Map, MapConfig, MatchMode, Spec, Value};
 
 /// One `shared_map` directive: the map's name, its specification and its zone.
 ///
@@ -109,10 +109,13 @@ impl SharedMap {
         unsafe { ((*shm_zone).data as *const SharedMap).as_ref() }
     }
 
-    /// Adds `by` to `key` without the mutex when the key holds a number and
-    /// has not expired; `None` when the caller must take the mutex (an absent
-    /// or expired key, a string, a synced or matching map).
-    pub fn add_lockless(&self, key: &[u8], by: i64, now: u32) -> Option<Result<i64, shared_map_engine::Error>> {
+    /// A handle on the map without the mutex, or `None` when the map takes
+    /// the mutex for everything: matching or synced (known from its spec,
+    /// before the zone is read), or refused by the engine.
+    fn lockless(&self) -> Option<Lockless<'_>> {
+        if self.spec.matching != MatchMode::Exact || self.spec.sync {
+            return None;
+        }
         // SAFETY: the zone is mapped for the whole life of a worker.
         let zone = unsafe { self.shm_zone.as_ref() };
         if zone.shm.addr.is_null() {
@@ -121,8 +124,14 @@ impl SharedMap {
         // SAFETY: the zone is mapped at `addr` for `size` bytes while this
         // process uses the map, and `root` came from `Map::create` in it (0,
         // refused, before the zone's init).
-        let map = unsafe { Lockless::open(zone.shm.addr, zone.shm.size, self.root, &self.reader) }?;
-        map.add(key, by, now)
+        unsafe { Lockless::open(zone.shm.addr, zone.shm.size, self.root, &self.reader) }
+    }
+
+    /// Adds `by` to `key` without the mutex when the key holds a number and
+    /// has not expired; `None` when the caller must take the mutex (an absent
+    /// or expired key, a string, a synced or matching map).
+    pub fn add_lockless(&self, key: &[u8], by: i64, now: u32) -> Option<Result<i64, shared_map_engine::Error>> {
+        self.lockless()?.add(key, by, now)
     }
 
     /// Reads `key` without the mutex: `Some` with `f` of its value, or with
@@ -136,15 +145,7 @@ impl SharedMap {
         touch: bool,
         f: impl FnOnce(Value<'_>) -> R,
     ) -> Option<Option<R>> {
-        // SAFETY: the zone is mapped for the whole life of a worker.
-        let zone = unsafe { self.shm_zone.as_ref() };
-        if zone.shm.addr.is_null() {
-            return None;
-        }
-        // SAFETY: the zone is mapped at `addr` for `size` bytes while this
-        // process uses the map, and `root` came from `Map::create` in it.
-        let map = unsafe { Lockless::open(zone.shm.addr, zone.shm.size, self.root, &self.reader) }?;
-        Some(map.read(key, now, touch, |v, _| f(v)))
+        Some(self.lockless()?.read(key, now, touch, |v, _| f(v)))
     }
 
     /// Runs `f` on the map with the slab pool's mutex held.
