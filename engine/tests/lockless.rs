@@ -294,3 +294,29 @@ fn a_reader_killed_at_any_instant_does_not_block_frees() {
         m.verify().unwrap();
     }
 }
+
+/// Lock-free uses keep their order for eviction, and an insert after them is
+/// the newest: the one key not read since goes.
+#[test]
+fn eviction_keeps_the_order_of_lock_free_uses() {
+    for kind in KINDS {
+        let mut heap = common::new_map(kind, 1 << 20, 3, 0, true);
+        let reader = Reader::new();
+        {
+            let mut m = common::map(&mut heap);
+            for k in [b"a", b"b", b"c"] {
+                m.put(k, Value::Long(1), Ttl::Never, 1).unwrap();
+            }
+        }
+        let l = lockless(&heap, &reader).unwrap();
+        assert!(l.get(b"b", 1, |_, _| ()).is_some());
+        assert_eq!(l.add(b"a", 1, 1), Some(Ok(2)));
+        assert!(l.get(b"c", 1, |_, _| ()).is_some());
+        let mut m = common::map(&mut heap);
+        m.put(b"d", Value::Long(1), Ttl::Never, 1).unwrap();
+        assert_eq!(m.peek(b"b", 1), None, "b, used first, goes");
+        m.put(b"e", Value::Long(1), Ttl::Never, 1).unwrap();
+        assert_eq!(m.peek(b"a", 1), None, "then a");
+        assert!(m.peek(b"c", 1).is_some() && m.peek(b"d", 1).is_some() && m.peek(b"e", 1).is_some());
+    }
+}
