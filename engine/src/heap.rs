@@ -14,10 +14,14 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use std::alloc::{self, Layout as AllocLayout};
 
 use crate::arena::Arena;
+use crate::error::Error;
+use crate::map::{Map, MapConfig};
 
 pub const PAGE: usize = 4096;
 const MIN_SHIFT: u32 = 3;
 const CLASSES: usize = 9; // 8 .. 2048
+/// The byte a freed small chunk is filled with.
+const CANARY: u8 = 0xa5;
 const MAGIC: u64 = u64::from_le_bytes(*b"SMHEAP\0\x01");
 /// `page_class` value of a page that starts a run of whole pages.
 const RUN: u8 = 0xfe;
@@ -111,7 +115,7 @@ impl Heap {
     /// # Safety
     /// The region was formatted by [`Heap::init`] and stays mapped.
     pub unsafe fn open(base: *mut u8) -> Option<Heap> {
-        // SAFETY: per the contract the header is there.
+        // SAFETY: the caller passes a region `Heap::init` formatted, which begins with the header.
         let h = unsafe { &*(base as *const HeapHeader) };
         (h.magic == MAGIC).then_some(Heap {
             base,
@@ -126,8 +130,8 @@ impl Heap {
     }
 
     fn hdr_mut(&mut self) -> &mut HeapHeader {
-        // SAFETY: as in `hdr`; `&mut self` (and, across processes, the heap's
-        // lock) makes this the only reference.
+        // SAFETY: `init` wrote the header, which lives in the region; `&mut self`
+        // (and, across processes, the heap's lock) makes this the only reference.
         unsafe { &mut *(self.base as *mut HeapHeader) }
     }
 
@@ -141,6 +145,15 @@ impl Heap {
         // SAFETY: the run table follows the class table, one u32 per page
         // (unaligned: accessed with read/write_unaligned).
         unsafe { self.base.add(core::mem::size_of::<HeapHeader>() + pages + page * 4) as *mut u32 }
+    }
+
+    /// A heap of `space` bytes holding one empty map, made with `config`,
+    /// at its root: where the engine's tests, benchmarks and fuzz targets start.
+    pub fn with_map(space: usize, config: &MapConfig) -> Result<Heap, Error> {
+        let mut heap = Heap::new(space);
+        let root = Map::create(&mut heap, config)?;
+        heap.set_root(root);
+        Ok(heap)
     }
 
     /// How many allocations are not freed yet.
@@ -323,8 +336,13 @@ unsafe impl Arena for Heap {
             }
             self.hdr_mut().runs = off;
         } else {
-            // SAFETY: a chunk of at least 8 bytes; it joins its class's free list.
-            unsafe { *(ptr.as_ptr() as *mut u64) = self.hdr().small[class as usize] };
+            // SAFETY: a chunk of `8 << class` bytes, at least 8; past its free
+            // list link it is filled with a canary, so that a use after free
+            // reads garbage a test sees; it joins its class's free list.
+            unsafe {
+                ptr.as_ptr().add(8).write_bytes(CANARY, (8usize << class) - 8);
+                *(ptr.as_ptr() as *mut u64) = self.hdr().small[class as usize];
+            }
             self.hdr_mut().small[class as usize] = off;
         }
         // Counted once the chunk is on its free list: a process killed between

@@ -222,7 +222,7 @@ impl Journal {
             // SAFETY: an aligned word inside the zone, read under the lock.
             unsafe { (*(arena.base().add(slot as usize) as *const AtomicU64)).load(Relaxed) == value }
         } else if flags & WIDE == 0 && inside(slot, 4) {
-            // SAFETY: as above, a 4-byte link.
+            // SAFETY: an aligned 4-byte link inside the zone (`inside` checked it), read under the lock.
             unsafe { (*(arena.base().add(slot as usize) as *const AtomicU32)).load(Relaxed) as u64 == value }
         } else {
             false

@@ -117,6 +117,11 @@ pub struct Region {
 }
 
 impl Region {
+    /// The zone's size in bytes.
+    pub fn size(self) -> u64 {
+        self.size
+    }
+
     pub fn new(base: *mut u8, size: usize) -> Region {
         Region {
             base,
@@ -162,8 +167,20 @@ impl Region {
     /// allocation's.
     #[inline]
     unsafe fn at(self, off: u64) -> *mut u8 {
-        // SAFETY: per the contract.
+        // SAFETY: the caller passes an offset inside the zone, so the sum stays inside its mapping.
         unsafe { self.base.add(off as usize) }
+    }
+
+    /// The entry of either layout (`TinyEntry`, `HashEntry`) at `entry`.
+    ///
+    /// # Safety
+    /// `entry` is a checked or fresh entry offset (see [`Layout`]) of an entry
+    /// of type `E`.
+    #[inline(always)]
+    pub(crate) unsafe fn view<'a, E>(self, entry: u64) -> &'a E {
+        // SAFETY: the caller passes an offset checked (or freshly allocated) to
+        // hold a whole, aligned `E` inside the zone.
+        unsafe { &*(self.at(entry) as *const E) }
     }
 }
 
@@ -203,15 +220,6 @@ const _: () = assert!(core::mem::offset_of!(TinyEntry, next) == 0);
 
 pub enum Tiny {}
 
-impl Tiny {
-    /// # Safety
-    /// `entry` is a checked or fresh entry offset (see [`Layout`]).
-    unsafe fn entry<'a>(base: Region, entry: u64) -> &'a TinyEntry {
-        // SAFETY: the offset was checked to hold a whole, aligned entry.
-        unsafe { &*(base.at(entry) as *const TinyEntry) }
-    }
-}
-
 // SAFETY: all offsets produced here come from the arena and fit in 32 bits because
 // a tinymap's space is at most 4g (checked by the spec parser and at creation);
 // every offset read back from the zone is checked before use.
@@ -247,7 +255,8 @@ unsafe impl Layout for Tiny {
     unsafe fn set_bucket(base: Region, table: u64, i: u64, entry: u64) {
         let slot = base.checked(table.wrapping_add(i * 4), 4, 4);
         if slot != 0 {
-            // SAFETY: as in `bucket`; one aligned store publishes the chain head.
+            // SAFETY: the slot lies inside the zone and is aligned for a u32 (checked above); one aligned
+            // store publishes the chain head.
             unsafe { (*(base.at(slot) as *const AtomicU32)).store(entry as u32, Ordering::Release) }
         }
     }
@@ -298,7 +307,7 @@ unsafe impl Layout for Tiny {
 
     unsafe fn entry_chunks(base: Region, entry: u64) -> [u64; 2] {
         // SAFETY: a live entry per the trait contract.
-        let e = unsafe { Tiny::entry(base, entry) };
+        let e = unsafe { base.view::<TinyEntry>(entry) };
         let len = (e.meta & 0x00ff_ffff) as u64;
         let key = if e.key & 7 == 0 && e.key != 0 && base.bytes(e.key as u64, len.max(1)).is_some() {
             e.key as u64
@@ -310,25 +319,25 @@ unsafe impl Layout for Tiny {
 
     unsafe fn next(base: Region, entry: u64) -> u64 {
         // SAFETY: live entry per the trait contract.
-        let next = unsafe { Tiny::entry(base, entry) }.next.load(Ordering::Acquire);
+        let next = unsafe { base.view::<TinyEntry>(entry) }.next.load(Ordering::Acquire);
         base.entry(next as u64, TINY_BYTES)
     }
 
     unsafe fn set_next(base: Region, entry: u64, next: u64) {
         // SAFETY: live entry; one aligned store relinks the chain.
-        unsafe { Tiny::entry(base, entry) }
+        unsafe { base.view::<TinyEntry>(entry) }
             .next
             .store(next as u32, Ordering::Release)
     }
 
     unsafe fn hash(base: Region, entry: u64) -> u32 {
         // SAFETY: live entry.
-        unsafe { Tiny::entry(base, entry) }.hash
+        unsafe { base.view::<TinyEntry>(entry) }.hash
     }
 
     unsafe fn key<'a>(base: Region, entry: u64) -> &'a [u8] {
         // SAFETY: live entry.
-        let e = unsafe { Tiny::entry(base, entry) };
+        let e = unsafe { base.view::<TinyEntry>(entry) };
         let len = (e.meta & 0x00ff_ffff) as u64;
         if len == 0 {
             return &[];
@@ -338,22 +347,22 @@ unsafe impl Layout for Tiny {
 
     unsafe fn vtype(base: Region, entry: u64) -> ValueType {
         // SAFETY: live entry.
-        ValueType::from_bits(unsafe { Tiny::entry(base, entry) }.meta >> 24)
+        ValueType::from_bits(unsafe { base.view::<TinyEntry>(entry) }.meta >> 24)
     }
 
     unsafe fn word(base: Region, entry: u64) -> &'static AtomicU64 {
         // SAFETY: live entry; the reference is used only while the lock is held.
-        unsafe { &Tiny::entry(base, entry).word }
+        unsafe { &base.view::<TinyEntry>(entry).word }
     }
 
     unsafe fn expire(base: Region, entry: u64) -> &'static AtomicU32 {
-        // SAFETY: as in `word`.
-        unsafe { &Tiny::entry(base, entry).expire }
+        // SAFETY: the caller passes a live entry; the reference is used only while the lock is held.
+        unsafe { &base.view::<TinyEntry>(entry).expire }
     }
 
     unsafe fn access(base: Region, entry: u64) -> &'static AtomicU32 {
-        // SAFETY: as in `word`.
-        unsafe { &Tiny::entry(base, entry).access }
+        // SAFETY: the caller passes a live entry; the reference is used only while the lock is held.
+        unsafe { &base.view::<TinyEntry>(entry).access }
     }
 
     unsafe fn new_string<A: Arena>(arena: &mut A, bytes: &[u8]) -> Option<u64> {
@@ -413,13 +422,6 @@ const _: () = assert!(core::mem::offset_of!(HashEntry, next) == 0);
 pub enum Hash {}
 
 impl Hash {
-    /// # Safety
-    /// `entry` is a checked or fresh entry offset (see [`Layout`]).
-    unsafe fn entry<'a>(base: Region, entry: u64) -> &'a HashEntry {
-        // SAFETY: the offset was checked to hold a whole, aligned header.
-        unsafe { &*(base.at(entry) as *const HashEntry) }
-    }
-
     /// The string chunk a value word names: its length and bytes, when the
     /// whole chunk lies inside the zone.
     fn chunk<'a>(base: Region, word: u64) -> Option<&'a [u8]> {
@@ -459,7 +461,8 @@ unsafe impl Layout for Hash {
     unsafe fn set_bucket(base: Region, table: u64, i: u64, entry: u64) {
         let slot = base.checked(table.wrapping_add(i * 8), 8, 8);
         if slot != 0 {
-            // SAFETY: as in `bucket`; one aligned store publishes the chain head.
+            // SAFETY: the slot lies inside the zone and is aligned for a u64 (checked above); one aligned
+            // store publishes the chain head.
             unsafe { (*(base.at(slot) as *const AtomicU64)).store(entry, Ordering::Release) }
         }
     }
@@ -494,44 +497,46 @@ unsafe impl Layout for Hash {
 
     unsafe fn next(base: Region, entry: u64) -> u64 {
         // SAFETY: live entry.
-        let next = unsafe { Hash::entry(base, entry) }.next.load(Ordering::Acquire);
+        let next = unsafe { base.view::<HashEntry>(entry) }.next.load(Ordering::Acquire);
         base.entry(next, HASH_HDR)
     }
 
     unsafe fn set_next(base: Region, entry: u64, next: u64) {
         // SAFETY: live entry; one aligned store relinks the chain.
-        unsafe { Hash::entry(base, entry) }.next.store(next, Ordering::Release)
+        unsafe { base.view::<HashEntry>(entry) }
+            .next
+            .store(next, Ordering::Release)
     }
 
     unsafe fn hash(base: Region, entry: u64) -> u32 {
         // SAFETY: live entry.
-        unsafe { Hash::entry(base, entry) }.hash
+        unsafe { base.view::<HashEntry>(entry) }.hash
     }
 
     unsafe fn key<'a>(base: Region, entry: u64) -> &'a [u8] {
         // SAFETY: live entry; the key follows the header.
-        let len = unsafe { Hash::entry(base, entry) }.key_len as u64;
+        let len = unsafe { base.view::<HashEntry>(entry) }.key_len as u64;
         base.bytes(entry + HASH_HDR as u64, len).unwrap_or(&[])
     }
 
     unsafe fn vtype(base: Region, entry: u64) -> ValueType {
         // SAFETY: live entry.
-        ValueType::from_bits(unsafe { Hash::entry(base, entry) }.vtype)
+        ValueType::from_bits(unsafe { base.view::<HashEntry>(entry) }.vtype)
     }
 
     unsafe fn word(base: Region, entry: u64) -> &'static AtomicU64 {
         // SAFETY: live entry; used only while the lock is held.
-        unsafe { &Hash::entry(base, entry).word }
+        unsafe { &base.view::<HashEntry>(entry).word }
     }
 
     unsafe fn expire(base: Region, entry: u64) -> &'static AtomicU32 {
-        // SAFETY: as in `word`.
-        unsafe { &Hash::entry(base, entry).expire }
+        // SAFETY: the caller passes a live entry; the reference is used only while the lock is held.
+        unsafe { &base.view::<HashEntry>(entry).expire }
     }
 
     unsafe fn access(base: Region, entry: u64) -> &'static AtomicU32 {
-        // SAFETY: as in `word`.
-        unsafe { &Hash::entry(base, entry).access }
+        // SAFETY: the caller passes a live entry; the reference is used only while the lock is held.
+        unsafe { &base.view::<HashEntry>(entry).access }
     }
 
     unsafe fn new_string<A: Arena>(arena: &mut A, bytes: &[u8]) -> Option<u64> {

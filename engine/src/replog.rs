@@ -29,8 +29,8 @@ use core::mem::size_of;
 use core::ptr::NonNull;
 
 use crate::arena::Arena;
-use crate::map::{hash_key, OwnedValue};
 use crate::raw::footprint;
+use crate::value::OwnedValue;
 
 /// What an allocation of `bytes` takes from nginx's slab: a power-of-two
 /// chunk of at least 8 bytes, or whole pages above half a page.
@@ -186,8 +186,6 @@ pub struct LogStats {
 pub(crate) struct Log<'a, A: Arena> {
     arena: &'a mut A,
     hdr: NonNull<LogHeader>,
-    /// The map's secret hash key: the log's index is as hard to flood as the map.
-    secret: [u64; 2],
 }
 
 impl<'a, A: Arena> Log<'a, A> {
@@ -240,17 +238,18 @@ impl<'a, A: Arena> Log<'a, A> {
     /// # Safety
     /// `offset` is 0 or was returned by [`Log::create`] on this arena, and the
     /// caller holds the arena's lock while the log lives.
-    pub(crate) unsafe fn attach(arena: &'a mut A, offset: u64, secret: [u64; 2]) -> Option<Self> {
+    pub(crate) unsafe fn attach(arena: &'a mut A, offset: u64) -> Option<Self> {
         if offset == 0 || offset as usize + size_of::<LogHeader>() > arena.size() {
             return None;
         }
         // SAFETY: inside the region, per the caller's contract.
         let hdr = unsafe { NonNull::new_unchecked(arena.base().add(offset as usize) as *mut LogHeader) };
-        // SAFETY: as above; written completely before its offset was published.
+        // SAFETY: `hdr` lies inside the region (checked just above) and the log's header was written
+        // completely before its offset was published.
         if unsafe { hdr.as_ref() }.magic != MAGIC {
             return None;
         }
-        Some(Log { arena, hdr, secret })
+        Some(Log { arena, hdr })
     }
 
     /// Frees the log and everything in it (`sync` removed by a reload).
@@ -278,7 +277,8 @@ impl<'a, A: Arena> Log<'a, A> {
     }
 
     fn h_mut(&mut self) -> &mut LogHeader {
-        // SAFETY: as in `h`; the lock holder is the only writer.
+        // SAFETY: `attach` checked the header, which lives in the region; the lock holder is its only writer
+        // and `&mut self` the only reference.
         unsafe { self.hdr.as_mut() }
     }
 
@@ -289,21 +289,24 @@ impl<'a, A: Arena> Log<'a, A> {
     /// # Safety
     /// `e` is a live entry of this log.
     unsafe fn entry(&self, e: u64) -> &LogEntry {
-        // SAFETY: per the contract, inside the arena and written by `entry_for`.
+        // SAFETY: the caller passes a live entry of this log: inside the arena, written whole by `entry_for`
+        // before it was linked.
         unsafe { &*self.entry_ptr(e) }
     }
 
     /// # Safety
     /// `e` is a live entry of this log.
     unsafe fn entry_mut(&mut self, e: u64) -> &mut LogEntry {
-        // SAFETY: as in `entry`; the lock holder is the only writer.
+        // SAFETY: the caller passes a live entry of this log; the lock holder is its only writer and `&mut
+        // self` the only reference.
         unsafe { &mut *self.entry_ptr(e) }
     }
 
     /// # Safety
     /// `e` is a live entry of this log.
     unsafe fn key(&self, e: u64) -> &[u8] {
-        // SAFETY: per the contract; the key follows the entry, `key_len` long.
+        // SAFETY: the caller passes a live entry of this log; its key follows it in the same allocation,
+        // `key_len` bytes long.
         unsafe {
             let len = self.entry(e).key_len as usize;
             core::slice::from_raw_parts(self.arena.base().add(e as usize + size_of::<LogEntry>()), len)
@@ -323,7 +326,7 @@ impl<'a, A: Arena> Log<'a, A> {
         while e != 0 {
             // SAFETY: a live entry of the chain.
             let entry = unsafe { self.entry(e) };
-            // SAFETY: as above.
+            // SAFETY: `e` is a live entry of the chain (just read above), with its key.
             if entry.hash == hash && unsafe { self.key(e) } == key {
                 return Some(e);
             }
@@ -334,8 +337,7 @@ impl<'a, A: Arena> Log<'a, A> {
 
     /// The key's entry, made (at the end of the order) if it has none; `None`
     /// when the log is full or the arena has no room.
-    fn entry_for(&mut self, key: &[u8]) -> Option<u64> {
-        let hash = hash_key(self.secret, key);
+    fn entry_for(&mut self, hash: u32, key: &[u8]) -> Option<u64> {
         if let Some(e) = self.find(hash, key) {
             return Some(e);
         }
@@ -376,9 +378,9 @@ impl<'a, A: Arena> Log<'a, A> {
     }
 
     /// Records an addition of `delta` to `key`.
-    pub(crate) fn record_add(&mut self, key: &[u8], delta: i64) {
+    pub(crate) fn record_add(&mut self, hash: u32, key: &[u8], delta: i64) {
         self.h_mut().recorded += 1;
-        let Some(e) = self.entry_for(key) else {
+        let Some(e) = self.entry_for(hash, key) else {
             return self.dropped();
         };
         // SAFETY: `entry_for` returned a live entry.
@@ -402,9 +404,9 @@ impl<'a, A: Arena> Log<'a, A> {
     }
 
     /// Records that `key`'s latest state (value, expiry or absence) is to be sent.
-    pub(crate) fn record_latest(&mut self, key: &[u8]) {
+    pub(crate) fn record_latest(&mut self, hash: u32, key: &[u8]) {
         self.h_mut().recorded += 1;
-        let Some(e) = self.entry_for(key) else {
+        let Some(e) = self.entry_for(hash, key) else {
             return self.dropped();
         };
         // SAFETY: `entry_for` returned a live entry.
@@ -436,8 +438,8 @@ impl<'a, A: Arena> Log<'a, A> {
     /// The key's additions not yet acknowledged, pending and in flight: what the
     /// local value holds beyond what the server has seen of this host. Wider
     /// than a long: the two deltas summed never wrap.
-    pub(crate) fn unacked_delta(&self, key: &[u8]) -> i128 {
-        self.find(hash_key(self.secret, key), key).map_or(0, |e| {
+    pub(crate) fn unacked_delta(&self, hash: u32, key: &[u8]) -> i128 {
+        self.find(hash, key).map_or(0, |e| {
             // SAFETY: `find` returned a live entry.
             let entry = unsafe { self.entry(e) };
             let mut d = 0i128;
@@ -453,8 +455,8 @@ impl<'a, A: Arena> Log<'a, A> {
 
     /// Whether the key's latest state is pending or in flight: a change from
     /// another host must not overwrite it, since it will be sent after that one.
-    pub(crate) fn has_unacked_latest(&self, key: &[u8]) -> bool {
-        self.find(hash_key(self.secret, key), key).is_some_and(|e| {
+    pub(crate) fn has_unacked_latest(&self, hash: u32, key: &[u8]) -> bool {
+        self.find(hash, key).is_some_and(|e| {
             // SAFETY: `find` returned a live entry.
             unsafe { self.entry(e) }.flags & (PENDING_LATEST | FLIGHT_LATEST) != 0
         })
@@ -466,8 +468,8 @@ impl<'a, A: Arena> Log<'a, A> {
     }
 
     /// Whether the key has a change not yet acknowledged.
-    pub(crate) fn has_unacked(&self, key: &[u8]) -> bool {
-        self.find(hash_key(self.secret, key), key).is_some()
+    pub(crate) fn has_unacked(&self, hash: u32, key: &[u8]) -> bool {
+        self.find(hash, key).is_some()
     }
 
     /// Unlinks and frees `e`, which has neither pending nor in-flight changes
@@ -500,11 +502,12 @@ impl<'a, A: Arena> Log<'a, A> {
     /// # Safety
     /// `e` is an entry of this log that nothing links any more.
     unsafe fn free_entry(&mut self, e: u64) {
-        // SAFETY: per the contract, `e` is still a whole entry.
+        // SAFETY: the caller passes an entry of this log that nothing links but that is not yet freed: still
+        // whole.
         let key_len = unsafe { self.entry(e) }.key_len as usize;
         let h = self.h_mut();
         h.bytes = h.bytes.saturating_sub(entry_bytes(key_len));
-        // SAFETY: per the contract; `e` came from the arena's `alloc`.
+        // SAFETY: `e` came from this arena's `alloc`, nothing links it, and it is freed once, here.
         unsafe {
             let ptr = NonNull::new_unchecked(self.arena.base().add(e as usize));
             self.arena.free(ptr);
@@ -546,7 +549,7 @@ impl<'a, A: Arena> Log<'a, A> {
             let flags = entry.flags;
             let (delta, next) = (entry.flight_delta, entry.next);
             if flags & FLIGHT != 0 {
-                // SAFETY: as above.
+                // SAFETY: `e` is a live entry of the order list, with its key.
                 let key = unsafe { self.key(e) }.to_vec();
                 let op = if flags & FLIGHT_LATEST != 0 {
                     Op::Remove

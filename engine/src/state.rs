@@ -19,9 +19,11 @@
 use core::fmt;
 
 use crate::arena::Arena;
-use crate::map::{Error, Map, MapConfig, Ttl, Value};
+use crate::error::Error;
+use crate::map::{Map, MapConfig};
 use crate::matching::MatchMode;
 use crate::spec::MapKind;
+use crate::value::{Ttl, Value};
 
 pub const MAGIC: [u8; 8] = *b"SHMSTATE";
 pub const VERSION: u32 = 1;
@@ -331,11 +333,11 @@ impl Snapshot {
     pub fn restore<A: Arena>(&self, arena: &mut A, sync_host: Option<u64>) -> Result<(u64, LoadReport), Error> {
         let root = Map::create_matching_keyed(arena, &self.config, self.mode, self.hash_key)?;
         // SAFETY: `root` was just made in this arena, whose lock the caller holds.
-        let mut map = unsafe { Map::attach(arena, root) }.ok_or(Error::NoRoom)?;
+        let mut map = unsafe { Map::attach(arena, root) }.ok_or(Error::NotAMap)?;
         if let Some(host) = sync_host {
             map.enable_sync(host)?;
         }
-        let state = parse(&self.entries).map_err(|_| Error::NoRoom)?;
+        let state = parse(&self.entries)?;
         Ok((root, load(&mut map, &state, self.now)))
     }
 }

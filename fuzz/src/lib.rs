@@ -9,6 +9,8 @@
 //! - [`ops`]: random operation sequences on the engine, against a model;
 //! - [`resp`]: the bounds on a Redis reply, against the decoder behind them.
 
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 use std::collections::HashMap;
 
 use shared_map_engine::heap::Heap;
@@ -50,14 +52,14 @@ impl Bytes<'_> {
 
 /// A heap of `space` bytes holding one empty map, and the map's root.
 fn new_map(kind: MapKind, space: usize, entries: u64, evict: bool) -> (Heap, u64) {
-    let mut heap = Heap::new(space);
     let config = MapConfig {
         kind,
         entries,
         timeout: 0,
         evict,
     };
-    let root = Map::create(&mut heap, &config).expect("a map fits its own heap");
+    let heap = Heap::with_map(space, &config).expect("a map fits its own heap");
+    let root = heap.root();
     (heap, root)
 }
 

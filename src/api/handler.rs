@@ -274,6 +274,10 @@ fn refused(r: &Request, map: &SharedMap, key: &[u8], err: Error) -> Reply {
                 format!("{}: too many keys collide in one bucket", MapName(&map.name)),
             )
         }
+        // Not refusals of a write: a map that is there and was made.
+        Error::Random(_) | Error::NotAMap | Error::State(_) => {
+            Reply::error(NGX_HTTP_INTERNAL_SERVER_ERROR, format!("{}: {err}", MapName(&map.name)))
+        }
     }
 }
 

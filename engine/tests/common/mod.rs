@@ -9,16 +9,13 @@ pub const KINDS: [MapKind; 2] = [MapKind::Tiny, MapKind::Hash];
 
 /// A heap of `space` bytes holding one empty map.
 pub fn new_map(kind: MapKind, space: usize, entries: u64, timeout: u32, evict: bool) -> Heap {
-    let mut heap = Heap::new(space);
     let config = MapConfig {
         kind,
         entries,
         timeout,
         evict,
     };
-    let root = Map::create(&mut heap, &config).expect("create map");
-    heap.set_root(root);
-    heap
+    Heap::with_map(space, &config).expect("create map")
 }
 
 /// Opens the map kept at the heap's root.

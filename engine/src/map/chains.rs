@@ -1,0 +1,325 @@
+//! Chains: finding an entry by key, linking a new one, unlinking and freeing
+//! one, and walks over every chain (verify, recount, iteration).
+
+use core::sync::atomic::Ordering::Relaxed;
+
+use super::{add_locked, expired, sub_locked, tick, Map};
+use crate::arena::Arena;
+use crate::raw::{Layout, ValueType};
+use crate::value::Value;
+
+/// Where an entry is linked from: a bucket or the previous entry of its chain.
+#[derive(Clone, Copy)]
+pub(super) enum Link {
+    Bucket(u64),
+    Entry(u64),
+}
+
+impl<A: Arena> Map<'_, A> {
+    /// The offset of the word a link is stored in.
+    pub(super) fn link_slot<L: Layout>(&self, link: Link) -> u64 {
+        match link {
+            Link::Bucket(i) => self.header().table + i * L::LINK_BYTES,
+            // An entry's `next` is its first field.
+            Link::Entry(prev) => prev,
+        }
+    }
+
+    /// Records `e`'s chunks (entry, key, string) as dropped by the coming commit.
+    pub(super) fn retire_entry<L: Layout>(&self, e: u64) {
+        let base = self.base();
+        let j = self.journal();
+        // SAFETY: `e` is live under the lock.
+        unsafe {
+            for c in L::entry_chunks(base, e) {
+                j.retire(c);
+            }
+            if L::vtype(base, e) == ValueType::String {
+                j.retire(L::string_chunk(base, L::word(base, e).load(Relaxed)));
+            }
+        }
+    }
+
+    pub(super) fn touch<L: Layout>(&self, e: u64) {
+        let stamp = tick(&self.header().clock);
+        // SAFETY: `e` is a live entry and the lock is held.
+        unsafe { L::access(self.base(), e).store(stamp, Relaxed) };
+    }
+
+    pub(super) fn wrote(&self) {
+        add_locked(&self.header().generation, 1);
+    }
+
+    /// # Safety
+    /// `e` is a live entry of layout `L`.
+    pub(super) unsafe fn read<L: Layout>(&self, e: u64) -> Value<'_> {
+        let base = self.base();
+        // SAFETY: live entry per the caller; strings live as long as the entry.
+        unsafe {
+            let word = L::word(base, e).load(Relaxed);
+            match L::vtype(base, e) {
+                ValueType::Int => Value::Int(word as u32 as i32),
+                ValueType::Long => Value::Long(word as i64),
+                ValueType::String => Value::Str(L::string(base, word)),
+            }
+        }
+    }
+
+    pub(super) fn set_link<L: Layout>(&self, link: Link, to: u64) {
+        let h = self.header();
+        // SAFETY: links come from `find`/scans under the same lock hold.
+        unsafe {
+            match link {
+                Link::Bucket(i) => L::set_bucket(self.base(), h.table, i, to),
+                Link::Entry(prev) => L::set_next(self.base(), prev, to),
+            }
+        }
+    }
+
+    /// Finds the key's entry, expired or not.
+    pub(super) fn find<L: Layout>(&self, hash: u32, key: &[u8]) -> Option<(Link, u64)> {
+        let h = self.header();
+        let base = self.base();
+        let idx = hash as u64 & (h.buckets - 1);
+        let mut link = Link::Bucket(idx);
+        // SAFETY: chains hold only live entries while the lock is held.
+        unsafe {
+            let mut e = L::bucket(base, h.table, idx);
+            while e != 0 {
+                if L::hash(base, e) == hash && L::key(base, e) == key {
+                    return Some((link, e));
+                }
+                link = Link::Entry(e);
+                e = L::next(base, e);
+            }
+        }
+        None
+    }
+
+    /// Finds the key's entry unless it has expired by `now`, leaving an
+    /// expired one in place: reads never remove, so a stale read still finds
+    /// it. `now` 0 finds any entry held.
+    pub(super) fn find_held<L: Layout>(&self, hash: u32, key: &[u8], now: u32) -> Option<(Link, u64)> {
+        let (link, e) = self.find::<L>(hash, key)?;
+        // SAFETY: `e` is live.
+        let expire = unsafe { L::expire(self.base(), e).load(Relaxed) };
+        (!expired(expire, now)).then_some((link, e))
+    }
+
+    /// Finds the key's live entry for a write, reclaiming it if it has expired.
+    pub(super) fn lookup<L: Layout>(&mut self, hash: u32, key: &[u8], now: u32) -> Option<(Link, u64)> {
+        let (link, e) = self.find::<L>(hash, key)?;
+        // SAFETY: `e` is live.
+        if expired(unsafe { L::expire(self.base(), e).load(Relaxed) }, now) {
+            self.unlink_free::<L>(link, e);
+            add_locked(&self.header().expirations, 1);
+            return None;
+        }
+        Some((link, e))
+    }
+
+    /// Unlinks a live entry, then frees it and its string. Its chunks are in
+    /// the journal from before the unlink until each is freed.
+    pub(super) fn unlink_free<L: Layout>(&mut self, link: Link, e: u64) {
+        let base = self.base();
+        self.retire_entry::<L>(e);
+        // SAFETY: `e` is live and linked from `link`.
+        let next = unsafe { L::next(base, e) };
+        let j = self.journal();
+        j.begin_commit(self.link_slot::<L>(link), L::LINK_BYTES == 8, next, false);
+        j.begin_count();
+        // SAFETY: `e` is live and linked from `link`; after the unlink store no
+        // chain reaches it, so freeing it cannot expose a dangling link.
+        unsafe {
+            self.set_link::<L>(link, next);
+            j.committed();
+            sub_locked(&self.header().len, 1);
+            self.count_length(L::key(base, e), false);
+            j.end_count();
+            self.free_unlinked::<L>(e);
+        }
+        self.journal().end_commit();
+        self.wrote();
+    }
+
+    /// Frees an entry no chain reaches any more, and its string, forgetting
+    /// each chunk in the journal as it is freed.
+    ///
+    /// # Safety
+    /// `e` is an entry of layout `L` that was just unlinked under the lock.
+    pub(super) unsafe fn free_unlinked<L: Layout>(&mut self, e: u64) {
+        // Lock-free operations that found `e` before the unlink finish first.
+        self.synchronize();
+        let base = self.base();
+        // SAFETY: the caller just unlinked `e` under the lock: it is whole, and no chain reaches it.
+        unsafe {
+            let word = (L::vtype(base, e) == ValueType::String).then(|| L::word(base, e).load(Relaxed));
+            let mut arena = self.tracked();
+            if let Some(word) = word {
+                L::free_string(&mut arena, word);
+            }
+            L::free_entry(&mut arena, e);
+        }
+    }
+
+    /// Links a complete, unlinked entry at the head of its bucket's chain: the
+    /// commit of the write's fresh chunks (the entry, its key, its string).
+    pub(super) fn link_new<L: Layout>(&mut self, hash: u32, entry: u64) {
+        let h = self.header();
+        let idx = hash as u64 & (h.buckets - 1);
+        let j = self.journal();
+        j.begin_commit(self.link_slot::<L>(Link::Bucket(idx)), L::LINK_BYTES == 8, entry, true);
+        j.begin_count();
+        // SAFETY: `entry` is complete and private; setting its `next` first and
+        // then the bucket publishes it with one (release) store, after the flag.
+        unsafe {
+            L::set_next(self.base(), entry, L::bucket(self.base(), h.table, idx));
+            L::set_bucket(self.base(), h.table, idx, entry);
+        }
+        j.committed();
+        add_locked(&h.len, 1);
+        // SAFETY: `entry` was just linked, complete, under the lock.
+        self.count_length(unsafe { L::key(self.base(), entry) }, true);
+        j.end_count();
+        j.end_commit();
+        self.wrote();
+    }
+
+    pub(super) fn clear_in<L: Layout>(&mut self, cursor: u64, max_buckets: u64) -> Option<u64> {
+        let (table, buckets) = (self.header().table, self.header().buckets);
+        let end = cursor.saturating_add(max_buckets).min(buckets);
+        for idx in cursor..end {
+            loop {
+                // SAFETY: the lock is held; the bucket holds a live chain.
+                let e = unsafe { L::bucket(self.base(), table, idx) };
+                if e == 0 {
+                    break;
+                }
+                self.unlink_free::<L>(Link::Bucket(idx), e);
+            }
+        }
+        (end < buckets).then_some(end)
+    }
+
+    pub(super) fn walk_in<L: Layout>(
+        &mut self,
+        cursor: u64,
+        max_buckets: u64,
+        prefix: &[u8],
+        now: u32,
+        f: &mut dyn FnMut(&[u8], Value<'_>, u32),
+    ) -> Option<u64> {
+        let (table, buckets) = (self.header().table, self.header().buckets);
+        let base = self.base();
+        let end = cursor.saturating_add(max_buckets).min(buckets);
+        for idx in cursor..end {
+            // SAFETY: chains hold live entries; `f` cannot write to the map.
+            unsafe {
+                let mut e = L::bucket(base, table, idx);
+                while e != 0 {
+                    let expire = L::expire(base, e).load(Relaxed);
+                    let key = L::key(base, e);
+                    if !expired(expire, now) && key.starts_with(prefix) {
+                        f(key, self.read::<L>(e), expire);
+                    }
+                    e = L::next(base, e);
+                }
+            }
+        }
+        (end < buckets).then_some(end)
+    }
+
+    /// Counts the entries of every chain into `len`, after a process died
+    /// between linking or unlinking an entry and counting it.
+    pub(super) fn recount_in<L: Layout>(&mut self) {
+        let (table, buckets) = (self.header().table, self.header().buckets);
+        let base = self.base();
+        let mut n = 0;
+        self.reset_lengths();
+        for idx in 0..buckets {
+            // SAFETY: the lock is held; chains hold only whole entries.
+            let mut e = unsafe { L::bucket(base, table, idx) };
+            while e != 0 {
+                n += 1;
+                // SAFETY: the lock is held; `e` was reached through its chain: a whole entry.
+                self.count_length(unsafe { L::key(base, e) }, true);
+                // SAFETY: the lock is held; `e` was reached through its chain: a whole entry.
+                e = unsafe { L::next(base, e) };
+            }
+        }
+        let h = self.header();
+        h.len.store(n, Relaxed);
+        h.journal.end_count();
+    }
+
+    pub(super) fn verify_in<L: Layout>(&mut self) -> Result<u64, String> {
+        let (table, buckets) = (self.header().table, self.header().buckets);
+        let base = self.base();
+        let size = self.arena.size() as u64;
+        let mut reachable = 0u64;
+        for idx in 0..buckets {
+            // SAFETY: the lock is held; every offset is checked to lie in the
+            // zone before the entry behind it is read.
+            let mut e = unsafe { L::bucket(base, table, idx) };
+            while e != 0 {
+                if e % 8 != 0 || e + L::ENTRY_BYTES as u64 > size {
+                    return Err(format!("bucket {idx}: entry offset {e} is not inside the zone"));
+                }
+                reachable += 1;
+                if reachable > size / L::ENTRY_BYTES as u64 {
+                    return Err(format!("bucket {idx}: its chain loops"));
+                }
+                // SAFETY: `e` was checked to lie inside the zone just above.
+                let hash = unsafe { L::hash(base, e) };
+                if hash as u64 & (buckets - 1) != idx {
+                    return Err(format!(
+                        "bucket {idx}: entry {e} belongs in bucket {}",
+                        hash as u64 & (buckets - 1)
+                    ));
+                }
+                // SAFETY: `e` was checked to lie inside the zone; the key's offset and length are the entry's
+                // own, checked by `raw`.
+                if self.hash(unsafe { L::key(base, e) }) != hash {
+                    return Err(format!(
+                        "bucket {idx}: entry {e} is torn: its key does not match its hash"
+                    ));
+                }
+                // Reading the value touches a string's bytes.
+                // SAFETY: `e` was checked to lie inside the zone; a string's offset is checked by `raw`.
+                let _ = unsafe { self.read::<L>(e) };
+                // SAFETY: `e` was checked to lie inside the zone; `next` is checked by `raw`.
+                e = unsafe { L::next(base, e) };
+            }
+        }
+        // A link outside the zone ends its chain (see `raw`): what it cut off
+        // shows here.
+        if reachable != self.len() {
+            return Err(format!("{reachable} entries are linked, the map counts {}", self.len()));
+        }
+        Ok(reachable)
+    }
+
+    pub(super) fn for_each_in<L: Layout>(
+        &mut self,
+        prefix: &[u8],
+        now: u32,
+        f: &mut dyn FnMut(&[u8], Value<'_>, u32) -> bool,
+    ) {
+        let (table, buckets) = (self.header().table, self.header().buckets);
+        let base = self.base();
+        for idx in 0..buckets {
+            // SAFETY: chains hold live entries; `f` cannot write to the map.
+            unsafe {
+                let mut e = L::bucket(base, table, idx);
+                while e != 0 {
+                    let expire = L::expire(base, e).load(Relaxed);
+                    let key = L::key(base, e);
+                    if !expired(expire, now) && key.starts_with(prefix) && !f(key, self.read::<L>(e), expire) {
+                        return;
+                    }
+                    e = L::next(base, e);
+                }
+            }
+        }
+    }
+}
