@@ -16,9 +16,10 @@ NAMED_LOCATIONS='location = /var { return 200 $named_value; }
     location = /nincr { return 200 $named_hits; }
     location = /ip { return 200 $named_range; }'
 PORT=${PORT:-8098}
-# The nginx and the module measured (the ones `make build` made by default).
-NGINX=$(realpath "${NGINX:-objs/nginx}")
-MODULE=$(realpath "${MODULE:-objs/ngx_http_shared_map_module.so}")
+# The nginx and the module measured (NGINX_BIN, MODULE_SO; by default the ones
+# `make build` made). Not NGINX: nginx reads that variable as inherited sockets.
+NGINX_PATH=$(realpath "${NGINX_BIN:-objs/nginx}")
+MODULE_PATH=$(realpath "${MODULE_SO:-objs/ngx_http_shared_map_module.so}")
 N1=${N1:-1000}
 N2=${N2:-3000}
 need valgrind
@@ -59,7 +60,13 @@ CONF
         sleep 0.1
     done
     ab -q -k -n "$5" -c 1 "http://127.0.0.1:$PORT$4" >/dev/null
-    kill -QUIT "$vpid"
+    # Under valgrind a signal now and then goes unhandled: ask again until
+    # nginx has stopped.
+    for i in $(seq 120); do
+        kill -0 "$vpid" 2>/dev/null || break
+        [ $((i % 10)) = 1 ] && kill -QUIT "$vpid" 2>/dev/null
+        sleep 0.5
+    done
     wait "$vpid" || true
     callgrind_annotate "$dir/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
     rm -rf "$dir"
@@ -90,17 +97,17 @@ report() { # title, binary, main lines, http lines, baseline (empty: the first r
 
 echo "# Instructions per request (callgrind, $N1 and $N2 keepalive requests, $(date -u +%Y-%m-%d))"
 echo
-VERSION=$("$NGINX" -v 2>&1 | sed 's/.*\///')
+VERSION=$("$NGINX_PATH" -v 2>&1 | sed 's/.*\///')
 LOCATIONS=$PLAIN_LOCATIONS
 SAVED_NAMED=$NAMED_LOCATIONS
 NAMED_LOCATIONS=""
-BASE=$(per_request "$NGINX" "" "" /bare)
-echo "Baseline: $NGINX ($VERSION) without the module, /bare, the same location tree: $BASE instructions."
+BASE=$(per_request "$NGINX_PATH" "" "" /bare)
+echo "Baseline: $NGINX_PATH ($VERSION) without the module, /bare, the same location tree: $BASE instructions."
 echo
 LOCATIONS=$MODULE_LOCATIONS
 NAMED_LOCATIONS=$SAVED_NAMED
-report "$NGINX ($VERSION) with $MODULE, over the baseline" "$NGINX" \
-    "load_module $MODULE;" \
+report "$NGINX_PATH ($VERSION) with $MODULE_PATH, over the baseline" "$NGINX_PATH" \
+    "load_module $MODULE_PATH;" \
     "shared_map counters tinymap?space=1m&entries=8096;
      shared_map_var /incr \$named_value map=counters; shared_map_incr \$uri \$named_hits map=counters;
      shared_map ranges hashmap?space=1m&match=ip; shared_map_var \$remote_addr \$named_range map=ranges;" \
