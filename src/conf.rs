@@ -36,6 +36,10 @@ pub struct MainConf {
     /// Every server's `server_name`s, for the API's browser guard
     /// (`browser.rs`): nginx's own array of them is gone after configuration.
     pub server_names: Vec<ServerNames>,
+    /// Some context has `shared_map_count`: the log-phase handler is needed.
+    pub counting: bool,
+    /// Some context has `shared_map_session`: the header filter is needed.
+    pub sessions: bool,
 }
 
 /// The names of one `server`, copied in postconfiguration: nginx keeps its
@@ -413,6 +417,10 @@ pub unsafe extern "C" fn cmd_add_count(
     match unsafe { map_key(cf, args(cf)) } {
         Some(k) => {
             lcf.counts.get_or_insert_with(Vec::new).push(k);
+            // SAFETY: nginx passes the configuration being parsed, inside `http`.
+            if let Some(mcf) = Module::main_conf_mut(unsafe { &*cf }) {
+                mcf.counting = true;
+            }
             NGX_CONF_OK
         }
         None => NGX_CONF_ERROR,

@@ -280,10 +280,9 @@ fn refused(r: &Request, map: &SharedMap, key: &[u8], err: Error) -> Reply {
             )
         }
         // Not refusals of a write: a map that is there and was made.
-        Error::Random(_) | Error::NotAMap | Error::State(_) => Reply::error(
-            NGX_HTTP_INTERNAL_SERVER_ERROR,
-            format!("shared map \"{}\": {err}", map.name),
-        ),
+        Error::Random(_) | Error::NotAMap | Error::State(_) => {
+            Reply::error(NGX_HTTP_INTERNAL_SERVER_ERROR, format!("{}: {err}", MapName(&map.name)))
+        }
     }
 }
 
