@@ -37,6 +37,10 @@ pub struct MainConf {
     /// Every server's `server_name`s, for the API's browser guard
     /// (`browser.rs`): nginx's own array of them is gone after configuration.
     pub server_names: Vec<ServerNames>,
+    /// Some context has `shared_map_count`: the log-phase handler is needed.
+    pub counting: bool,
+    /// Some context has `shared_map_session`: the header filter is needed.
+    pub sessions: bool,
 }
 
 /// The names of one `server`, copied in postconfiguration: nginx keeps its
@@ -80,9 +84,14 @@ pub struct NamedIncr {
 
 /// `shared_map_redis address [db=number] [password=text] [prefix=text];`
 pub struct RedisConf {
-    /// The resolved address, in the configuration pool (`ngx_parse_url`).
-    pub addr: NonNull<ngx_addr_t>,
+    /// The resolved address, in the configuration pool (`ngx_parse_url`);
+    /// none with `sentinel=`, which asks the sentinels for it.
+    pub addr: Option<NonNull<ngx_addr_t>>,
     pub params: RedisParams,
+    /// The TLS context, with `tls`.
+    pub tls: Option<crate::replication::redis_tls::TlsConf>,
+    /// The master's name and its sentinels, with `sentinel=`.
+    pub sentinel: Option<crate::replication::sentinel::SentinelConf>,
 }
 
 /// `init_main_conf`: a map with `sync` needs `shared_map_redis`, which may come
@@ -424,6 +433,10 @@ pub unsafe extern "C" fn cmd_add_count(
     match unsafe { map_key(cf, args(cf)) } {
         Some(k) => {
             lcf.counts.get_or_insert_with(Vec::new).push(k);
+            // SAFETY: nginx passes the configuration being parsed, inside `http`.
+            if let Some(mcf) = Module::main_conf_mut(unsafe { &*cf }) {
+                mcf.counting = true;
+            }
             NGX_CONF_OK
         }
         None => NGX_CONF_ERROR,

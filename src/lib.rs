@@ -50,23 +50,31 @@ unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     unsafe { counting::variables::add_variables(cf) }
 }
 
-/// `postconfiguration`: the log-phase counter and the session's header filter.
+/// `postconfiguration`: the log-phase counter and the session's header filter,
+/// each only if some context uses it, so that a configuration that does not
+/// count or keep sessions pays nothing for them on any request.
 unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-    // SAFETY: nginx passes the configuration being parsed; the core module's
-    // main conf exists once the http block is parsed.
-    let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(unsafe { &*cf }) else {
+    // SAFETY: nginx passes the configuration being parsed; the main confs
+    // exist once the http block is parsed.
+    let (used, cmcf) = unsafe { (Module::main_conf(&*cf), NgxHttpCoreModule::main_conf_mut(&*cf)) };
+    let (counting, sessions) = used.map_or((false, false), |m| (m.counting, m.sessions));
+    let Some(cmcf) = cmcf else {
         return Status::NGX_ERROR.into();
     };
-    let handlers = &mut cmcf.phases[NGX_HTTP_LOG_PHASE as usize].handlers;
-    // SAFETY: the phase's handler array holds ngx_http_handler_pt elements.
-    let h = unsafe { ngx_array_push(handlers) } as *mut ngx_http_handler_pt;
-    if h.is_null() {
-        return Status::NGX_ERROR.into();
+    if counting {
+        let handlers = &mut cmcf.phases[NGX_HTTP_LOG_PHASE as usize].handlers;
+        // SAFETY: the phase's handler array holds ngx_http_handler_pt elements.
+        let h = unsafe { ngx_array_push(handlers) } as *mut ngx_http_handler_pt;
+        if h.is_null() {
+            return Status::NGX_ERROR.into();
+        }
+        // SAFETY: a fresh slot of the array, ours to fill.
+        unsafe { *h = Some(counting::count::log_handler) };
     }
-    // SAFETY: a fresh slot of the array, ours to fill.
-    unsafe { *h = Some(counting::count::log_handler) };
-    // SAFETY: postconfiguration runs once per configuration, in the master.
-    unsafe { session::init_header_filter() };
+    if sessions {
+        // SAFETY: postconfiguration runs once per configuration, in the master.
+        unsafe { session::init_header_filter() };
+    }
     // SAFETY: nginx passes the configuration being parsed; the servers' names are still in its temporary pool.
     if !unsafe { http::browser::collect_server_names(cf) } {
         return Status::NGX_ERROR.into();

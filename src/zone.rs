@@ -18,7 +18,7 @@ use crate::{
     module,
 };
 use shared_map_engine::state::Snapshot;
-use shared_map_engine::{Arena, Map, MapConfig, Spec};
+use shared_map_engine::{Arena, Lockless, Map, MapConfig, MatchMode, Spec, Value};
 
 /// One `shared_map` directive: the map's name, its specification and its zone.
 ///
@@ -37,6 +37,8 @@ pub struct SharedMap {
     /// changed the space; its saves are retired once the new cycle is complete
     /// (`persist::retire_old_maps`), never while the reload may still fail.
     pub filled_from: core::cell::Cell<Option<NonNull<SharedMap>>>,
+    /// This worker's reader slot in the map, for counting without the lock.
+    reader: shared_map_engine::Reader,
 }
 
 /// nginx's slab pool as the engine's arena. Exists only while the pool's mutex
@@ -147,6 +149,7 @@ impl SharedMap {
             cycle,
             root: 0,
             filled_from: core::cell::Cell::new(None),
+            reader: shared_map_engine::Reader::new(),
         }
     }
 
@@ -159,6 +162,45 @@ impl SharedMap {
         // SAFETY: `shm_zone` belongs to the running cycle (the caller's contract), and its `data` is null or the
         // SharedMap `cmd_set_shared_map` set, which lives as long as that cycle.
         unsafe { ((*shm_zone).data as *const SharedMap).as_ref() }
+    }
+
+    /// A handle on the map without the mutex, or `None` when the map takes
+    /// the mutex for everything: matching or synced (known from its spec,
+    /// before the zone is read), or refused by the engine.
+    fn lockless(&self) -> Option<Lockless<'_>> {
+        if self.spec.matching != MatchMode::Exact || self.spec.sync {
+            return None;
+        }
+        // SAFETY: the zone is mapped for the whole life of a worker.
+        let zone = unsafe { self.shm_zone.as_ref() };
+        if zone.shm.addr.is_null() {
+            return None;
+        }
+        // SAFETY: the zone is mapped at `addr` for `size` bytes while this
+        // process uses the map, and `root` came from `Map::create` in it (0,
+        // refused, before the zone's init).
+        unsafe { Lockless::open(zone.shm.addr, zone.shm.size, self.root, &self.reader) }
+    }
+
+    /// Adds `by` to `key` without the mutex when the key holds a number and
+    /// has not expired; `None` when the caller must take the mutex (an absent
+    /// or expired key, a string, a synced or matching map).
+    pub fn add_lockless(&self, key: &[u8], by: i64, now: u32) -> Option<Result<i64, shared_map_engine::Error>> {
+        self.lockless()?.add(key, by, now)
+    }
+
+    /// Reads `key` without the mutex: `Some` with `f` of its value, or with
+    /// `None` for a key absent or expired (counted, and marked used when
+    /// `touch`, as under the mutex); `None` when the caller must take the
+    /// mutex (a synced or matching map).
+    pub fn read_lockless<R>(
+        &self,
+        key: &[u8],
+        now: u32,
+        touch: bool,
+        f: impl FnOnce(Value<'_>) -> R,
+    ) -> Option<Option<R>> {
+        Some(self.lockless()?.read(key, now, touch, |v, _| f(v)))
     }
 
     /// Runs `f` on the map with the slab pool's mutex held.
@@ -184,6 +226,8 @@ impl SharedMap {
             if recovery.rebuild {
                 // The chains are whole: read them (nothing is freed) before the
                 // pool is reset.
+                // Lock-free counters finish before the pool is reset.
+                map.close_lockless();
                 let snapshot = Snapshot::take(&mut map, now());
                 let synced = map.is_synced();
                 self.rebuild(&mut arena, &snapshot, synced)?;

@@ -11,6 +11,9 @@ BEGIN { $ENV{TEST_NGINX_WORKER_USER} = 'nobody ' . (getgrnam('nogroup') ? 'nogro
 use Test::Nginx::Socket;
 use Test::More;
 use File::Temp qw(tempdir);
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SharedMapTest;
 
 if ($> != 0) {
     plan(skip_all => 'needs root, to run the workers as another user');
@@ -37,18 +40,14 @@ sub reload_with_unwritable_map {
     open my $out, '>', $conf or die "$conf: $!";
     print $out $text;
     close $out;
-    my $master = do { local (@ARGV, $/) = ("$root/logs/nginx.pid"); <> };
-    chomp $master;
+    my $master = master_pid("$root/logs/nginx.pid");
     kill 'HUP', $master or die "HUP: $!";
     Time::HiRes::sleep(1);
     my $state = do { local (@ARGV, $/) = ("/proc/$master/stat"); <> } // '';
     my ($s) = $state =~ /^\d+ \(.*\) (\S)/;
     Test::More::ok(defined $s && $s ne 'Z', 'the master is still running after the refused reload');
 }
-{
-    no strict 'refs';
-    *{"Test::Nginx::Util::reload_with_unwritable_map"} = \&reload_with_unwritable_map;
-}
+share_with_init(qw(reload_with_unwritable_map));
 
 master_on();
 workers(1);

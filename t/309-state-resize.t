@@ -9,6 +9,9 @@
 
 use Test::Nginx::Socket 'no_plan';
 use File::Temp qw(tempdir);
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SharedMapTest;
 
 $ENV{TEST_NGINX_STATE_DIR} = tempdir(CLEANUP => 1);
 our $Reloads = 6;
@@ -19,8 +22,7 @@ sub count_through_reloads {
     require POSIX;
     my $root = server_root();
     my $conf = "$root/conf/nginx.conf";
-    my $master = do { local (@ARGV, $/) = ("$root/logs/nginx.pid"); <> };
-    chomp $master;
+    my $master = master_pid("$root/logs/nginx.pid");
     my $base = "http://127.0.0.1:$ENV{TEST_NGINX_SERVER_PORT}";
     my $stop = "$root/html/stop";
     my @kids;

@@ -19,6 +19,9 @@ use Test::More;
 use File::Temp qw(tempdir);
 use HTTP::Tiny;
 use Time::HiRes ();
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use SharedMapTest;
 
 if ($> != 0) {
     plan(skip_all => 'needs root, to run the workers as another user');
@@ -59,13 +62,6 @@ sub wait_gone {
     return 0;
 }
 
-sub pid_of {
-    my ($file) = @_;
-    open my $f, '<', $file or return undef;
-    my $pid = <$f>;
-    chomp $pid if defined $pid;
-    return $pid;
-}
 
 # The other nginx, with maps MAP => STATE FILE (in the state directory, or
 # as written after a "=": a path of its own).
@@ -109,7 +105,7 @@ sub other_start {
 }
 
 sub other_stop {
-    my $pid = pid_of("$other/logs/nginx.pid") or return;
+    my $pid = master_pid("$other/logs/nginx.pid") or return;
     kill 'QUIT', $pid;
     wait_gone($pid) or die "the other nginx ($pid) did not stop";
 }
@@ -120,17 +116,8 @@ sub other_get {
 }
 
 # The children of process PID.
-sub children_of {
-    my ($pid) = @_;
-    my @kids;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        my $text = do { local (@ARGV, $/) = ($stat); <> } // next;
-        push @kids, $1 if $text =~ /^(\d+) \(.*\) \S (\d+) / && $2 == $pid;
-    }
-    return @kids;
-}
 
-sub my_pid { pid_of(main::server_root() . '/logs/nginx.pid') }
+sub my_pid { master_pid() }
 
 # Reloads this test's nginx and waits for the new workers (and the old ones to go).
 sub reload {
@@ -166,7 +153,7 @@ END { other_stop() if $$ == $test_pid }
     for my $pkg (qw(Test::Nginx::Util Test::Nginx::Socket)) {
         *{"${pkg}::$_"} = \&{"main::$_"}
             for qw(other_start other_stop other_get run_nginx my_pid reload edit_my_conf refused_like wait_gone
-                    children_of);
+                    master_pid worker_pids);
     }
 }
 
@@ -346,7 +333,7 @@ Test::More::is($rc, 0, 'the first nginx starts again') or Test::More::diag($out)
 === TEST 10: a master killed with SIGKILL: its orphaned workers, still serving and saving, keep the file; once they are gone, so is the lock
 --- init
 my $master = my_pid();
-my @workers = children_of($master);
+my @workers = worker_pids($master);
 Test::More::ok(scalar @workers, 'the master has workers');
 kill 'KILL', $master;
 wait_gone($master) or die "nginx ($master) did not die";

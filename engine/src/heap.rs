@@ -20,6 +20,8 @@ use crate::map::{Map, MapConfig};
 pub const PAGE: usize = 4096;
 const MIN_SHIFT: u32 = 3;
 const CLASSES: usize = 9; // 8 .. 2048
+/// The byte a freed small chunk is filled with.
+const CANARY: u8 = 0xa5;
 const MAGIC: u64 = u64::from_le_bytes(*b"SMHEAP\0\x01");
 /// `page_class` value of a page that starts a run of whole pages.
 const RUN: u8 = 0xfe;
@@ -334,8 +336,13 @@ unsafe impl Arena for Heap {
             }
             self.hdr_mut().runs = off;
         } else {
-            // SAFETY: a chunk of at least 8 bytes; it joins its class's free list.
-            unsafe { *(ptr.as_ptr() as *mut u64) = self.hdr().small[class as usize] };
+            // SAFETY: a chunk of `8 << class` bytes, at least 8; past its free
+            // list link it is filled with a canary, so that a use after free
+            // reads garbage a test sees; it joins its class's free list.
+            unsafe {
+                ptr.as_ptr().add(8).write_bytes(CANARY, (8usize << class) - 8);
+                *(ptr.as_ptr() as *mut u64) = self.hdr().small[class as usize];
+            }
             self.hdr_mut().small[class as usize] = off;
         }
         // Counted once the chunk is on its free list: a process killed between

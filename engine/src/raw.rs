@@ -117,6 +117,11 @@ pub struct Region {
 }
 
 impl Region {
+    /// The zone's size in bytes.
+    pub fn size(self) -> u64 {
+        self.size
+    }
+
     pub fn new(base: *mut u8, size: usize) -> Region {
         Region {
             base,
@@ -172,7 +177,7 @@ impl Region {
     /// `entry` is a checked or fresh entry offset (see [`Layout`]) of an entry
     /// of type `E`.
     #[inline(always)]
-    unsafe fn view<'a, E>(self, entry: u64) -> &'a E {
+    pub(crate) unsafe fn view<'a, E>(self, entry: u64) -> &'a E {
         // SAFETY: the caller passes an offset checked (or freshly allocated) to
         // hold a whole, aligned `E` inside the zone.
         unsafe { &*(self.at(entry) as *const E) }

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use shared_map_engine::heap::Heap;
 use shared_map_engine::spec::{self, MapKind};
 use shared_map_engine::state::{self, StateError};
-use shared_map_engine::{Error, Map, MapConfig, OwnedValue, Ttl, Value};
+use shared_map_engine::{Arena, Error, Lockless, Map, MapConfig, OwnedValue, Reader, Ttl, Value};
 use shared_map_http_parse::query;
 use shared_map_http_parse::resp::{Limits, Scanner};
 
@@ -214,6 +214,8 @@ pub fn ops(data: &[u8]) {
     let mut b = Bytes(data);
     let kind = if b.u8() & 1 == 0 { MapKind::Tiny } else { MapKind::Hash };
     let (mut heap, root) = new_map(kind, 256 * 1024, 64, false);
+    let (base, size) = (heap.base(), heap.size());
+    let reader = Reader::new();
     let mut m = attach(&mut heap, root);
     let mut model: HashMap<Vec<u8>, OwnedValue> = HashMap::new();
     let mut n = 0;
@@ -259,7 +261,21 @@ pub fn ops(data: &[u8]) {
                 let (d, init) = (b.u8() as i64 - 128, if b.u8() & 1 == 0 { 0 } else { b.u64() as i64 });
                 let mut next = model.clone();
                 let expect = model_add(&mut next, &key, d, init);
-                match m.add(&key, d, init, Ttl::Never, 0) {
+                // Every other add tries the lock-free path first, as the
+                // module does: it answers for a present number only.
+                let lockless = match b.u8() & 1 {
+                    // SAFETY: the heap's region outlives the handle, and `root`
+                    // came from `Map::create` in it.
+                    0 => unsafe { Lockless::open(base, size, root, &reader) }.and_then(|l| l.add(&key, d, 0)),
+                    _ => None,
+                };
+                if lockless.is_some() {
+                    assert!(
+                        matches!(model.get(&key), Some(OwnedValue::Int(_) | OwnedValue::Long(_))),
+                        "lock-free add answered for an absent key or a string"
+                    );
+                }
+                match lockless.unwrap_or_else(|| m.add(&key, d, init, Ttl::Never, 0)) {
                     Err(Error::NoRoom) => assert!(!model.contains_key(&key)),
                     got => {
                         assert_eq!(got, expect);

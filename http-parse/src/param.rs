@@ -18,4 +18,7 @@ pub enum ParamError {
     /// A parameter that needs another: `"samesite=none" requires "secure"`.
     #[error("\"{0}\" requires \"{1}\"")]
     Requires(&'static str, &'static str),
+    /// A parameter the others need, and why: `no "tls_server_name=" to ...`.
+    #[error("no \"{0}\" {1}")]
+    Missing(&'static str, &'static str),
 }

@@ -145,10 +145,15 @@ impl Cond {
         }
     }
 
+    /// Whether the request has no preconditions.
+    fn is_empty(&self) -> bool {
+        self.if_match.is_none() && self.if_none_match.is_none()
+    }
+
     /// Checks the preconditions on the key's current value. Called inside the
     /// same hold of the map's lock as the write it guards: compare-and-set.
     fn check(&self, m: &mut Map<'_, SlabArena>, key: &[u8], now: u32) -> Result<(), Refused> {
-        if self.if_match.is_none() && self.if_none_match.is_none() {
+        if self.is_empty() {
             return Ok(());
         }
         let etag_key = m.etag_key();
@@ -275,10 +280,9 @@ fn refused(r: &Request, map: &SharedMap, key: &[u8], err: Error) -> Reply {
             )
         }
         // Not refusals of a write: a map that is there and was made.
-        Error::Random(_) | Error::NotAMap | Error::State(_) => Reply::error(
-            NGX_HTTP_INTERNAL_SERVER_ERROR,
-            format!("shared map \"{}\": {err}", map.name),
-        ),
+        Error::Random(_) | Error::NotAMap | Error::State(_) => {
+            Reply::error(NGX_HTTP_INTERNAL_SERVER_ERROR, format!("{}: {err}", MapName(&map.name)))
+        }
     }
 }
 
@@ -491,6 +495,14 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
         } => {
             if key.len() >= map.spec.space {
                 return refused(r, map, &key, Error::KeyTooLarge);
+            }
+            // Without preconditions, a present number counts without the lock.
+            if cond.is_empty() {
+                match map.add_lockless(&key, delta, now) {
+                    Some(Ok(v)) => return Reply::new(NGX_HTTP_OK, TEXT, v.to_string().into_bytes()),
+                    Some(Err(e)) => return refused(r, map, &key, e),
+                    None => {}
+                }
             }
             match map.with(|m| -> Result<_, Refused> {
                 let key = m.write_key(&key)?;

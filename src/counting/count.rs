@@ -26,6 +26,15 @@ pub fn count_by(r: &Request, map: &SharedMap, key: &[u8], by: i64, init: i64, tt
 /// Adds `by` to `key` in `map` for an HTTP request or a stream session, whose
 /// log takes a refusal; `None` (logged) if refused.
 pub fn add(log: *mut ngx_log_t, map: &SharedMap, key: &[u8], by: i64, init: i64, ttl: Ttl) -> Option<i64> {
+    // A present number counts without the mutex; an insert takes it.
+    match map.add_lockless(key, by, now()) {
+        Some(Ok(v)) => return Some(v),
+        Some(Err(e)) => {
+            log_refusal(log, &map.name, key, e, None);
+            return None;
+        }
+        None => {}
+    }
     match map.with(|m| m.add(key, by, init, ttl, now()).map_err(|e| (e, m.refusal()))) {
         Ok(Ok(v)) => Some(v),
         Ok(Err((e, why))) => {

@@ -246,6 +246,15 @@ unsafe extern "C" fn var_named(r: *mut ngx_http_request_t, v: *mut ngx_variable_
         touch: !named.peek,
         stale: false,
     };
+    // An exact map is read without the mutex.
+    let value = map.read_lockless(key, now(), how.touch, |v| match v {
+        Value::Int(i) => buf.format(i).as_bytes().to_vec(),
+        Value::Long(l) => buf.format(l).as_bytes().to_vec(),
+        Value::Str(s) => header_safe(s).into_owned(),
+    });
+    if let Some(value) = value {
+        return set_value(r, v, &value.unwrap_or_default());
+    }
     let value = map.with(|m| match m.read_match(key, now(), how).map(|hit| hit.value) {
         Some(Value::Int(i)) => buf.format(i).as_bytes().to_vec(),
         Some(Value::Long(l)) => buf.format(l).as_bytes().to_vec(),

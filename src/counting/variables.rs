@@ -89,6 +89,15 @@ unsafe extern "C" fn var_value(r: *mut ngx_http_request_t, v: *mut ngx_variable_
     let Some(map) = mk.map() else {
         return not_found(v);
     };
+    // An exact map is read without the mutex.
+    let value = map.read_lockless(key, now(), true, |v| match v {
+        Value::Int(i) => i.to_string().into_bytes(),
+        Value::Long(l) => l.to_string().into_bytes(),
+        Value::Str(s) => s.to_vec(),
+    });
+    if let Some(value) = value {
+        return set_value(r, v, &header_safe(&value.unwrap_or_default()));
+    }
     let value = map.with(|m| match m.get_match(key, now()) {
         Some((_, Value::Int(i))) => i.to_string().into_bytes(),
         Some((_, Value::Long(l))) => l.to_string().into_bytes(),

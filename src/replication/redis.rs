@@ -16,12 +16,12 @@ use core::ptr::{self, NonNull};
 
 use ngx::core::{Status, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_add_timer, ngx_close_connection, ngx_command_t, ngx_conf_t,
+    ngx_add_timer, ngx_addr_t, ngx_close_connection, ngx_command_t, ngx_conf_t,
     ngx_connection_log_error_e_NGX_ERROR_ERR as NGX_ERROR_ERR, ngx_connection_t, ngx_current_msec, ngx_cycle_t,
     ngx_event_connect_peer, ngx_event_get_peer, ngx_event_t, ngx_exiting, ngx_handle_read_event,
     ngx_handle_write_event, ngx_int_t, ngx_log_t, ngx_msec_t, ngx_parse_url, ngx_peer_connection_t, ngx_process,
-    ngx_url_t, ngx_worker, NGX_AGAIN, NGX_LOG_CRIT, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_OK,
-    NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER,
+    ngx_str_t, ngx_url_t, ngx_worker, NGX_AGAIN, NGX_LOG_CRIT, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_INFO,
+    NGX_LOG_NOTICE, NGX_OK, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER,
 };
 use ngx::http::HttpModuleMainConf;
 use ngx::{ngx_conf_log_error, ngx_log_error};
@@ -34,12 +34,20 @@ use shared_map_http_parse::throttle::Throttle;
 use crate::conf::{args, lossy, parse_words, MainConf, RedisConf};
 use crate::log::MapName;
 use crate::module::Module;
+use crate::replication::redis_tls::{self, Handshake};
+use crate::replication::sentinel::{Link, Notice, SentinelConf, Target};
 use crate::replication::sync::{self, MapSync};
 
 /// Redis's own port, when the address names none.
 const DEFAULT_PORT: u16 = 6379;
+/// Sentinel's, when a sentinel's address names none.
+const DEFAULT_SENTINEL_PORT: u16 = 26379;
 
-/// `shared_map_redis address [db=number] [password=text] [prefix=text];`
+/// `shared_map_redis address [db=number] [user=name] [password=text]
+/// [prefix=text] [tls] [tls_verify=on|off] [tls_trusted_certificate=file]
+/// [tls_server_name=name];` and
+/// `shared_map_redis master_name sentinel=address[,address...]
+/// [sentinel_password=text] [...];`
 pub unsafe extern "C" fn cmd_set_redis(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
@@ -57,10 +65,71 @@ pub unsafe extern "C" fn cmd_set_redis(
     // SAFETY: `cf` is the configuration nginx is parsing; its `args` hold this directive's words.
     let args = unsafe { args(cf) };
 
+    // With sentinel=, the first word names the master; the sentinels are
+    // addresses, each resolved as Redis's own.
+    let (addr, host, sentinel) = match &params.sentinel {
+        None => {
+            // SAFETY: cf is the configuration being parsed.
+            let Some((addr, host)) = (unsafe { parse_address(cf, args[1], DEFAULT_PORT) }) else {
+                return NGX_CONF_ERROR;
+            };
+            (Some(addr), host, None)
+        }
+        Some(sp) => {
+            let mut addrs = Vec::new();
+            for a in &sp.addrs {
+                let url = ngx_str_t {
+                    len: a.len(),
+                    data: a.as_ptr() as *mut u8,
+                };
+                // SAFETY: as above; `url` is read during the call only.
+                let Some((addr, _)) = (unsafe { parse_address(cf, url, DEFAULT_SENTINEL_PORT) }) else {
+                    return NGX_CONF_ERROR;
+                };
+                addrs.push(addr);
+            }
+            let conf = SentinelConf {
+                master: lossy(&args[1]),
+                addrs,
+                password: sp.password.clone(),
+            };
+            (None, &[][..], Some(conf))
+        }
+    };
+    let tls = match &params.tls {
+        // SAFETY: cf is the configuration being parsed; `host` points into it.
+        Some(t) => match unsafe { redis_tls::configure(cf, t, host) } {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
+                return NGX_CONF_ERROR;
+            }
+        },
+        None => None,
+    };
+    mcf.redis = Some(RedisConf {
+        addr,
+        params,
+        tls,
+        sentinel,
+    });
+    NGX_CONF_OK
+}
+
+/// Resolves `url` (`host[:port]` or `unix:path`) in the configuration pool;
+/// `None` when refused, with nginx's reason logged.
+///
+/// # Safety
+/// `cf` is the configuration being parsed.
+unsafe fn parse_address<'a>(
+    cf: *mut ngx_conf_t,
+    url: ngx_str_t,
+    default_port: u16,
+) -> Option<(NonNull<ngx_addr_t>, &'a [u8])> {
     // SAFETY: zeroed is ngx_url_t's documented initial state.
     let mut u: ngx_url_t = unsafe { core::mem::zeroed() };
-    u.url = args[1];
-    u.default_port = DEFAULT_PORT;
+    u.url = url;
+    u.default_port = default_port;
     // SAFETY: `u` is filled as ngx_parse_url expects; the results live in the
     // configuration pool, as long as the cycle.
     if unsafe { ngx_parse_url((*cf).pool, &mut u) } != NGX_OK as isize {
@@ -69,14 +138,19 @@ pub unsafe extern "C" fn cmd_set_redis(
             let err = unsafe { core::ffi::CStr::from_ptr(u.err) }.to_string_lossy();
             ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{} in \"{}\"", err, lossy(&u.url));
         }
-        return NGX_CONF_ERROR;
+        return None;
     }
     let Some(addr) = NonNull::new(u.addrs) else {
         ngx_conf_log_error!(NGX_LOG_EMERG, cf, "no address in \"{}\"", lossy(&u.url));
-        return NGX_CONF_ERROR;
+        return None;
     };
-    mcf.redis = Some(RedisConf { addr, params });
-    NGX_CONF_OK
+    let host = match u.host.data.is_null() {
+        // A unix socket has no host.
+        true => &[][..],
+        // SAFETY: u.host points into the configuration's words or pool.
+        false => unsafe { core::slice::from_raw_parts(u.host.data, u.host.len) },
+    };
+    Some((addr, host))
 }
 
 /// How often the replicating worker runs a round trip, in milliseconds.
@@ -98,6 +172,10 @@ const HANDSHAKE_BYTES: usize = 64 * 1024;
 /// The buffers' capacity kept between replies (input) and batches (output);
 /// more is returned.
 const BUFFER_KEPT: usize = 64 * 1024;
+/// How long a round trip waits for a replica to copy its batches (`WAIT`).
+const WAIT_MS: &[u8] = b"200";
+/// The pause before asking the next sentinel after one failed.
+const SENTINEL_RETRY: ngx_msec_t = 300;
 
 /// What a reply answers.
 enum Expect {
@@ -107,6 +185,12 @@ enum Expect {
     Script,
     /// The round trip of the map at this index.
     Map(usize),
+    /// `WAIT` after the round trip's scripts (with `sentinel=`): the maps'
+    /// replies wait for it and for `ROLE`, so that a batch is acknowledged
+    /// once a replica has it too, or when the master has no replica.
+    Wait,
+    /// `ROLE`: the master's connected replicas.
+    Role,
 }
 
 /// The replicating worker's connection to Redis and what it remembers.
@@ -117,6 +201,8 @@ struct Replicator {
     conn: *mut ngx_connection_t,
     /// The TCP (or unix) connection is established.
     established: bool,
+    /// Its TLS handshake is done and verified (with `tls`), or it has none.
+    secured: bool,
     /// Replies are awaited.
     busy: bool,
     deadline: ngx_msec_t,
@@ -146,6 +232,20 @@ struct Replicator {
     notices: Throttle,
     /// The script's SHA-1 as `SCRIPT LOAD` returned it on this connection.
     sha: Vec<u8>,
+    /// With `sentinel=`: the link to a sentinel, and the master it named
+    /// (none: being asked).
+    sentinel: Option<Link>,
+    target: Option<Target>,
+    /// The master last named: a new one is a failover, logged once.
+    last_master: Option<std::net::SocketAddr>,
+    sentinel_retry_at: ngx_msec_t,
+    sentinel_deadline: ngx_msec_t,
+    /// The maps' replies of the round trip, held until `WAIT` and `ROLE` answer.
+    held: Vec<(usize, OwnedFrame)>,
+    /// `WAIT` said a replica has the round trip's batches.
+    copied: bool,
+    /// The master's replicas at the last `ROLE` (1 until known).
+    replicas: usize,
 }
 
 /// Milliseconds since the epoch, for the log's throttle.
@@ -210,6 +310,7 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         pc: unsafe { core::mem::zeroed() },
         conn: ptr::null_mut(),
         established: false,
+        secured: false,
         busy: false,
         deadline: 0,
         retry_at: 0,
@@ -228,6 +329,14 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         throttle: Throttle::new(LOG_PERIOD),
         notices: Throttle::new(LOG_PERIOD),
         sha: Vec::new(),
+        sentinel: conf.sentinel.as_ref().map(Link::new),
+        target: None,
+        last_master: None,
+        sentinel_retry_at: 0,
+        sentinel_deadline: 0,
+        held: Vec::new(),
+        copied: false,
+        replicas: 1,
     }));
     REPLICATOR.with(|cell| cell.set(r as *mut Replicator));
     r.timer.handler = Some(on_tick);
@@ -248,7 +357,7 @@ pub fn exit_process() {
     let r = REPLICATOR.with(|cell| cell.get());
     // SAFETY: null or the worker's leaked replicator; nginx runs one thread.
     if let Some(r) = unsafe { r.as_mut() } {
-        r.close();
+        r.shutdown();
     }
 }
 
@@ -257,7 +366,7 @@ unsafe extern "C" fn on_tick(ev: *mut ngx_event_t) {
     let r = unsafe { &mut *((*ev).data as *mut Replicator) };
     // SAFETY: a plain global of the worker.
     if unsafe { ngx_exiting } != 0 {
-        r.close();
+        r.shutdown();
         return;
     }
     r.tick();
@@ -279,7 +388,52 @@ unsafe extern "C" fn on_read(ev: *mut ngx_event_t) {
     let r = unsafe { &mut *((*((*ev).data as *mut ngx_connection_t)).data as *mut Replicator) };
     // A refused connection wakes the read handler first.
     if r.connected() {
-        r.read();
+        if r.written < r.out.len() {
+            r.write();
+        }
+        if !r.conn.is_null() {
+            r.read();
+        }
+    }
+}
+
+unsafe extern "C" fn on_sentinel_write(ev: *mut ngx_event_t) {
+    // SAFETY: as in on_write: the sentinel connection's data is the replicator too.
+    let r = unsafe { &mut *((*((*ev).data as *mut ngx_connection_t)).data as *mut Replicator) };
+    let Some(link) = r.sentinel.as_mut() else { return };
+    if let Err(e) = link.on_write() {
+        r.sentinel_fail(&e);
+    }
+}
+
+unsafe extern "C" fn on_sentinel_read(ev: *mut ngx_event_t) {
+    // SAFETY: as in on_sentinel_write.
+    let r = unsafe { &mut *((*((*ev).data as *mut ngx_connection_t)).data as *mut Replicator) };
+    let Some(link) = r.sentinel.as_mut() else { return };
+    match link.on_read() {
+        Ok(notices) => r.sentinel_notices(notices),
+        Err(e) => r.sentinel_fail(&e),
+    }
+}
+
+/// The end of a TLS handshake that waited for the network (`c->ssl->handler`).
+unsafe extern "C" fn on_handshake(c: *mut ngx_connection_t) {
+    // SAFETY: the connection's data is the replicator, as in on_write.
+    let r = unsafe { &mut *((*c).data as *mut Replicator) };
+    // SAFETY: the handshake had put its own handlers on the connection's events.
+    unsafe {
+        (*(*c).read).handler = Some(on_read);
+        (*(*c).write).handler = Some(on_write);
+    }
+    let Some(tls) = r.conf.tls.as_ref() else { return };
+    // SAFETY: the connection TLS was started on.
+    match unsafe { redis_tls::finish(tls, c) } {
+        Ok(Handshake::Done { reused }) => {
+            r.secured(reused);
+            r.write();
+        }
+        Ok(Handshake::Again) => {}
+        Err(e) => r.fail(&e),
     }
 }
 
@@ -316,7 +470,43 @@ impl Replicator {
                 }
             }
         }
-        true
+        self.secured || self.secure()
+    }
+
+    /// Starts TLS on the established connection (with `tls`); true when
+    /// Redis can be spoken to now.
+    fn secure(&mut self) -> bool {
+        let Some(tls) = self.conf.tls.as_ref() else {
+            self.secured = true;
+            return true;
+        };
+        // SAFETY: the established connection, without TLS yet (`secured` is
+        // reset with each connection).
+        match unsafe { redis_tls::start(tls, self.conn, Some(on_handshake)) } {
+            Ok(Handshake::Done { reused }) => {
+                self.secured(reused);
+                true
+            }
+            Ok(Handshake::Again) => false,
+            Err(e) => {
+                self.fail(&e);
+                false
+            }
+        }
+    }
+
+    fn secured(&mut self, reused: bool) {
+        self.secured = true;
+        if reused {
+            if let Some(repeats) = self.notices.check("tls session reused", wall_ms()) {
+                ngx_log_error!(
+                    NGX_LOG_INFO,
+                    self.log,
+                    "shared map: Redis: TLS session reused{}",
+                    repeated(repeats)
+                );
+            }
+        }
     }
 
     fn tick(&mut self) {
@@ -324,8 +514,10 @@ impl Replicator {
         for (msg, repeats) in self.throttle.due(wall_ms()) {
             ngx_log_error!(NGX_LOG_ERR, self.log, "shared map: Redis: {}{}", msg, repeated(repeats));
         }
+        self.sentinel_tick(now);
         if self.conn.is_null() {
-            if now >= self.retry_at {
+            let known = self.sentinel.is_none() || self.target.is_some();
+            if now >= self.retry_at && known {
                 self.connect();
             }
             return;
@@ -341,6 +533,18 @@ impl Replicator {
             encode(&mut self.out, &sync::request(sync, prefix, &self.sha));
             self.expect.push_back(Expect::Map(i));
         }
+        if self.sentinel.is_some() {
+            // No replica at the last ROLE: nothing to wait for, and WAIT 1
+            // would stall every round trip for WAIT_MS.
+            let wait: [&[u8]; 3] = match self.replicas {
+                0 => [b"WAIT", b"0", b"0"],
+                _ => [b"WAIT", b"1", WAIT_MS],
+            };
+            encode(&mut self.out, &command(&wait));
+            self.expect.push_back(Expect::Wait);
+            encode(&mut self.out, &command(&[b"ROLE"]));
+            self.expect.push_back(Expect::Role);
+        }
         self.round_ok = Some(true);
         self.busy = true;
         self.deadline = now + TIMEOUT;
@@ -348,14 +552,23 @@ impl Replicator {
     }
 
     fn connect(&mut self) {
-        let addr = self.conf.addr.as_ptr();
-        // SAFETY: the address lives in the configuration pool, as long as the
-        // cycle; the peer connection is the replicator's own.
+        let (sockaddr, socklen, name) = match (&mut self.target, self.conf.addr) {
+            (Some(t), _) => t.peer(),
+            // SAFETY: the address lives in the configuration pool, as long as the cycle.
+            (None, Some(a)) => unsafe {
+                let a = a.as_ptr();
+                ((*a).sockaddr, (*a).socklen, &mut (*a).name as *mut ngx_str_t)
+            },
+            (None, None) => return,
+        };
+        // SAFETY: the address is the configuration's or the target's, which
+        // outlives the connection (a new target closes it first); the peer
+        // connection is the replicator's own.
         let rc = unsafe {
             self.pc = core::mem::zeroed();
-            self.pc.sockaddr = (*addr).sockaddr;
-            self.pc.socklen = (*addr).socklen;
-            self.pc.name = &mut (*addr).name;
+            self.pc.sockaddr = sockaddr;
+            self.pc.socklen = socklen;
+            self.pc.name = name;
             self.pc.get = Some(ngx_event_get_peer);
             self.pc.log = self.conn_log;
             self.pc.set_log_error(NGX_ERROR_ERR);
@@ -383,8 +596,13 @@ impl Replicator {
         self.established = rc == NGX_OK as isize;
         self.busy = true;
         self.deadline = current_msec() + TIMEOUT;
-        if let Some(password) = &self.conf.params.password {
-            encode(&mut self.out, &command(&[b"AUTH", password.as_bytes()]));
+        let params = &self.conf.params;
+        if let Some(password) = &params.password {
+            let auth = match &params.user {
+                Some(user) => command(&[b"AUTH", user.as_bytes(), password.as_bytes()]),
+                None => command(&[b"AUTH", password.as_bytes()]),
+            };
+            encode(&mut self.out, &auth);
             self.expect.push_back(Expect::Handshake);
         }
         let db = itoa::Buffer::new().format(self.conf.params.db).to_owned();
@@ -394,7 +612,7 @@ impl Replicator {
         self.sha.clear();
         encode(&mut self.out, &command(&[b"SCRIPT", b"LOAD", sync::SCRIPT.as_bytes()]));
         self.expect.push_back(Expect::Script);
-        if self.established {
+        if self.established && self.connected() {
             self.write();
         }
     }
@@ -483,7 +701,7 @@ impl Replicator {
     /// bounds its read so) with their framing.
     fn limits(&self, expect: &Expect) -> Limits {
         let bytes = match expect {
-            Expect::Handshake | Expect::Script => HANDSHAKE_BYTES,
+            Expect::Handshake | Expect::Script | Expect::Wait | Expect::Role => HANDSHAKE_BYTES,
             Expect::Map(i) => {
                 let spec = &self.maps[*i].map.spec;
                 let entries = usize::try_from(spec.entries).unwrap_or(usize::MAX).max(sync::READ);
@@ -557,23 +775,46 @@ impl Replicator {
                 _ => {}
             },
             Some(Expect::Map(i)) => {
-                let now_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
                 if matches!(&frame, OwnedFrame::Error(e) if e.starts_with("NOSCRIPT")) {
                     // SCRIPT FLUSH on the server: load it again on a new connection.
                     self.fail("NOSCRIPT: the script was flushed");
                     return false;
                 }
-                match sync::apply(&mut self.maps[i], frame, now_ms) {
-                    // Redis answers: the next connection failure starts the pauses anew.
-                    Ok(()) => self.backoff = RETRY,
-                    Err(e) => {
-                        let msg = format!("{}: {}", MapName(&self.maps[i].map.name), e);
-                        self.log_failure(&msg);
-                        self.round_ok = Some(false);
-                        sync::report_error(&self.maps[i..=i], true, &msg);
+                if let OwnedFrame::Error(e) = &frame {
+                    // A master demoted to a replica by a failover: ask again.
+                    if e.starts_with("READONLY") {
+                        self.fail(&format!("{e} (a demoted master)"));
+                        return false;
                     }
+                }
+                if self.sentinel.is_some() {
+                    self.held.push((i, frame));
+                } else {
+                    self.apply(i, frame);
+                }
+            }
+            Some(Expect::Wait) => {
+                self.copied = matches!(frame, OwnedFrame::Integer(n) if n >= 1);
+            }
+            Some(Expect::Role) => {
+                // Acknowledged when a replica has the batches, or when the
+                // master has none to fail over to. A replica that lags
+                // beyond WAIT_MS: not acknowledged, the batches are resent
+                // (their numbers make that harmless) until it has them.
+                let replicas = match &frame {
+                    OwnedFrame::Array(role) => match role.get(2) {
+                        Some(OwnedFrame::Array(list)) => list.len(),
+                        _ => 0,
+                    },
+                    _ => 0,
+                };
+                self.replicas = replicas;
+                let ack = self.copied || replicas == 0;
+                for (i, frame) in core::mem::take(&mut self.held) {
+                    if !ack {
+                        self.maps[i].flight = 0;
+                    }
+                    self.apply(i, frame);
                 }
             }
             None => {
@@ -604,6 +845,97 @@ impl Replicator {
         true
     }
 
+    /// Applies map `i`'s reply and reports it.
+    fn apply(&mut self, i: usize, frame: OwnedFrame) {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        match sync::apply(&mut self.maps[i], frame, now_ms) {
+            // Redis answers: the next connection failure starts the pauses anew.
+            Ok(()) => self.backoff = RETRY,
+            Err(e) => {
+                let msg = format!("{}: {}", MapName(&self.maps[i].map.name), e);
+                self.log_failure(&msg);
+                self.round_ok = Some(false);
+                sync::report_error(&self.maps[i..=i], true, &msg);
+            }
+        }
+    }
+
+    /// With `sentinel=`: the link opened when closed, abandoned when its
+    /// answer is late.
+    fn sentinel_tick(&mut self, now: ngx_msec_t) {
+        let data = self as *mut Replicator as *mut c_void;
+        let conn_log = self.conn_log;
+        let Some(link) = self.sentinel.as_mut() else { return };
+        if link.is_open() {
+            if !link.answered && now > self.sentinel_deadline {
+                let msg = format!("sentinel {} timed out", link.name());
+                self.sentinel_fail(&msg);
+            }
+            return;
+        }
+        if now < self.sentinel_retry_at {
+            return;
+        }
+        self.sentinel_deadline = now + TIMEOUT;
+        if let Err(e) = link.open(data, conn_log, Some(on_sentinel_read), Some(on_sentinel_write)) {
+            self.sentinel_fail(&e);
+        }
+    }
+
+    fn sentinel_fail(&mut self, msg: &str) {
+        self.log_failure(msg);
+        sync::report_error(&self.maps, !self.conn.is_null(), msg);
+        if let Some(link) = self.sentinel.as_mut() {
+            link.close();
+        }
+        self.sentinel_retry_at = current_msec() + SENTINEL_RETRY;
+    }
+
+    fn sentinel_notices(&mut self, notices: Vec<Notice>) {
+        for notice in notices {
+            // Asked (after a disconnect) or announced (+switch-master).
+            let (Notice::Master(addr) | Notice::Switch(addr)) = notice;
+            if self.target.as_ref().map(|t| t.addr) == Some(addr) {
+                continue;
+            }
+            if self.last_master != Some(addr) {
+                let master = self.sentinel.as_ref().map_or("", |l| l.conf.master.as_str());
+                let what = if self.last_master.is_some() {
+                    "failed over to"
+                } else {
+                    "is at"
+                };
+                ngx_log_error!(
+                    NGX_LOG_NOTICE,
+                    self.log,
+                    "shared map: Redis: master \"{}\" {} {}",
+                    master,
+                    what,
+                    addr
+                );
+                self.last_master = Some(addr);
+            }
+            if !self.conn.is_null() {
+                // The connection is to the old master: replication resumes
+                // on the new one now, and resends the batches in flight.
+                self.close();
+            }
+            self.target = Some(Target::new(addr));
+            self.retry_at = current_msec();
+            self.backoff = RETRY;
+        }
+    }
+
+    /// Closes every connection: the worker exits.
+    fn shutdown(&mut self) {
+        self.close();
+        if let Some(link) = self.sentinel.as_mut() {
+            link.close();
+        }
+    }
+
     /// Logs a failure, at most once per period for the same message.
     fn log_failure(&mut self, msg: &str) {
         self.failing = true;
@@ -620,15 +952,26 @@ impl Replicator {
         self.close();
         self.retry_at = current_msec() + self.backoff;
         self.backoff = (self.backoff * 2).min(RETRY_MAX);
+        // With sentinels, the master is asked again after every disconnect.
+        if let Some(link) = self.sentinel.as_mut() {
+            link.close();
+            self.target = None;
+            self.sentinel_retry_at = current_msec();
+        }
     }
 
     fn close(&mut self) {
         if !self.conn.is_null() {
-            // SAFETY: the open connection this replicator made.
-            unsafe { ngx_close_connection(self.conn) };
+            // SAFETY: the open connection this replicator made; TLS, if any,
+            // ends before it closes.
+            unsafe {
+                redis_tls::shutdown(self.conn);
+                ngx_close_connection(self.conn);
+            }
             self.conn = ptr::null_mut();
         }
         self.established = false;
+        self.secured = false;
         self.busy = false;
         self.round_ok = None;
         // What the connection took is returned, not only emptied.
@@ -637,6 +980,8 @@ impl Replicator {
         self.input = Vec::new();
         self.scanner = Scanner::default();
         self.expect.clear();
+        self.held.clear();
+        self.replicas = 1;
         for m in &mut self.maps {
             m.flight = 0;
         }

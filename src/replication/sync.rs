@@ -107,6 +107,11 @@ if last ~= '' and exists then
     if last ~= '' and info[i] == 'max-deleted-entry-id' and before(last, info[i + 1]) then
       last = ''
     end
+    -- Entries the host read are not here: a replica promoted by a failover
+    -- before it copied them. The whole contents, as Redis now holds them.
+    if last ~= '' and info[i] == 'last-generated-id' and before(info[i + 1], last) then
+      last = ''
+    end
   end
 end
 if last == '' then

@@ -29,7 +29,7 @@ use ngx::ffi::{
     NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_PUT, NGX_HTTP_SPECIAL_RESPONSE,
     NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_WARN,
 };
-use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule, Request};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule, Request};
 use ngx::{ngx_log_debug_http, ngx_log_error};
 use shared_map_engine::{Error, Ttl, Value};
 use shared_map_http_parse::session::{
@@ -112,6 +112,10 @@ pub unsafe extern "C" fn cmd_set_session(
         return NGX_CONF_ERROR;
     };
     lcf.session = Some(session);
+    // SAFETY: nginx passes the configuration being parsed, inside `http`.
+    if let Some(mcf) = Module::main_conf_mut(unsafe { &*cf }) {
+        mcf.sessions = true;
+    }
     NGX_CONF_OK
 }
 

@@ -12,9 +12,12 @@ use File::Path qw(make_path remove_tree);
 use Cwd qw(getcwd);
 
 our @EXPORT = qw(redis_bin setup redis_port start_redis kill_redis stop_redis cont_redis redis_cli
-    host_port url start_host stop_host master_pid get put del post sync_of converge values_of error_log);
+    host_port url start_host stop_host master_pid get put del post sync_of converge values_of error_log
+    make_certs nginx_t http_get);
 
 our ($port, $rport, $root, $redis_pid);
+# What redis-cli needs besides the port: TLS, an ACL user (start_redis's `cli`).
+our @cli_opts;
 my $http = HTTP::Tiny->new(keep_alive => 0, timeout => 5);
 
 sub redis_bin { my $b = `command -v redis-server 2>/dev/null`; chomp $b; $b }
@@ -31,14 +34,46 @@ sub setup {
 
 sub redis_port { $rport }
 
-sub redis_cli { my $out = `redis-cli -p $rport @_ 2>&1`; chomp $out; $out }
+sub redis_cli { my $out = `redis-cli -p $rport @cli_opts @_ 2>&1`; chomp $out; $out }
 
+# A CA, a second CA that signed nothing of Redis's, and Redis's certificate
+# for redis.test (and localhost), under ROOT/tls; returns that directory.
+sub make_certs {
+    my $dir = "$root/tls";
+    make_path($dir);
+    my $ssl = sub { system("openssl @_ >/dev/null 2>&1") == 0 or die "openssl @_ failed" };
+    for my $ca (qw(ca other-ca)) {
+        $ssl->("req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=$ca -keyout $dir/$ca.key -out $dir/$ca.pem");
+    }
+    $ssl->("req -newkey rsa:2048 -nodes -subj /CN=redis.test -keyout $dir/redis.key -out $dir/redis.csr");
+    open my $ext, '>', "$dir/san.ext" or die $!;
+    print $ext "subjectAltName=DNS:redis.test,DNS:localhost\n";
+    close $ext;
+    $ssl->("x509 -req -in $dir/redis.csr -CA $dir/ca.pem -CAkey $dir/ca.key -CAcreateserial -days 2"
+        . " -extfile $dir/san.ext -out $dir/redis.pem");
+    # nginx's workers (nobody, when the tests run as root) read the CA files.
+    chmod 0755, $root, $dir;
+    chmod 0644, glob("$dir/*.pem");
+    return $dir;
+}
+
+# Starts redis-server on the Redis port. Options: tls => make_certs's
+# directory (TLS only: no cleartext port), args => [more of redis-server's
+# arguments], cli => [redis-cli's options to reach it].
 sub start_redis {
+    my %opt = @_;
     my $bin = redis_bin();
+    my @listen = ('--port', $rport);
+    if (my $tls = $opt{tls}) {
+        @listen = ('--port', 0, '--tls-port', $rport, '--tls-cert-file', "$tls/redis.pem",
+            '--tls-key-file', "$tls/redis.key", '--tls-ca-cert-file', "$tls/ca.pem", '--tls-auth-clients', 'no');
+    }
+    @cli_opts = @{ $opt{cli} // [] };
+    push @cli_opts, '--tls', '--cacert', "$opt{tls}/ca.pem", '--sni', 'redis.test' if $opt{tls};
     $redis_pid = fork() // die "fork: $!";
     if ($redis_pid == 0) {
-        exec $bin, '--port', $rport, '--bind', '127.0.0.1', '--dir', "$root/redis",
-            '--save', '', '--appendonly', 'no', '--logfile', "$root/redis/redis.log";
+        exec $bin, @listen, '--bind', '127.0.0.1', '--dir', "$root/redis",
+            '--save', '', '--appendonly', 'no', '--logfile', "$root/redis/redis.log", @{ $opt{args} // [] };
         exit 1;
     }
     for (1 .. 100) { return if redis_cli('ping') eq 'PONG'; sleep 0.05 }
@@ -93,6 +128,22 @@ _EOC_
     for (1 .. 100) { return if $http->get(url($h, '/pid'))->{success}; sleep 0.05 }
     die "nginx h$h does not answer";
 }
+
+# `nginx -t` of a configuration with $http_lines in http {}: its output.
+sub nginx_t {
+    my ($http_lines) = @_;
+    my $dir = "$root/conftest";
+    make_path("$dir/logs");
+    my $module = $ENV{TEST_NGINX_MODULE} or die "TEST_NGINX_MODULE is not set";
+    my $nginx = $ENV{TEST_NGINX_BINARY} or die "TEST_NGINX_BINARY is not set";
+    open my $fh, '>', "$dir/nginx.conf" or die $!;
+    print $fh "load_module $module;\nevents {}\nhttp {\n$http_lines\n}\n";
+    close $fh;
+    my $out = `$nginx -t -p $dir/ -e logs/error.log -c $dir/nginx.conf 2>&1`;
+    return $out;
+}
+
+sub http_get { my ($h, $path) = @_; my $r = $http->get(url($h, $path)); "$r->{status} $r->{content}" }
 
 sub master_pid { open my $fh, '<', "$root/h$_[0]/logs/nginx.pid" or return; my $p = <$fh>; chomp $p; $p }
 

@@ -3,7 +3,7 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
-use super::{add_locked, expired, sub_locked, tick, Map};
+use super::{add_locked, expired, sub_locked, Map};
 use crate::arena::Arena;
 use crate::raw::{Layout, ValueType};
 use crate::value::Value;
@@ -41,7 +41,7 @@ impl<A: Arena> Map<'_, A> {
     }
 
     pub(super) fn touch<L: Layout>(&self, e: u64) {
-        let stamp = tick(&self.header().clock);
+        let stamp = self.stamp();
         // SAFETY: `e` is a live entry and the lock is held.
         unsafe { L::access(self.base(), e).store(stamp, Relaxed) };
     }
@@ -148,6 +148,8 @@ impl<A: Arena> Map<'_, A> {
     /// # Safety
     /// `e` is an entry of layout `L` that was just unlinked under the lock.
     pub(super) unsafe fn free_unlinked<L: Layout>(&mut self, e: u64) {
+        // Lock-free operations that found `e` before the unlink finish first.
+        self.synchronize();
         let base = self.base();
         // SAFETY: the caller just unlinked `e` under the lock: it is whole, and no chain reaches it.
         unsafe {

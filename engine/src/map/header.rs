@@ -9,7 +9,7 @@ use crate::journal::{Journal, Tracked};
 use crate::matching;
 use crate::spec::MapKind;
 
-pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"SHMAP\0\0\x04");
+pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"SHMAP\0\0\x05");
 
 /// A snapshot of a map's statistics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -81,6 +81,17 @@ pub(super) struct Header {
     pub(super) lock_hold_max: AtomicU64,
     /// Offset of the replication log of a map with `sync` (`replog`); 0 without.
     pub(super) replog: AtomicU64,
+    /// The reclamation epoch (see `lockless`): lock-free operations announce
+    /// it, and a lock holder about to free what it unlinked bumps it and waits
+    /// for every operation that announced an older one. Starts at 1.
+    pub(super) epoch: AtomicU64,
+    /// Offset of the reader slots (`lockless::READERS` of them); 0 when the
+    /// map has none, and then nothing is done without the lock.
+    pub(super) readers: u64,
+    /// How many reader slots were ever claimed: the slots a grace period scans.
+    pub(super) readers_used: AtomicU32,
+    /// Nonzero while the zone is being rebuilt: lock-free operations take the lock.
+    pub(super) closed: AtomicU32,
 }
 
 impl<'a, A: Arena> Map<'a, A> {
@@ -154,7 +165,10 @@ impl<'a, A: Arena> Map<'a, A> {
 
     /// A counter that changes whenever the map is written.
     pub fn generation(&self) -> u64 {
-        self.header().generation.load(Relaxed)
+        self.header()
+            .generation
+            .load(Relaxed)
+            .wrapping_add(self.lockless_changes())
     }
 
     /// The generation last recorded by [`Map::set_saved_generation`].
@@ -185,8 +199,8 @@ impl<'a, A: Arena> Map<'a, A> {
             max_entries: h.max_entries,
             space: self.arena.size() as u64,
             free_space: self.arena.free_bytes() as u64,
-            hits: h.hits.load(Relaxed),
-            misses: h.misses.load(Relaxed),
+            hits: h.hits.load(Relaxed).wrapping_add(self.lockless_hits()),
+            misses: h.misses.load(Relaxed).wrapping_add(self.lockless_misses()),
             evictions: h.evictions.load(Relaxed),
             expirations: h.expirations.load(Relaxed),
             refused: h.refused.load(Relaxed),

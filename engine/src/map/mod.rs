@@ -32,6 +32,7 @@ macro_rules! dispatch {
 
 mod chains;
 mod header;
+mod lockless;
 mod matching;
 mod room;
 mod sync;
@@ -39,6 +40,7 @@ mod writes;
 
 pub use header::Stats;
 use header::{Header, MAGIC};
+pub use lockless::{Lockless, Reader};
 pub use room::{MAX_CHAIN, MAX_EVICTIONS};
 use writes::PutMode;
 
@@ -164,8 +166,20 @@ impl<'a, A: Arena> Map<'a, A> {
                 lock_wait: AtomicU64::new(0),
                 lock_hold_max: AtomicU64::new(0),
                 replog: AtomicU64::new(0),
+                epoch: AtomicU64::new(1),
+                readers: 0,
+                readers_used: AtomicU32::new(0),
+                closed: AtomicU32::new(0),
             })
         };
+        // The reader slots come last, so that a map too small for them still
+        // works (under the lock alone).
+        if let Some(slots) = arena.alloc(lockless::SLOTS_BYTES) {
+            // SAFETY: a fresh allocation of SLOTS_BYTES; zero is a free slot.
+            unsafe { slots.as_ptr().write_bytes(0, lockless::SLOTS_BYTES) };
+            // SAFETY: the header just written; nothing else knows the map yet.
+            unsafe { (*(hdr.as_ptr() as *mut Header)).readers = slots.as_ptr() as u64 - base };
+        }
         Ok(hdr.as_ptr() as u64 - base)
     }
 
@@ -215,6 +229,8 @@ impl<'a, A: Arena> Map<'a, A> {
     /// and counts the chains again if it died between a link and its count.
     #[cold]
     fn recover(&mut self, pending: u32) {
+        // What the dead writer held may still be seen by lock-free operations.
+        self.synchronize();
         // SAFETY: the caller of `attach` holds the lock; the journal is this
         // map's, in the region, and no allocator call touches it.
         let mut recovery = unsafe { (*self.hdr.as_ptr()).journal.recover(&mut *self.arena) };
@@ -406,6 +422,9 @@ fn sub_locked(counter: &AtomicU64, n: u64) {
 }
 
 /// Advances the logical use clock and returns the new stamp.
+/// Advances the logical use clock and returns the new stamp. Under the lock:
+/// the caller first brought the clock past the stamps of lock-free uses
+/// (`Map::sync_clock`).
 fn tick(clock: &AtomicU32) -> u32 {
     let stamp = clock.load(Relaxed).wrapping_add(1);
     clock.store(stamp, Relaxed);

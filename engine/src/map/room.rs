@@ -139,7 +139,7 @@ impl<A: Arena> Map<'_, A> {
         let h = self.header();
         let buckets = h.buckets;
         let start = h.evict_cursor.load(Relaxed);
-        let mut pick = Pick::new(h.clock.load(Relaxed));
+        let mut pick = Pick::new(self.sync_clock());
         let mut scanned = 0;
         while scanned < buckets && (scanned < SCAN_BUCKETS || pick.oldest.is_none()) && pick.seen < EVICT_SAMPLE {
             let idx = (start + scanned) & (buckets - 1);
@@ -286,7 +286,7 @@ impl<A: Arena> Map<'_, A> {
     /// refused. Bounds every walk of a chain, whatever keys a client chooses.
     pub(super) fn chain_room<L: Layout>(&mut self, hash: u32, now: u32) -> Result<(), Error> {
         let h = self.header();
-        let mut pick = Pick::new(h.clock.load(Relaxed));
+        let mut pick = Pick::new(self.sync_clock());
         self.pick_in_chain::<L>(hash as u64 & (h.buckets - 1), now, &mut pick);
         if pick.seen < MAX_CHAIN {
             return Ok(());

@@ -3,8 +3,9 @@
 
 use core::sync::atomic::Ordering::Relaxed;
 
+use super::lockless::add_word;
 use super::room::Room;
-use super::{tick, Map};
+use super::Map;
 use crate::arena::Arena;
 use crate::error::Error;
 use crate::raw::{Layout, NewEntry, ValueType};
@@ -122,15 +123,18 @@ impl<A: Arena> Map<'_, A> {
     /// type) in place, returning the previous value.
     fn put_inline<L: Layout>(&mut self, e: u64, value: &Value<'_>, expire: u32) -> OwnedValue {
         let base = self.base();
-        // SAFETY: the caller found `e` in its chain under the lock: live; an
-        // inline value reads no other chunk.
-        let prev = unsafe { self.read::<L>(e) }.to_owned();
-        // SAFETY: `e` is live (as just above); the value and the expiry are
-        // each one aligned word, changed by one store.
-        unsafe {
-            L::word(base, e).store(encode_inline(value), Relaxed);
+        // SAFETY: the caller found `e` in its chain under the lock: live. The
+        // value and the expiry are each one aligned word, changed by one store;
+        // the value is swapped, as lock-free counters may add to it meanwhile.
+        let (old, vtype) = unsafe {
+            let old = L::word(base, e).swap(encode_inline(value), Relaxed);
             L::expire(base, e).store(expire, Relaxed);
-        }
+            (old, L::vtype(base, e))
+        };
+        let prev = match vtype {
+            ValueType::Int => OwnedValue::Int(old as u32 as i32),
+            _ => OwnedValue::Long(old as i64),
+        };
         self.touch::<L>(e);
         self.wrote();
         prev
@@ -153,6 +157,8 @@ impl<A: Arena> Map<'_, A> {
             slot.swap(word, Relaxed)
         };
         self.journal().committed();
+        // Lock-free readers that read the old word finish with its string first.
+        self.synchronize();
         // SAFETY: `e` is live; `old` is the string it held and no longer links.
         unsafe {
             L::expire(base, e).store(expire, Relaxed);
@@ -181,7 +187,7 @@ impl<A: Arena> Map<'_, A> {
         room: &mut Room,
     ) -> Result<Option<OwnedValue>, Error> {
         let base = self.base();
-        let stamp = tick(&self.header().clock);
+        let stamp = self.stamp();
         let new = NewEntry {
             hash,
             key,
@@ -248,25 +254,10 @@ impl<A: Arena> Map<'_, A> {
         let base = self.base();
         self.refusal = None;
         if let Some((_, e)) = self.lookup::<L>(hash, key, now) {
-            // SAFETY: `e` is live; the value changes with one store.
-            let word = unsafe { L::word(base, e) };
             // SAFETY: `e` was just found in its chain under the lock: live.
-            let new = match unsafe { L::vtype(base, e) } {
-                ValueType::Long => {
-                    let v = (word.load(Relaxed) as i64).checked_add(delta).ok_or(Error::Overflow)?;
-                    word.store(v as u64, Relaxed);
-                    v
-                }
-                ValueType::Int => {
-                    let v = (word.load(Relaxed) as u32 as i32 as i64)
-                        .checked_add(delta)
-                        .and_then(|v| i32::try_from(v).ok())
-                        .ok_or(Error::Overflow)?;
-                    word.store(v as u32 as u64, Relaxed);
-                    v as i64
-                }
-                ValueType::String => return Err(Error::TypeConflict),
-            };
+            let (word, vtype) = unsafe { (L::word(base, e), L::vtype(base, e)) };
+            // Lock-free counters add to the same word: one atomic update.
+            let new = add_word(word, vtype, delta)?;
             self.touch::<L>(e);
             self.wrote();
             return Ok(new);
@@ -278,7 +269,7 @@ impl<A: Arena> Map<'_, A> {
         if let Err(err) = self.chain_room::<L>(hash, now) {
             return self.refuse(err);
         }
-        let stamp = tick(&self.header().clock);
+        let stamp = self.stamp();
         let new = NewEntry {
             hash,
             key,
