@@ -89,7 +89,7 @@ test-conf: build
 	$(NGINX) -t -q -p $(CURDIR)/build/run/ -c $(CURDIR)/nginx-conf/nginx.conf
 	$(NGINX) -t -q -p $(CURDIR)/build/session/ -c $(CURDIR)/nginx-conf/session-example.conf \
 	  -g 'load_module $(CURDIR)/$(MODULE);'
-	@for c in ip-blocklist api-quota prefix-routing; do mkdir -p build/$$c/logs; \
+	@for c in ip-blocklist api-quota prefix-routing stream-conn-limit stream-blocklist stream-sni; do mkdir -p build/$$c/logs; \
 	  $(NGINX) -t -q -p $(CURDIR)/build/$$c/ -c $(CURDIR)/nginx-conf/$$c.conf \
 	    -g 'load_module $(CURDIR)/$(MODULE);' || exit 1; done
 	@mkdir -p build/docker/logs
@@ -173,7 +173,7 @@ NGINX_VERSIONS       ?= 1.31.4 1.30.4
 NGINX_SMOKE_VERSIONS ?= 1.26.3
 NGINX_TARBALLS       ?= $(abspath $(CURDIR)/../shared/vendor/nginx)
 NGINX_CONFIGURE      := --with-compat --with-threads --with-http_ssl_module --with-http_v2_module \
-                        --with-http_realip_module --with-stream --add-dynamic-module=$(CURDIR)
+                        --with-http_realip_module --with-stream --with-stream_ssl_preread_module --add-dynamic-module=$(CURDIR)
 
 .PHONY: test-nginx-hup test-matrix test-suites
 nginx-%:
@@ -239,7 +239,8 @@ test-suites: build $(addprefix nginx-,$(NGINX_VERSIONS) $(NGINX_SMOKE_VERSIONS))
 # block, so a block continuing the previous one ("...") finds no nginx.
 # About 30 s per block under valgrind; VALGRIND_TESTS=t/ runs everything.
 VALGRIND_TESTS ?= t/002-counting.t t/101-api-rw.t t/102-api-incr.t t/103-api-list.t t/106-api-errors.t \
-                  t/109-hostile.t t/201-session-flow.t t/302-eviction.t t/303-persistence.t t/306-state-paths.t
+                  t/109-hostile.t t/201-session-flow.t t/302-eviction.t t/303-persistence.t t/306-state-paths.t \
+                  t/501-stream-counting.t
 test-valgrind: build
 	@command -v valgrind >/dev/null || { echo "test-valgrind needs valgrind (apt-get install valgrind)"; exit 1; }
 	@[ -n "$(PROVE)" ] || $(NEED_TEST_NGINX)

@@ -23,6 +23,8 @@ fn main() {
         }
     }
 
+    stream_cfg();
+
     let os_check = env::var("DEP_NGINX_OS_CHECK").unwrap_or_else(|_| "any()".into());
     println!("cargo::rustc-check-cfg=cfg(ngx_os, values({os_check}))");
     if let Ok(os) = env::var("DEP_NGINX_OS") {
@@ -51,6 +53,23 @@ fn main() {
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("macos") {
         println!("cargo::rustc-link-arg=-undefined");
         println!("cargo::rustc-link-arg=dynamic_lookup");
+    }
+}
+
+/// `cfg(shared_map_stream)`: the stream module (`src/stream_module/`) is built
+/// when the target nginx has stream, unless `NGX_SHARED_MAP_STREAM=no`, which
+/// the repository's `config` sets when nginx's stream is not built in
+/// (`--with-stream=dynamic`, as Debian's): the module's references to stream's
+/// symbols would then be unresolved when `load_module` loads it before
+/// `ngx_stream_module.so`, and nginx would refuse it.
+fn stream_cfg() {
+    println!("cargo::rustc-check-cfg=cfg(shared_map_stream)");
+    println!("cargo::rerun-if-env-changed=NGX_SHARED_MAP_STREAM");
+    let has_stream = env::var("DEP_NGINX_FEATURES")
+        .map(|f| f.split(',').any(|f| f.trim() == "stream"))
+        .unwrap_or(false);
+    if has_stream && env::var("NGX_SHARED_MAP_STREAM").as_deref() != Ok("no") {
+        println!("cargo::rustc-cfg=shared_map_stream");
     }
 }
 

@@ -9,6 +9,7 @@ cat << END                                                    >> $NGX_MAKEFILE
 
 $NGX_SHARED_MAP_LIB:
 	NGINX_SOURCE_DIR="`pwd`" NGINX_BUILD_DIR="`cd $NGX_OBJS && pwd`" \\
+	NGX_SHARED_MAP_STREAM=$NGX_SHARED_MAP_STREAM \\
 	$NGX_SHARED_MAP_CARGO rustc --release --lib --crate-type staticlib \\
 		--manifest-path "$ngx_addon_dir/Cargo.toml" -p ngx_http_shared_map \\
 		--no-default-features --target-dir "$NGX_SHARED_MAP_TARGET"

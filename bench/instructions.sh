@@ -14,7 +14,8 @@ LUA_LOCATION=""
 # Named variables: declared in the http lines of the report that measures them.
 NAMED_LOCATIONS='location = /var { return 200 $named_value; }
     location = /nincr { return 200 $named_hits; }
-    location = /ip { return 200 $named_range; }'
+    location = /ip { return 200 $named_range; }
+    location = /nincraddr { return 200 $addr_hits; }'
 PORT=${PORT:-8098}
 # The nginx and the module measured (NGINX_BIN, MODULE_SO; by default the ones
 # `make build` made). Not NGINX: nginx reads that variable as inherited sockets.
@@ -30,9 +31,12 @@ PLAIN_LOCATIONS='location = /incr { return 200 "ok"; }
     location = /count { return 200 "ok"; }
     location = /var { return 200 "ok"; }
     location = /nincr { return 200 "ok"; }
-    location = /ip { return 200 "ok"; }'
+    location = /ip { return 200 "ok"; }
+    location = /countaddr { return 200 "ok"; }
+    location = /nincraddr { return 200 "ok"; }'
 MODULE_LOCATIONS='location = /incr { shared_map_key counters $uri; return 200 $shared_map_incr; }
-    location = /count { shared_map_count counters $uri; return 200 "ok"; }'
+    location = /count { shared_map_count counters $uri; return 200 "ok"; }
+    location = /countaddr { shared_map_count counters $remote_addr; return 200 "ok"; }'
 
 total() { # binary, main-level lines, http-level lines, location path, requests
     local dir
@@ -110,9 +114,69 @@ report "$NGINX_PATH ($VERSION) with $MODULE_PATH, over the baseline" "$NGINX_PAT
     "load_module $MODULE_PATH;" \
     "shared_map counters tinymap?space=1m&entries=8096;
      shared_map_var /incr \$named_value map=counters; shared_map_incr \$uri \$named_hits map=counters;
+     shared_map_incr \$remote_addr \$addr_hits map=counters;
      shared_map ranges hashmap?space=1m&match=ip; shared_map_var \$remote_addr \$named_range map=ranges;" \
     "$BASE" "bare return 200 (the module unused)" /bare '$shared_map_incr' /incr 'shared_map_count' /count \
-    'shared_map_var (absent key)' /var 'shared_map_incr' /nincr 'shared_map_var, match=ip (empty map)' /ip
+    'shared_map_count $remote_addr (as the stream rows)' /countaddr \
+    'shared_map_var (absent key)' /var 'shared_map_incr' /nincr \
+    'shared_map_incr $remote_addr (as the stream rows)' /nincraddr 'shared_map_var, match=ip (empty map)' /ip
+
+# Stream: instructions per TCP session (connect, read the reply, close), for a
+# bare `return` and for the same server counting. A counted session should
+# cost over the bare one no more than a counted request costs over
+# `return 200` above.
+SESSIONS_CLIENT='import socket, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    while s.recv(4096):
+        pass
+    s.close()'
+
+stream_total() { # stream lines, server lines, sessions
+    local dir
+    dir=$(mktemp -d /tmp/shared-map-instr.XXXXXX)
+    mkdir -p "$dir/logs"
+    cat > "$dir/nginx.conf" <<CONF
+load_module $MODULE_PATH;
+daemon off; master_process off; worker_processes 1;
+error_log logs/error.log; pid logs/nginx.pid;
+events { worker_connections 64; }
+stream {
+  $1
+  server { listen 127.0.0.1:$PORT; $2 }
+}
+CONF
+    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" "$NGINX_PATH" -p "$dir/" -c "$dir/nginx.conf" \
+        2>"$dir/valgrind.log" &
+    local vpid=$!
+    for _ in $(seq 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+    python3 -c "$SESSIONS_CLIENT" "$PORT" "$3"
+    kill -QUIT "$vpid"
+    wait "$vpid" || true
+    callgrind_annotate "$dir/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
+    rm -rf "$dir"
+}
+
+STREAM_MAPS='shared_map conns tinymap?space=1m&entries=8096; shared_map_incr $remote_addr $conn_count map=conns;'
+echo "## stream: objs/nginx, instructions per TCP session"
+echo
+echo "| server | instructions per session | over bare |"
+echo "| --- | --- | --- |"
+base=""
+for variant in 'bare return|return "ok";' \
+               'shared_map_count|shared_map_count conns $remote_addr; return "ok";' \
+               'shared_map_incr variable|return $conn_count;'; do
+    a=$(stream_total "$STREAM_MAPS" "${variant#*|}" "$N1")
+    b=$(stream_total "$STREAM_MAPS" "${variant#*|}" "$N2")
+    n=$(( (b - a) / (N2 - N1) ))
+    [ -z "$base" ] && base=$n
+    printf '| %s | %d | %+d |\n' "${variant%%|*}" "$n" "$((n - base))"
+done
+echo
 
 LUA=/usr/lib/nginx/modules/ngx_http_lua_module.so
 NAMED_LOCATIONS=""

@@ -8,9 +8,10 @@ use std::path::Path;
 
 use ngx::core::{Pool, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_addr_t, ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
-    ngx_http_complex_value_t, ngx_http_core_srv_conf_t, ngx_http_get_flushed_variable, ngx_http_get_variable_index,
-    ngx_http_request_t, ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_LOG_EMERG, NGX_OK,
+    ngx_addr_t, ngx_command_t, ngx_conf_t, ngx_cycle_t, ngx_http_compile_complex_value,
+    ngx_http_compile_complex_value_t, ngx_http_complex_value_t, ngx_http_core_srv_conf_t,
+    ngx_http_get_flushed_variable, ngx_http_get_variable_index, ngx_http_request_t, ngx_shm_zone_t, ngx_str_t,
+    ngx_uint_t, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError, Request};
 use ngx::ngx_conf_log_error;
@@ -101,7 +102,9 @@ pub unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) 
     if mcf.redis.is_some() {
         return NGX_CONF_OK;
     }
-    if let Some(map) = mcf.maps.iter().find(|m| m.spec.sync) {
+    // With the maps a `stream {}` before this block defined.
+    // SAFETY: the cycle being configured.
+    if let Some(map) = unsafe { all_maps((*cf).cycle) }.into_iter().find(|m| m.spec.sync) {
         ngx_conf_log_error!(
             NGX_LOG_EMERG,
             cf,
@@ -266,13 +269,27 @@ pub unsafe extern "C" fn cmd_set_shared_map(
     // SAFETY: nginx passes our main conf (NGX_HTTP_MAIN_CONF_OFFSET).
     let mcf = unsafe { &mut *(conf as *mut MainConf) };
     // SAFETY: nginx passes the configuration being parsed.
+    unsafe { define_map(cf, &mut mcf.maps) }
+}
+
+/// Defines the map the directive in `cf` names, in `http {}` or `stream {}`:
+/// one name is one zone, whichever block defines it, so the name must be new
+/// to both. The map joins `maps`, the defining block's list.
+///
+/// # Safety
+/// `cf` is the configuration being parsed, at a `shared_map` directive.
+#[allow(clippy::vec_box)]
+pub(crate) unsafe fn define_map(cf: *mut ngx_conf_t, maps: &mut Vec<Box<SharedMap>>) -> *mut c_char {
+    // SAFETY: nginx passes the configuration being parsed.
     let args = unsafe { args(cf) };
     let name = lossy(&args[1]);
     if args[1].is_empty() || name.as_bytes() != args[1].as_bytes() {
         ngx_conf_log_error!(NGX_LOG_EMERG, cf, "invalid shared map name \"{}\"", name);
         return NGX_CONF_ERROR;
     }
-    if mcf.maps.iter().any(|m| m.name == name) {
+    // SAFETY: the cycle being configured; the blocks parsed so far.
+    let defined = unsafe { all_maps((*cf).cycle) };
+    if defined.iter().any(|m| m.name == name) {
         ngx_conf_log_error!(NGX_LOG_EMERG, cf, "shared_map \"{}\" is already defined", name);
         return NGX_CONF_ERROR;
     }
@@ -293,8 +310,7 @@ pub unsafe extern "C" fn cmd_set_shared_map(
         // SAFETY: the cycle being configured and its prefix (`-p`) are live.
         let prefix = unsafe { (*(*cf).cycle).prefix.as_bytes() };
         let path = full_path(prefix, &path);
-        if let Some(other) = mcf
-            .maps
+        if let Some(other) = defined
             .iter()
             .find(|m| m.spec.state.as_deref().is_some_and(|p| same_state_file(p, &path)))
         {
@@ -325,7 +341,7 @@ pub unsafe extern "C" fn cmd_set_shared_map(
         (*zone.as_ptr()).init = Some(zone::init_zone);
         (*zone.as_ptr()).data = &*map as *const SharedMap as *mut c_void;
     }
-    mcf.maps.push(map);
+    maps.push(map);
     NGX_CONF_OK
 }
 
@@ -379,7 +395,7 @@ pub(crate) unsafe fn map_key_of(cf: *mut ngx_conf_t, mut name: ngx_str_t, mut ke
 
 /// The name of the variable when `value` is exactly one variable: `$name` or
 /// `${name}`, with the characters nginx allows in a variable name.
-fn single_variable(value: &[u8]) -> Option<&[u8]> {
+pub(crate) fn single_variable(value: &[u8]) -> Option<&[u8]> {
     let rest = value.strip_prefix(b"$")?;
     let name = match rest.strip_prefix(b"{") {
         Some(braced) => braced.strip_suffix(b"}")?,
@@ -439,9 +455,47 @@ unsafe impl HttpModuleLocationConf for Module {
     type LocationConf = LocConf;
 }
 
+/// Every map of the configuration `cycle` holds (or is parsing): those
+/// `http {}` defined, then those `stream {}` defined.
+///
+/// # Safety
+/// `cycle` is a live cycle, configured or being configured.
+pub unsafe fn all_maps(cycle: *const ngx_cycle_t) -> Vec<&'static SharedMap> {
+    // SAFETY: per the contract.
+    let cycle = unsafe { &*cycle };
+    let http = Module::main_conf(cycle).map(|m| m.maps.as_slice()).unwrap_or(&[]);
+    #[cfg(shared_map_stream)]
+    // SAFETY: per the contract.
+    let stream = unsafe { crate::stream_module::maps(cycle) };
+    #[cfg(not(shared_map_stream))]
+    let stream: &[Box<SharedMap>] = &[];
+    // SAFETY: the main confs, and their maps, live as long as the cycle's pool.
+    http.iter()
+        .chain(stream)
+        .map(|m| unsafe { &*(&**m as *const SharedMap) })
+        .collect()
+}
+
+/// The `http {}` main conf of `cycle`, once that block is parsed.
+///
+/// # Safety
+/// `cycle` is a live cycle, configured or being configured.
+pub unsafe fn http_main_conf<'a>(cycle: *const ngx_cycle_t) -> Option<&'a MainConf> {
+    // SAFETY: per the contract.
+    Module::main_conf(unsafe { &*cycle })
+}
+
 /// Every map of the running configuration.
-pub fn maps(cf_or_cycle: &impl ngx::http::HttpModuleConfExt) -> &'static [Box<SharedMap>] {
-    Module::main_conf(cf_or_cycle).map(|m| m.maps.as_slice()).unwrap_or(&[])
+pub fn maps(cycle: &ngx_cycle_t) -> Vec<&'static SharedMap> {
+    // SAFETY: a live cycle, by reference.
+    unsafe { all_maps(cycle) }
+}
+
+/// Every map of the configuration this process runs.
+pub fn running_maps() -> Vec<&'static SharedMap> {
+    // SAFETY: `ngx_cycle` is the process's running cycle, set before any
+    // request or event is handled.
+    unsafe { all_maps(ngx::ffi::ngx_cycle) }
 }
 
 /// A relative `state=` path made absolute against nginx's prefix (`-p`), as

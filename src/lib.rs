@@ -3,7 +3,8 @@
 //!
 //! This file only wires the module together: the module's `ngx_module_t`, its
 //! HTTP context (the configuration hooks) and the command table. The folders
-//! name the features (`api`, `counting`, `session`, `persist`, `replication`)
+//! name the features (`api`, `counting`, `session`, `persist`, `replication`,
+//! `stream_module` for `stream {}`)
 //! over the zone, the configuration and the HTTP helpers they share.
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -18,6 +19,8 @@ mod module;
 mod persist;
 mod replication;
 mod session;
+#[cfg(shared_map_stream)]
+mod stream_module;
 mod value;
 mod zone;
 
@@ -98,8 +101,8 @@ unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *
 unsafe extern "C" fn init_module(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // SAFETY: nginx passes the cycle being initialised, in the master.
     let maps = conf::maps(unsafe { &*cycle });
-    persist::state::retire_old_maps(maps);
-    persist::state::commit_locks(cycle, maps);
+    persist::state::retire_old_maps(&maps);
+    persist::state::commit_locks(cycle, &maps);
     Status::NGX_OK.into()
 }
 
@@ -210,8 +213,40 @@ static mut COMMANDS: [ngx_command_t; 10] = [
 
 // The module table a loadable .so needs. Built inside nginx's own build (the
 // repository's `config`), nginx generates it instead, so the feature is off there.
-#[cfg(feature = "export-modules")]
+#[cfg(all(feature = "export-modules", not(shared_map_stream)))]
 ngx::ngx_modules!(ngx_http_shared_map_module);
+// With stream, the same object holds the stream module (`stream_module/`):
+// the three tables `load_module` reads, as `ngx_modules!` writes them for one
+// module (its counting macro does not take two).
+#[cfg(all(feature = "export-modules", shared_map_stream))]
+mod exported {
+    use core::ffi::c_char;
+
+    use ngx::ffi::ngx_module_t;
+
+    use crate::ngx_http_shared_map_module;
+    use crate::stream_module::ngx_stream_shared_map_module;
+
+    #[no_mangle]
+    #[allow(non_upper_case_globals)]
+    pub static mut ngx_modules: [*const ngx_module_t; 3] = [
+        &raw const ngx_http_shared_map_module,
+        &raw const ngx_stream_shared_map_module,
+        core::ptr::null(),
+    ];
+
+    #[no_mangle]
+    #[allow(non_upper_case_globals)]
+    pub static mut ngx_module_names: [*const c_char; 3] = [
+        c"ngx_http_shared_map_module".as_ptr(),
+        c"ngx_stream_shared_map_module".as_ptr(),
+        core::ptr::null(),
+    ];
+
+    #[no_mangle]
+    #[allow(non_upper_case_globals)]
+    pub static mut ngx_module_order: [*const c_char; 1] = [core::ptr::null()];
+}
 
 /// The module, as nginx loads it; `module.rs` declares it for the other files.
 #[used]

@@ -35,7 +35,7 @@ pub fn set_value(r: &Request, v: *mut ngx_variable_value_t, bytes: &[u8]) -> ngx
 /// that is the unit is the little-endian bytes of a `u32` holding `len` in
 /// bits 0-27, then `valid`, `no_cacheable`, `not_found` and `escape`; so the
 /// whole unit is written at once.
-fn set_found(v: &mut ngx_variable_value_t, len: usize) {
+pub(crate) fn set_found(v: &mut ngx_variable_value_t, len: usize) {
     if cfg!(target_endian = "little") {
         const LEN_MASK: u32 = (1 << 28) - 1;
         const VALID: u32 = 1 << 28;

@@ -318,7 +318,7 @@ fn find_map(r: &Request, api: &ApiConf) -> Result<Option<&'static SharedMap>, Re
     if name.is_empty() {
         return Ok(None);
     }
-    let maps: &'static [Box<SharedMap>] = conf::maps(r.as_ref());
+    let maps: Vec<&'static SharedMap> = conf::running_maps();
     match maps.iter().find(|m| m.name.as_bytes() == name) {
         Some(m) => Ok(Some(&**m)),
         None => Err(Reply::error(
@@ -534,7 +534,7 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
         },
         Op::ListMaps { .. } => {
             // Statistics only, O(1) per map: Prometheus (with entries) streams.
-            let maps: &'static [Box<SharedMap>] = conf::maps(r.as_ref());
+            let maps: Vec<&'static SharedMap> = conf::running_maps();
             let mut dumps = Vec::with_capacity(maps.len());
             for map in maps {
                 match map.with(|m| (m.stats(), m.sync_stats())) {
@@ -579,7 +579,7 @@ fn value_reply(v: OwnedValue, found: Found) -> Reply {
 
 /// The requests whose work grows with the map, as a [`Stream`]: listings and
 /// clears. Others are given back.
-fn streamed(r: &Request, op: Op) -> Result<Stream, Op> {
+fn streamed(op: Op) -> Result<Stream, Op> {
     let now = now();
     match op {
         Op::List {
@@ -604,8 +604,8 @@ fn streamed(r: &Request, op: Op) -> Result<Stream, Op> {
             limit,
             ..
         } => {
-            let maps: &'static [Box<SharedMap>] = conf::maps(r.as_ref());
-            let maps = maps.iter().map(|m| &**m).collect();
+            let maps: Vec<&'static SharedMap> = conf::running_maps();
+            let maps = maps.into_iter().collect();
             // The same URI answers HTML to browsers: caches must keep both apart.
             Ok(Stream::new(Work::Prometheus, maps, prefix, limit, now).vary_accept())
         }
@@ -704,7 +704,7 @@ unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
                 return rc;
             }
             let reply = match planned {
-                Ok(op) => match streamed(req, op) {
+                Ok(op) => match streamed(op) {
                     // SAFETY: a live request in its content phase, its body
                     // discarded, nothing sent yet.
                     Ok(stream) => return unsafe { stream::start(r, stream) },

@@ -2,7 +2,7 @@
 //! log-phase handler that runs `shared_map_count` for every request.
 
 use ngx::core::Status;
-use ngx::ffi::{ngx_http_request_t, ngx_int_t, NGX_LOG_ALERT};
+use ngx::ffi::{ngx_http_request_t, ngx_int_t, ngx_log_t, NGX_LOG_ALERT};
 use ngx::http::{HttpModuleLocationConf, Request};
 use shared_map_engine::Ttl;
 
@@ -20,11 +20,17 @@ pub fn count(r: &Request, mk: &MapKey) -> Option<i64> {
 /// Adds `by` to `key` in `map` (an absent key starts at `init` with `ttl`);
 /// `None` (logged) if refused.
 pub fn count_by(r: &Request, map: &SharedMap, key: &[u8], by: i64, init: i64, ttl: Ttl) -> Option<i64> {
+    add(r.log(), map, key, by, init, ttl)
+}
+
+/// Adds `by` to `key` in `map` for an HTTP request or a stream session, whose
+/// log takes a refusal; `None` (logged) if refused.
+pub fn add(log: *mut ngx_log_t, map: &SharedMap, key: &[u8], by: i64, init: i64, ttl: Ttl) -> Option<i64> {
     // A present number counts without the mutex; an insert takes it.
     match map.add_lockless(key, by, now()) {
         Some(Ok(v)) => return Some(v),
         Some(Err(e)) => {
-            log_refusal(r.log(), &map.name, key, e, None);
+            log_refusal(log, &map.name, key, e, None);
             return None;
         }
         None => {}
@@ -32,11 +38,11 @@ pub fn count_by(r: &Request, map: &SharedMap, key: &[u8], by: i64, init: i64, tt
     match map.with(|m| m.add(key, by, init, ttl, now()).map_err(|e| (e, m.refusal()))) {
         Ok(Ok(v)) => Some(v),
         Ok(Err((e, why))) => {
-            log_refusal(r.log(), &map.name, key, e, why);
+            log_refusal(log, &map.name, key, e, why);
             None
         }
         Err(_) => {
-            map_log!(NGX_LOG_ALERT, r.log(), map.name, " is not initialised");
+            map_log!(NGX_LOG_ALERT, log, map.name, " is not initialised");
             None
         }
     }

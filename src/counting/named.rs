@@ -48,14 +48,14 @@ pub unsafe extern "C" fn cmd_shared_map_incr(
 }
 
 /// The parameters after `key $variable`, in nginx's wording when refused.
-struct Params {
-    map: Option<ngx_str_t>,
-    incr: NamedIncr,
+pub(crate) struct Params {
+    pub map: Option<ngx_str_t>,
+    pub incr: NamedIncr,
     /// `peek`, of a lookup only.
-    peek: bool,
+    pub peek: bool,
 }
 
-fn parse_params(args: &[ngx_str_t], counter: bool) -> Result<Params, String> {
+pub(crate) fn parse_params(args: &[ngx_str_t], counter: bool) -> Result<Params, String> {
     let mut map = None;
     let mut peek = false;
     let mut seen: Vec<&[u8]> = Vec::new();
@@ -204,8 +204,11 @@ unsafe fn declare(cf: *mut ngx_conf_t, conf: *mut c_void, counter: bool) -> *mut
 pub unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) -> *mut c_char {
     // SAFETY: nginx passes our main conf.
     let mcf = unsafe { &*(conf as *const MainConf) };
+    // Maps defined in `http {}` or in a `stream {}` before it.
+    // SAFETY: the cycle being configured.
+    let defined = unsafe { conf::all_maps((*cf).cycle) };
     for n in &mcf.named {
-        if !mcf.maps.iter().any(|m| m.name == n.map_name) {
+        if !defined.iter().any(|m| m.name == n.map_name) {
             ngx_conf_log_error!(
                 NGX_LOG_EMERG,
                 cf,

@@ -265,7 +265,7 @@ fn fill_from_old(shm_zone: *mut ngx_shm_zone_t, map: &SharedMap, log: *mut ngx_l
 /// their last saves must not replace the file with a snapshot the new map has
 /// moved on from. Not done at the copy: a reload that fails later keeps the
 /// old cycle, whose maps must go on saving.
-pub fn retire_old_maps(maps: &[Box<SharedMap>]) {
+pub fn retire_old_maps(maps: &[&SharedMap]) {
     for map in maps {
         if let Some(old) = map.filled_from.take() {
             // SAFETY: the previous cycle, and its maps, live until the new
@@ -714,7 +714,7 @@ pub unsafe fn claim_state_file(map: &SharedMap) -> Result<(), Box<dyn std::error
 
 /// Once a cycle is complete (`init_module`), keeps the locks it took and
 /// releases those of the state files that none of its maps names any more.
-pub fn commit_locks(cycle: *mut ngx_cycle_t, maps: &[Box<SharedMap>]) {
+pub fn commit_locks(cycle: *mut ngx_cycle_t, maps: &[&SharedMap]) {
     lock::commit(cycle as usize, maps.iter().filter_map(|m| m.spec.state.as_deref()));
 }
 

@@ -35,7 +35,7 @@ const SAVE_RETRY: u32 = 10;
 /// One worker's timer and what it remembers between ticks.
 struct Worker {
     event: ngx_event_t,
-    maps: &'static [Box<SharedMap>],
+    maps: Vec<&'static SharedMap>,
     /// Per map: the time of the next periodic save attempt.
     next_save: Vec<u32>,
 }
@@ -66,7 +66,7 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             state::remove_leftovers(path, cycle.log);
         }
     }
-    for map in maps {
+    for map in &maps {
         map.prefault();
     }
     // SAFETY: a plain global of the worker process.
@@ -82,8 +82,8 @@ pub unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let worker = pool.allocate(Worker {
         // SAFETY: a zeroed ngx_event_t is nginx's own initial state for one.
         event: unsafe { core::mem::zeroed() },
-        maps,
         next_save: vec![0; maps.len()],
+        maps,
     });
     if worker.is_null() {
         return ngx_ffi_error();
@@ -120,7 +120,7 @@ pub unsafe extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
     let cycle = unsafe { &*cycle };
     let maps = conf::maps(cycle);
     // The saves under way finish first; then what changed since is saved here.
-    report(maps, saver::stop(), cycle.log, None, 0);
+    report(&maps, saver::stop(), cycle.log, None, 0);
     for map in maps {
         save(map, cycle.log, "exit");
     }
@@ -147,7 +147,7 @@ fn save(map: &SharedMap, log: *mut ngx_log_t, why: &str) -> bool {
 
 /// Logs what the saver thread did; a failed map waits `SAVE_RETRY` seconds.
 fn report(
-    maps: &[Box<SharedMap>],
+    maps: &[&SharedMap],
     outcomes: Vec<Outcome>,
     log: *mut ngx_log_t,
     mut next_save: Option<&mut Vec<u32>>,
@@ -204,7 +204,7 @@ unsafe extern "C" fn on_timer(ev: *mut ngx_event_t) {
     let (saver, exiting) = unsafe { (ngx_worker == 0, ngx_exiting != 0) };
     let threaded = saver && saver::running();
     if threaded {
-        report(worker.maps, saver::poll(), log, Some(&mut worker.next_save), now);
+        report(&worker.maps, saver::poll(), log, Some(&mut worker.next_save), now);
     }
     for (i, map) in worker.maps.iter().enumerate() {
         let removed = sweep(map, now);

@@ -37,7 +37,6 @@ use crate::module::Module;
 use crate::replication::redis_tls::{self, Handshake};
 use crate::replication::sentinel::{Link, Notice, SentinelConf, Target};
 use crate::replication::sync::{self, MapSync};
-use crate::zone::SharedMap;
 
 /// Redis's own port, when the address names none.
 const DEFAULT_PORT: u16 = 6379;
@@ -281,13 +280,12 @@ pub unsafe fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     let Some(conf) = mcf.redis.as_ref() else {
         return Status::NGX_OK.into();
     };
-    let maps: Vec<MapSync> = mcf
-        .maps
-        .iter()
+    // Maps with `sync` defined in `stream {}` replicate through the same Redis.
+    let maps: Vec<MapSync> = crate::conf::maps(cycle)
+        .into_iter()
         .filter(|m| m.spec.sync)
-        .map(|m| MapSync {
-            // SAFETY: the main conf lives as long as the cycle, so its maps do.
-            map: unsafe { &*(&**m as *const SharedMap) },
+        .map(|map| MapSync {
+            map,
             last_id: String::new(),
             host: 0,
             flight: 0,

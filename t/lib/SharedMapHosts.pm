@@ -86,11 +86,13 @@ sub cont_redis { kill 'CONT', $redis_pid }
 sub host_port { $port + 10 + $_[0] }
 sub url { my ($h, $path) = @_; "http://127.0.0.1:" . host_port($h) . $path }
 
-# Starts host $h with $http_lines in http {} (maps, shared_map_redis) and
-# $server_lines added to its server {} (which has /pid and /maps/).
+# Starts host $h with $http_lines in http {} (maps, shared_map_redis),
+# $server_lines added to its server {} (which has /pid and /maps/), and
+# $main_lines (a stream {} block) before http {}.
 sub start_host {
-    my ($h, $http_lines, $server_lines) = @_;
+    my ($h, $http_lines, $server_lines, $main_lines) = @_;
     $server_lines //= '';
+    $main_lines //= '';
     my $dir = "$root/h$h";
     make_path("$dir/logs");
     my $hp = host_port($h);
@@ -103,6 +105,7 @@ worker_processes 2;
 error_log logs/error.log info;
 pid logs/nginx.pid;
 events { worker_connections 256; }
+$main_lines
 http {
     access_log off;
     client_body_temp_path $dir/client_body_temp;
