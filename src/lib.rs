@@ -114,12 +114,12 @@ unsafe extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         return rc;
     }
     // SAFETY: nginx passes the worker's cycle, alive for the whole process.
-    unsafe { replication::redis::init_process(cycle) }
+    unsafe { replication::connection::init_process(cycle) }
 }
 
 /// `exit_process`: the connection to Redis closes, the maps are saved.
 unsafe extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
-    replication::redis::exit_process();
+    replication::connection::exit_process();
     // SAFETY: nginx passes the worker's cycle.
     unsafe { persist::timer::exit_process(cycle) }
 }

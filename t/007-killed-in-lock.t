@@ -237,7 +237,7 @@ sub run_kills {
     # slack: a page whose last chunk was freed just before a kill may stay on
     # its size's list, empty and reusable, rather than count as free.
     my $allowed = 4096;
-    Test::More::cmp_ok($leak, '<=', $allowed, "killed $mode the allocator: the slab lost is within the README's figure");
+    Test::More::cmp_ok($leak, '<=', $allowed, "killed $mode the allocator: the slab lost is within a page of docs/internals.md's figure");
     my $errors = do { local (@ARGV, $/) = (server_root() . '/logs/error.log'); <> };
     my $finished = () = $errors =~ /finished the write of a process that died holding its lock/g;
     my $rebuilt = () = $errors =~ /a process died inside the allocator holding its lock: made the zone again/g;

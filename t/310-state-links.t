@@ -1,11 +1,12 @@
 # Saves never write through a symbolic link planted in the state directory
 # (issue 20, finding 5). The directory here is world-writable, as the README
-# once told operators to make it, and the workers run as "nobody": another user
-# may plant links there. A link at the name a save would use is never
-# written through (the temporary file is created with O_CREAT|O_EXCL|O_NOFOLLOW
-# under an unpredictable name), a link at the state path is neither read at
-# start nor written through (the save's rename replaces the link itself), and
-# the start-up cleanup of leftover temporary files follows no link either.
+# once told operators to make it (docs/persistence.md now says never to), and
+# the workers run as "nobody": another user may plant links there. A link at the
+# name a save would use is never written through (the temporary file is created
+# with O_CREAT|O_EXCL|O_NOFOLLOW under an unpredictable name), a link at the
+# state path is neither read at start nor written through (the save's rename
+# replaces the link itself), and the start-up cleanup of leftover temporary
+# files follows no link either.
 
 BEGIN { $ENV{TEST_NGINX_WORKER_USER} = 'nobody ' . (getgrnam('nogroup') ? 'nogroup' : 'nobody') }
 

@@ -78,7 +78,7 @@ my $json = $c->get(url(1, '/maps/sized?limit=0'))->{content};
 my ($empty) = $json =~ /"log_bytes":(\d+)/;
 ok(defined $empty && $empty > 0 && $empty < 16384, 'JSON: an empty log takes its index') or diag $json;
 my $answered = grep { $c->get(url(1, sprintf '/hit?k=key-%012d', $_))->{content} eq '1' } 1 .. 2000;
-is($answered, 2000, 'a map sized as the README says counts 2000 new keys while Redis is gone');
+is($answered, 2000, 'a map sized as docs/replication.md says counts 2000 new keys while Redis is gone');
 $json = $c->get(url(1, '/maps/sized?limit=0'))->{content};
 like($json, qr/"refused":0\b/, 'none refused for lack of room') or diag $json;
 my ($waiting) = $json =~ /"log_bytes":(\d+)/;

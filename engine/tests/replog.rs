@@ -538,8 +538,8 @@ fn an_acknowledged_batch_returns_the_logs_space() {
 }
 
 #[test]
-fn a_synced_map_sized_as_the_readme_says_takes_all_its_entries_while_unreachable() {
-    // The README: 136 bytes per entry for tinymap counters with 16-byte keys
+fn a_synced_map_sized_as_docs_replication_says_takes_all_its_entries_while_unreachable() {
+    // docs/replication.md: 136 bytes per entry for tinymap counters with 16-byte keys
     // (48 for the entry and key, about 11 for the buckets, 64 for the log's
     // entry, 3 for its index, the slab's bitmaps), and 64k for the rest.
     const N: u64 = 100_000;

@@ -1,8 +1,10 @@
-//! Replication through Redis (`shared_map_redis`): the connection and its
-//! directive, TLS on it, the master found through Sentinel, and the per-map
-//! exchange of changes.
+//! Replication through Redis (`shared_map_redis`): the directive, the
+//! connection, TLS on it, the master found through Sentinel, the round trip
+//! said on the connection, and the per-map exchange of changes.
 
+pub mod connection;
 pub mod redis;
 pub mod redis_tls;
+mod round_trip;
 pub mod sentinel;
 pub mod sync;

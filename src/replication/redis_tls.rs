@@ -5,7 +5,7 @@
 //! the last connection (`ngx_ssl_set_session`) and a non-blocking
 //! `ngx_ssl_handshake` in the event loop. After the handshake the certificate
 //! is checked (`SSL_get_verify_result`, `ngx_ssl_check_host`), and the
-//! connection's `recv`/`send` are OpenSSL's: the rest of `redis.rs` is unchanged.
+//! connection's `recv`/`send` are OpenSSL's: the rest of `connection.rs` is unchanged.
 //!
 //! An nginx built without `--with-http_ssl_module` loads the module too: `tls`
 //! is then refused at configuration.

@@ -2,7 +2,7 @@
 //! sentinel at a time, in the replicating worker's event loop, never waited
 //! on. It asks `SENTINEL get-master-addr-by-name` and then stays subscribed
 //! to `+switch-master`, so that a failover reaches the replicator at once;
-//! `redis.rs` closes it to ask again after each disconnect from the master.
+//! `connection.rs` closes it to ask again after each disconnect from the master.
 //! A sentinel that fails is left for the next one in the list.
 
 use std::collections::VecDeque;

@@ -1,6 +1,7 @@
 //! Replication of maps with `sync` through Redis: what one round trip sends for
 //! a map (its batch of changes, and a read of what every host wrote since), and
-//! how the reply is applied to the local map. The connection is `redis.rs`'s.
+//! how the reply is applied to the local map. The connection is
+//! `connection.rs`'s, the round trip around the scripts `round_trip.rs`'s.
 //!
 //! Redis keys, for the map `M` and the prefix `P` (`shared_map_redis prefix=`):
 //!
