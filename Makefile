@@ -119,6 +119,7 @@ test-browser: build
 
 lint:
 	$(CARGO) fmt --all --check
+	bash docs/check-links.sh
 	$(CARGO) clippy --release -p shared-map-engine -p shared-map-http-parse --all-targets -- -D warnings
 	$(CARGO) clippy --release -p ngx_http_shared_map -- -D warnings
 
