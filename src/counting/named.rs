@@ -114,22 +114,35 @@ pub(crate) fn parse_params(args: &[ngx_str_t], counter: bool) -> Result<Params, 
     Ok(Params { map, incr, peek })
 }
 
-/// Declares one named variable.
+/// What a `shared_map_var` or `shared_map_incr` line declares, checked alike
+/// in http and stream: the variable's name (without its `$`), that name in
+/// lowercase, the parameters, and the map they name.
+pub(crate) struct Declaration {
+    pub name: ngx_str_t,
+    pub lower: String,
+    pub params: Params,
+    pub map: ngx_str_t,
+}
+
+/// Checks the arguments of a declaring directive, logging nginx's wording when
+/// they are refused; `taken` says whether a lowercase name is already declared
+/// in the same context.
 ///
 /// # Safety
-/// As the directive handlers.
-unsafe fn declare(cf: *mut ngx_conf_t, conf: *mut c_void, counter: bool) -> *mut c_char {
-    // SAFETY: nginx passes our main conf (NGX_HTTP_MAIN_CONF_OFFSET).
-    let mcf = unsafe { &mut *(conf as *mut MainConf) };
-    // SAFETY: nginx passes the configuration being parsed.
-    let args = unsafe { args(cf) };
+/// `cf` is the configuration being parsed, and `args` its arguments.
+pub(crate) unsafe fn declaration(
+    cf: *mut ngx_conf_t,
+    args: &[ngx_str_t],
+    counter: bool,
+    taken: impl Fn(&str) -> bool,
+) -> Option<Declaration> {
     let directive = lossy(&args[0]);
     let var = args[2];
     if var.len < 2 || var.as_bytes()[0] != b'$' {
         ngx_conf_log_error!(NGX_LOG_EMERG, cf, "invalid variable name \"{}\"", lossy(&var));
-        return NGX_CONF_ERROR;
+        return None;
     }
-    let mut name = ngx_str_t {
+    let name = ngx_str_t {
         len: var.len - 1,
         // SAFETY: inside the argument, which is at least two bytes long.
         data: unsafe { var.data.add(1) },
@@ -139,17 +152,44 @@ unsafe fn declare(cf: *mut ngx_conf_t, conf: *mut c_void, counter: bool) -> *mut
         Ok(p) => p,
         Err(e) => {
             ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
-            return NGX_CONF_ERROR;
+            return None;
         }
     };
     let Some(map) = params.map else {
         ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"{}\" must have \"map\" parameter", directive);
+        return None;
+    };
+    if taken(&lower) {
+        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "the duplicate \"{}\" variable", lossy(&name));
+        return None;
+    }
+    Some(Declaration {
+        name,
+        lower,
+        params,
+        map,
+    })
+}
+
+/// Declares one named variable.
+///
+/// # Safety
+/// As the directive handlers.
+unsafe fn declare(cf: *mut ngx_conf_t, conf: *mut c_void, counter: bool) -> *mut c_char {
+    // SAFETY: nginx passes our main conf (NGX_HTTP_MAIN_CONF_OFFSET).
+    let mcf = unsafe { &mut *(conf as *mut MainConf) };
+    // SAFETY: nginx passes the configuration being parsed.
+    let args = unsafe { args(cf) };
+    // SAFETY: cf is the configuration being parsed.
+    let Some(Declaration {
+        mut name,
+        lower,
+        params,
+        map,
+    }) = (unsafe { declaration(cf, args, counter, |n| mcf.named.iter().any(|d| d.name == n)) })
+    else {
         return NGX_CONF_ERROR;
     };
-    if mcf.named.iter().any(|n| n.name == lower) {
-        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "the duplicate \"{}\" variable", lossy(&name));
-        return NGX_CONF_ERROR;
-    }
 
     // A lookup is changeable, so that `set` reaches its set handler; a counter
     // is not, so that nginx refuses `set` on it ("the duplicate ... variable").

@@ -15,7 +15,7 @@ use ngx::ffi::{
 use ngx::ngx_conf_log_error;
 
 use crate::conf::{self as http_conf, args, lossy, NamedIncr};
-use crate::counting::named::parse_params;
+use crate::counting::named::{declaration, Declaration};
 use crate::zone::{self, SharedMap};
 
 use super::session;
@@ -254,33 +254,17 @@ unsafe fn declare(cf: *mut ngx_conf_t, conf: *mut c_void, counter: bool) -> *mut
     let mcf = unsafe { &mut *(conf as *mut MainConf) };
     // SAFETY: nginx passes the configuration being parsed.
     let args = unsafe { args(cf) };
-    let directive = lossy(&args[0]);
-    let var = args[2];
-    if var.len < 2 || var.as_bytes()[0] != b'$' {
-        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "invalid variable name \"{}\"", lossy(&var));
-        return NGX_CONF_ERROR;
-    }
-    let mut name = ngx_str_t {
-        len: var.len - 1,
-        // SAFETY: inside the argument, at least two bytes long.
-        data: unsafe { var.data.add(1) },
-    };
-    let lower = lossy(&name).to_ascii_lowercase();
-    let params = match parse_params(&args[3..], counter) {
-        Ok(p) => p,
-        Err(e) => {
-            ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{}", e);
-            return NGX_CONF_ERROR;
-        }
-    };
-    let Some(map) = params.map else {
-        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"{}\" must have \"map\" parameter", directive);
+    // SAFETY: cf is the configuration being parsed.
+    let Some(Declaration {
+        mut name,
+        lower,
+        params,
+        map,
+    }) = (unsafe { declaration(cf, args, counter, |n| mcf.named.iter().any(|d| d.name == n)) })
+    else {
         return NGX_CONF_ERROR;
     };
-    if mcf.named.iter().any(|n| n.name == lower) {
-        ngx_conf_log_error!(NGX_LOG_EMERG, cf, "the duplicate \"{}\" variable", lossy(&name));
-        return NGX_CONF_ERROR;
-    }
+
     // A lookup is read afresh each time; a counter is cached by nginx for the
     // session (and counted once through the session's context anyway).
     let flags = if counter { 0 } else { NGX_STREAM_VAR_NOCACHEABLE };
