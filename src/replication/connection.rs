@@ -16,9 +16,8 @@ use ngx::core::Status;
 use ngx::ffi::{
     ngx_add_timer, ngx_close_connection, ngx_connection_log_error_e_NGX_ERROR_ERR as NGX_ERROR_ERR, ngx_connection_t,
     ngx_current_msec, ngx_cycle_t, ngx_event_connect_peer, ngx_event_get_peer, ngx_event_t, ngx_exiting,
-    ngx_handle_read_event, ngx_handle_write_event, ngx_int_t, ngx_log_t, ngx_msec_t, ngx_peer_connection_t,
-    ngx_process, ngx_str_t, ngx_worker, NGX_AGAIN, NGX_LOG_CRIT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_OK,
-    NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER,
+    ngx_handle_read_event, ngx_int_t, ngx_log_t, ngx_msec_t, ngx_peer_connection_t, ngx_process, ngx_str_t, ngx_worker,
+    NGX_AGAIN, NGX_LOG_CRIT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_OK, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER,
 };
 use ngx::http::HttpModuleMainConf;
 use ngx::ngx_log_error;
@@ -28,6 +27,7 @@ use shared_map_http_parse::throttle::Throttle;
 
 use crate::conf::RedisConf;
 use crate::module::Module;
+use crate::replication::io::{send_pending, socket_error, Sent};
 use crate::replication::redis_tls::{self, Handshake};
 use crate::replication::round_trip::Expect;
 use crate::replication::sentinel::{Link, Notice, Target};
@@ -318,10 +318,10 @@ impl Replicator {
     /// Whether the connection under way is established; a failed one is closed.
     pub(super) fn connected(&mut self) -> bool {
         if !self.established {
-            match self.socket_error() {
-                0 => self.established = true,
-                err => {
-                    let err = std::io::Error::from_raw_os_error(err);
+            // SAFETY: a connection under way is open.
+            match unsafe { socket_error(self.conn) } {
+                Ok(()) => self.established = true,
+                Err(err) => {
                     self.fail(&format!("connect() failed ({})", os_error(&err)));
                     return false;
                 }
@@ -417,44 +417,13 @@ impl Replicator {
         }
     }
 
-    fn socket_error(&self) -> i32 {
-        let mut err: libc::c_int = 0;
-        let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: the connection's socket is open; err and len are ours.
-        let rc = unsafe {
-            libc::getsockopt(
-                (*self.conn).fd,
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                &mut err as *mut libc::c_int as *mut c_void,
-                &mut len,
-            )
-        };
-        if rc == -1 {
-            std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
-        } else {
-            err
-        }
-    }
-
     pub(super) fn write(&mut self) {
-        let c = self.conn;
-        while self.written < self.out.len() {
-            let rest = &self.out[self.written..];
-            // SAFETY: an open connection; nginx's send reads `rest` only.
-            let n = unsafe { ((*c).send.expect("send"))(c, rest.as_ptr() as *mut u8, rest.len()) };
-            if n > 0 {
-                self.written += n as usize;
-            } else if n == NGX_AGAIN as isize {
-                // SAFETY: the connection's write event.
-                if unsafe { ngx_handle_write_event((*c).write, 0) } != NGX_OK as isize {
-                    self.fail("could not wait for the socket");
-                }
-                return;
-            } else {
-                let err = std::io::Error::last_os_error();
-                return self.fail(&format!("send() failed ({})", os_error(&err)));
-            }
+        // SAFETY: the replicator writes only while its connection is open.
+        match unsafe { send_pending(self.conn, &self.out, &mut self.written) } {
+            Sent::All => {}
+            Sent::Again => return,
+            Sent::CannotWait => return self.fail("could not wait for the socket"),
+            Sent::Failed(err) => return self.fail(&format!("send() failed ({})", os_error(&err))),
         }
         self.out.clear();
         self.written = 0;

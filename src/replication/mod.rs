@@ -3,6 +3,7 @@
 //! said on the connection, and the per-map exchange of changes.
 
 pub mod connection;
+mod io;
 pub mod redis;
 pub mod redis_tls;
 mod round_trip;

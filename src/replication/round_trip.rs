@@ -9,7 +9,7 @@
 //! it is decoded.
 
 use redis_protocol::resp2::decode::decode;
-use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame};
+use redis_protocol::resp2::types::OwnedFrame;
 use shared_map_http_parse::resp::Limits;
 
 use ngx::ffi::{NGX_LOG_ERR, NGX_LOG_NOTICE};
@@ -17,6 +17,7 @@ use ngx::ngx_log_error;
 
 use crate::log::MapName;
 use crate::replication::connection::{current_msec, repeated, wall_ms, Replicator, BUFFER_KEPT, RETRY, TIMEOUT};
+use crate::replication::io::{command, encode};
 use crate::replication::sync;
 
 /// The deepest reply: the stream's entries (array), an entry (array), its
@@ -273,17 +274,5 @@ impl Replicator {
                 sync::report_error(&self.maps[i..=i], true, &msg);
             }
         }
-    }
-}
-
-fn command(words: &[&[u8]]) -> OwnedFrame {
-    OwnedFrame::Array(words.iter().map(|w| OwnedFrame::BulkString(w.to_vec())).collect())
-}
-
-fn encode(out: &mut Vec<u8>, frame: &OwnedFrame) {
-    let start = out.len();
-    out.resize(start + frame.encode_len(false), 0);
-    if redis_protocol::resp2::encode::encode(&mut out[start..], frame, false).is_err() {
-        out.truncate(start);
     }
 }

@@ -13,13 +13,15 @@ use core::ptr::{self, NonNull};
 
 use ngx::ffi::{
     ngx_addr_t, ngx_close_connection, ngx_connection_log_error_e_NGX_ERROR_ERR as NGX_ERROR_ERR, ngx_connection_t,
-    ngx_event_connect_peer, ngx_event_get_peer, ngx_event_handler_pt, ngx_handle_read_event, ngx_handle_write_event,
-    ngx_log_t, ngx_peer_connection_t, ngx_str_t, NGX_AGAIN, NGX_OK,
+    ngx_event_connect_peer, ngx_event_get_peer, ngx_event_handler_pt, ngx_handle_read_event, ngx_log_t,
+    ngx_peer_connection_t, ngx_str_t, NGX_AGAIN, NGX_OK,
 };
 use redis_protocol::resp2::decode::decode;
 use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame};
 use shared_map_http_parse::resp::{Limits, Scanner};
 use shared_map_http_parse::sentinel;
+
+use crate::replication::io::{command, encode, send_pending, socket_error, Sent};
 
 /// The master's name and the sentinels, resolved at configuration.
 pub struct SentinelConf {
@@ -142,13 +144,16 @@ impl Link {
         }
         self.established = rc == NGX_OK as isize;
         if let Some(password) = &self.conf.password {
-            encode(&mut self.out, &[b"AUTH", password.as_bytes()]);
+            encode(&mut self.out, &command(&[b"AUTH", password.as_bytes()]));
             self.asks.push_back(Ask::Auth);
         }
         let master = self.conf.master.as_bytes();
-        encode(&mut self.out, &[b"SENTINEL", b"get-master-addr-by-name", master]);
+        encode(
+            &mut self.out,
+            &command(&[b"SENTINEL", b"get-master-addr-by-name", master]),
+        );
         self.asks.push_back(Ask::Master);
-        encode(&mut self.out, &[b"SUBSCRIBE", b"+switch-master"]);
+        encode(&mut self.out, &command(&[b"SUBSCRIBE", b"+switch-master"]));
         self.asks.push_back(Ask::Subscribe);
         if self.established {
             self.write()?;
@@ -160,23 +165,8 @@ impl Link {
         if self.established {
             return Ok(());
         }
-        let mut err: libc::c_int = 0;
-        let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        // SAFETY: the connection's socket is open; err and len are ours.
-        let rc = unsafe {
-            libc::getsockopt(
-                (*self.conn).fd,
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                &mut err as *mut libc::c_int as *mut c_void,
-                &mut len,
-            )
-        };
-        if rc == -1 {
-            err = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
-        }
-        if err != 0 {
-            let err = std::io::Error::from_raw_os_error(err);
+        // SAFETY: the link's connection is open while it is being connected.
+        if let Err(err) = unsafe { socket_error(self.conn) } {
             return Err(format!("connect() to sentinel {} failed ({err})", self.name()));
         }
         self.established = true;
@@ -190,22 +180,12 @@ impl Link {
     }
 
     fn write(&mut self) -> Result<(), String> {
-        let c = self.conn;
-        while self.written < self.out.len() {
-            let rest = &self.out[self.written..];
-            // SAFETY: an open connection; nginx's send reads `rest` only.
-            let n = unsafe { ((*c).send.expect("send"))(c, rest.as_ptr() as *mut u8, rest.len()) };
-            if n > 0 {
-                self.written += n as usize;
-            } else if n == NGX_AGAIN as isize {
-                // SAFETY: the connection's write event.
-                if unsafe { ngx_handle_write_event((*c).write, 0) } != NGX_OK as isize {
-                    return Err("could not wait for the sentinel's socket".into());
-                }
-                return Ok(());
-            } else {
-                return Err(format!("send() to sentinel {} failed", self.name()));
-            }
+        // SAFETY: the link writes only while its connection is open.
+        match unsafe { send_pending(self.conn, &self.out, &mut self.written) } {
+            Sent::All => {}
+            Sent::Again => return Ok(()),
+            Sent::CannotWait => return Err("could not wait for the sentinel's socket".into()),
+            Sent::Failed(_) => return Err(format!("send() to sentinel {} failed", self.name())),
         }
         self.out.clear();
         self.written = 0;
@@ -323,15 +303,6 @@ impl Link {
         self.input = Vec::new();
         self.scanner = Scanner::default();
         self.asks.clear();
-    }
-}
-
-fn encode(out: &mut Vec<u8>, words: &[&[u8]]) {
-    let frame = OwnedFrame::Array(words.iter().map(|w| OwnedFrame::BulkString(w.to_vec())).collect());
-    let start = out.len();
-    out.resize(start + frame.encode_len(false), 0);
-    if redis_protocol::resp2::encode::encode(&mut out[start..], &frame, false).is_err() {
-        out.truncate(start);
     }
 }
 
