@@ -461,11 +461,12 @@ unsafe impl HttpModuleLocationConf for Module {
 /// # Safety
 /// `cycle` is a live cycle, configured or being configured.
 pub unsafe fn all_maps(cycle: *const ngx_cycle_t) -> Vec<&'static SharedMap> {
-    // SAFETY: per the contract.
+    // SAFETY: the caller's cycle is live, so the pointer is valid to read.
     let cycle = unsafe { &*cycle };
     let http = Module::main_conf(cycle).map(|m| m.maps.as_slice()).unwrap_or(&[]);
     #[cfg(shared_map_stream)]
-    // SAFETY: per the contract.
+    // SAFETY: `cycle` is the caller's live cycle, configured or being
+    // configured, which is what `stream_module::maps` needs.
     let stream = unsafe { crate::stream_module::maps(cycle) };
     #[cfg(not(shared_map_stream))]
     let stream: &[Box<SharedMap>] = &[];
@@ -481,7 +482,7 @@ pub unsafe fn all_maps(cycle: *const ngx_cycle_t) -> Vec<&'static SharedMap> {
 /// # Safety
 /// `cycle` is a live cycle, configured or being configured.
 pub unsafe fn http_main_conf<'a>(cycle: *const ngx_cycle_t) -> Option<&'a MainConf> {
-    // SAFETY: per the contract.
+    // SAFETY: the caller's cycle is live, so the pointer is valid to read.
     Module::main_conf(unsafe { &*cycle })
 }
 

@@ -255,7 +255,8 @@ unsafe extern "C" fn on_read(ev: *mut ngx_event_t) {
 }
 
 unsafe extern "C" fn on_sentinel_write(ev: *mut ngx_event_t) {
-    // SAFETY: as in on_write: the sentinel connection's data is the replicator too.
+    // SAFETY: nginx passes the sentinel connection's write event, whose data is
+    // that connection; its data is the replicator, which outlives it.
     let r = unsafe { &mut *((*((*ev).data as *mut ngx_connection_t)).data as *mut Replicator) };
     let Some(link) = r.sentinel.as_mut() else { return };
     if let Err(e) = link.on_write() {
@@ -264,7 +265,8 @@ unsafe extern "C" fn on_sentinel_write(ev: *mut ngx_event_t) {
 }
 
 unsafe extern "C" fn on_sentinel_read(ev: *mut ngx_event_t) {
-    // SAFETY: as in on_sentinel_write.
+    // SAFETY: nginx passes the sentinel connection's read event, whose data is
+    // that connection; its data is the replicator, which outlives it.
     let r = unsafe { &mut *((*((*ev).data as *mut ngx_connection_t)).data as *mut Replicator) };
     let Some(link) = r.sentinel.as_mut() else { return };
     match link.on_read() {

@@ -58,7 +58,8 @@ pub unsafe extern "C" fn cmd_set_redis(
                     len: a.len(),
                     data: a.as_ptr() as *mut u8,
                 };
-                // SAFETY: as above; `url` is read during the call only.
+                // SAFETY: cf is the configuration being parsed; `url` points into
+                // `sp.addrs`, alive for the call, and is read during it only.
                 let Some((addr, _)) = (unsafe { parse_address(cf, url, DEFAULT_SENTINEL_PORT) }) else {
                     return NGX_CONF_ERROR;
                 };

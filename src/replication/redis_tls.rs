@@ -91,7 +91,8 @@ mod imp {
     pub unsafe fn configure(cf: *mut ngx_conf_t, params: &TlsParams, host: &[u8]) -> Result<TlsConf, String> {
         // SAFETY: cf is live; its pool lasts as long as the cycle.
         let pool = unsafe { (*cf).pool };
-        // SAFETY: as above; zeroed is what ngx_pcalloc would give.
+        // SAFETY: the configuration pool is live while cf is parsed; ngx_pcalloc
+        // returns zeroed memory, ngx_ssl_t's initial state, or null.
         let ssl = unsafe { ngx::ffi::ngx_pcalloc(pool, core::mem::size_of::<ngx_ssl_t>()) } as *mut ngx_ssl_t;
         if ssl.is_null() {
             return Err("could not allocate the TLS context".into());
@@ -130,7 +131,8 @@ mod imp {
                 return Err(format!("cannot load tls_trusted_certificate \"{file}\""));
             }
         }
-        // SAFETY: as above; enables the sessions given to `save_session`.
+        // SAFETY: cf is being parsed and `ssl` is the context made above; this
+        // enables the sessions given to `save_session`.
         if unsafe { ngx_ssl_client_session_cache(cf, ssl, 1) } != NGX_OK as isize {
             return Err("could not enable TLS sessions".into());
         }
@@ -219,7 +221,7 @@ mod imp {
     pub unsafe fn finish(tls: &TlsConf, c: *mut ngx_connection_t) -> Result<Handshake, String> {
         // SAFETY: c->ssl was set by `start`; a failed handshake keeps it.
         let sc = unsafe { (*c).ssl };
-        // SAFETY: as above.
+        // SAFETY: `sc` is read only when not null, then it is c->ssl from `start`.
         if sc.is_null() || unsafe { (*sc).handshaked() } == 0 {
             return Err("TLS handshake failed".into());
         }
@@ -235,7 +237,8 @@ mod imp {
                 ));
             }
             let mut name = tls.name;
-            // SAFETY: as above; `name` is a copy of the pool's string.
+            // SAFETY: `c` is the caller's connection after its handshake; `name`
+            // is a copy of the pool's string, read during the call.
             if unsafe { ngx_ssl_check_host(c, &mut name) } != NGX_OK as isize {
                 return Err(format!(
                     "TLS certificate does not match \"{}\"",
@@ -243,7 +246,8 @@ mod imp {
                 ));
             }
         }
-        // SAFETY: as above.
+        // SAFETY: `sc` is c->ssl, not null and handshaked (checked above), so
+        // its OpenSSL connection is live.
         let reused = unsafe { SSL_session_reused((*sc).connection) } == 1;
         Ok(Handshake::Done { reused })
     }

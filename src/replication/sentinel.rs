@@ -346,7 +346,7 @@ impl Target {
                     },
                     sin6_scope_id: a.scope_id(),
                 };
-                // SAFETY: as above, for sockaddr_in6.
+                // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
                 unsafe { ptr::write(&mut *storage as *mut _ as *mut libc::sockaddr_in6, sin6) };
                 core::mem::size_of::<libc::sockaddr_in6>()
             }

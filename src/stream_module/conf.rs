@@ -80,8 +80,8 @@ pub unsafe fn maps(cycle: &ngx_cycle_t) -> &[Box<SharedMap>] {
     // SAFETY: `conf_ctx` has a slot per module index; the stream block's is
     // null until `stream {}` is parsed, then its ngx_stream_conf_ctx_t.
     let ctx = unsafe { *cycle.conf_ctx.add(ngx_stream_module.index) } as *const ngx_stream_conf_ctx_t;
-    // SAFETY: as above; the main conf array has a slot per stream module, ours
-    // made by `create_main_conf`.
+    // SAFETY: a parsed stream block's ctx holds a main conf array with a slot
+    // per stream module, ours made by `create_main_conf`.
     let mcf = unsafe {
         match ctx.as_ref() {
             Some(ctx) => *ctx.main_conf.add(super::module().ctx_index) as *const MainConf,
@@ -178,7 +178,8 @@ pub unsafe extern "C" fn cmd_set_shared_map(
 unsafe fn stream_key(cf: *mut ngx_conf_t, mut name: ngx_str_t, mut key: ngx_str_t) -> Option<StreamKey> {
     // A reference, with the same tag as `http {}`'s: the map may be defined
     // later, in either block.
-    // SAFETY: per the contract.
+    // SAFETY: cf is the configuration being parsed, and the name lives in
+    // its pool, as `add_zone` needs.
     let zone = unsafe { zone::add_zone(cf, &mut name, 0) }?;
     // SAFETY: the configuration pool outlives the cycle's sessions.
     let pool = unsafe { Pool::from_ngx_pool((*cf).pool) };
@@ -214,7 +215,7 @@ pub unsafe extern "C" fn cmd_add_count(cf: *mut ngx_conf_t, _: *mut ngx_command_
     let scf = unsafe { &mut *(conf as *mut SrvConf) };
     // SAFETY: nginx passes the configuration being parsed.
     let args = unsafe { args(cf) };
-    // SAFETY: as above; the arguments live in its pool.
+    // SAFETY: cf is the configuration being parsed; the arguments live in its pool.
     match unsafe { stream_key(cf, args[1], args[2]) } {
         Some(k) => {
             scf.counts.get_or_insert_with(Vec::new).push(k);

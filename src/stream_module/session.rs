@@ -27,7 +27,8 @@ pub unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
         let ctx = (*cf).ctx as *mut ngx_stream_conf_ctx_t;
         *(*ctx).main_conf.add(ngx_stream_core_module.ctx_index) as *mut ngx_stream_core_main_conf_t
     };
-    // SAFETY: as above; the phase's handler array holds ngx_stream_handler_pt.
+    // SAFETY: cmcf is the core module's main conf (read just above); its log
+    // phase's handler array holds ngx_stream_handler_pt.
     let h = unsafe { ngx_array_push(&mut (*cmcf).phases[NGX_STREAM_LOG_PHASE as usize].handlers) }
         as *mut ngx_stream_handler_pt;
     if h.is_null() {
@@ -65,7 +66,7 @@ unsafe fn key_bytes<'s>(s: *mut ngx_stream_session_t, key: &StreamKey) -> Option
     match unsafe { v.as_ref() } {
         None => None,
         Some(v) if v.not_found() != 0 || v.data.is_null() => Some(&[]),
-        // SAFETY: as above; `len` bytes at `data`.
+        // SAFETY: a found value's `data` holds `len` bytes, alive as long as the session.
         Some(v) => Some(unsafe { core::slice::from_raw_parts(v.data, v.len() as usize) }),
     }
 }
@@ -87,7 +88,8 @@ unsafe fn set_value(s: *mut ngx_stream_session_t, v: *mut ngx_stream_variable_va
         unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), p, bytes.len()) };
         p
     };
-    // SAFETY: per the contract.
+    // SAFETY: nginx passes the variable's value slot of a live session; `data`
+    // holds `bytes.len()` bytes in the session's pool.
     unsafe {
         (*v).data = data;
         set_found(&mut *v, bytes.len());
@@ -140,7 +142,7 @@ unsafe fn counters<'s>(s: *mut ngx_stream_session_t) -> Option<&'s mut [Option<O
     // SAFETY: `s->ctx` has a slot per stream module; ours is null or the slots
     // allocated below for this session.
     let slot = unsafe { (*s).ctx.add(index) };
-    // SAFETY: as above.
+    // SAFETY: `slot` points into the live session's ctx array (just above).
     let mut p = unsafe { *slot } as *mut Option<Option<i64>>;
     if p.is_null() {
         // SAFETY: the connection's pool lives as long as the session; zeroed
@@ -174,7 +176,8 @@ unsafe fn cached_by_nginx(s: *mut ngx_stream_session_t, v: *mut ngx_stream_varia
     // SAFETY: a live session's main conf array holds the core module's.
     let cmcf =
         unsafe { &*(*(*s).main_conf.add(ngx_stream_core_module.ctx_index) as *const ngx_stream_core_main_conf_t) };
-    // SAFETY: as above.
+    // SAFETY: the caller's session is live; its `variables` array has
+    // cmcf.variables.nelts values.
     let start = unsafe { (*s).variables };
     let end = start.wrapping_add(cmcf.variables.nelts);
     start <= v && v < end
@@ -239,7 +242,7 @@ unsafe extern "C" fn log_handler(s: *mut ngx_stream_session_t) -> ngx_int_t {
     let Some(counts) = scf.counts.as_ref() else {
         return Status::NGX_OK.into();
     };
-    // SAFETY: as above.
+    // SAFETY: a session in its log phase still has its connection.
     let log = unsafe { (*(*s).connection).log };
     for k in counts {
         // SAFETY: nginx passes a live session.
