@@ -171,13 +171,7 @@ fn stress(kind: MapKind) {
         }
     });
     for pid in counters.into_iter().chain([writer]) {
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            "a child failed"
-        );
+        common::wait_ok(pid);
     }
     let mut heap = shared.open_in_child();
     let mut m = common::map(&mut heap);
@@ -240,13 +234,7 @@ fn lock_free_counts_are_exact_beside_removals() {
             })])
             .collect();
         for pid in pids {
-            let mut status = 0;
-            // SAFETY: waiting for our own child.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
-            assert!(
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-                "a child failed"
-            );
+            common::wait_ok(pid);
         }
         let mut heap = shared.open_in_child();
         let mut m = common::map(&mut heap);

@@ -34,10 +34,7 @@ fn run(kind: MapKind) {
         })
         .collect();
     for pid in children {
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        common::wait_ok(pid);
     }
     // All children have exited; we are alone.
     let mut m = common::map(&mut shared.heap);

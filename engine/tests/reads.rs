@@ -179,10 +179,7 @@ fn exchange_in_processes(kind: MapKind) {
         })
         .collect();
     for pid in children {
-        let mut status = 0;
-        // SAFETY: waiting for our own child.
-        unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        common::wait_ok(pid);
     }
     let mut m = map(&mut shared.heap);
     let mut answered = HashSet::new();

@@ -116,3 +116,15 @@ pub fn fork_child(child: impl FnOnce()) -> libc::pid_t {
     }
     pid
 }
+
+/// Waits for a child of `fork_child` and asserts that it exited with 0 (it
+/// neither panicked nor died by a signal).
+pub fn wait_ok(pid: libc::pid_t) {
+    let mut status = 0;
+    // SAFETY: `pid` is a child of this process; `status` is ours.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child {pid} failed (wait status {status:#x})"
+    );
+}
