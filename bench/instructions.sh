@@ -38,6 +38,32 @@ MODULE_LOCATIONS='location = /incr { shared_map_key counters $uri; return 200 $s
     location = /count { shared_map_count counters $uri; return 200 "ok"; }
     location = /countaddr { shared_map_count counters $remote_addr; return 200 "ok"; }'
 
+# Runs nginx (binary $2, with $1/nginx.conf) under callgrind, sends it the
+# load (the rest of the arguments) once it listens, stops it, and prints the
+# instructions it executed in all.
+callgrind_run() { # dir, binary, load command...
+    local dir=$1 bin=$2 vpid i
+    shift 2
+    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" "$bin" -p "$dir/" -c "$dir/nginx.conf" \
+        2>"$dir/valgrind.log" &
+    vpid=$!
+    for _ in $(seq 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+    "$@" >/dev/null
+    # Under valgrind a signal now and then goes unhandled: ask again until
+    # nginx has stopped.
+    for i in $(seq 120); do
+        kill -0 "$vpid" 2>/dev/null || break
+        [ $((i % 10)) = 1 ] && kill -QUIT "$vpid" 2>/dev/null
+        sleep 0.5
+    done
+    wait "$vpid" || true
+    callgrind_annotate "$dir/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
+    rm -rf "$dir"
+}
+
 total() { # binary, main-level lines, http-level lines, location path, requests
     local dir
     dir=$(mktemp -d /tmp/shared-map-instr.XXXXXX)
@@ -56,24 +82,7 @@ http { access_log off;
     $LUA_LOCATION
   } }
 CONF
-    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" "$1" -p "$dir/" -c "$dir/nginx.conf" \
-        2>"$dir/valgrind.log" &
-    local vpid=$!
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-        sleep 0.1
-    done
-    ab -q -k -n "$5" -c 1 "http://127.0.0.1:$PORT$4" >/dev/null
-    # Under valgrind a signal now and then goes unhandled: ask again until
-    # nginx has stopped.
-    for i in $(seq 120); do
-        kill -0 "$vpid" 2>/dev/null || break
-        [ $((i % 10)) = 1 ] && kill -QUIT "$vpid" 2>/dev/null
-        sleep 0.5
-    done
-    wait "$vpid" || true
-    callgrind_annotate "$dir/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
-    rm -rf "$dir"
+    callgrind_run "$dir" "$1" ab -q -k -n "$5" -c 1 "http://127.0.0.1:$PORT$4"
 }
 
 per_request() { # binary, main lines, http lines, path
@@ -147,18 +156,7 @@ stream {
   server { listen 127.0.0.1:$PORT; $2 }
 }
 CONF
-    valgrind --tool=callgrind --callgrind-out-file="$dir/cg.out" "$NGINX_PATH" -p "$dir/" -c "$dir/nginx.conf" \
-        2>"$dir/valgrind.log" &
-    local vpid=$!
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-        sleep 0.1
-    done
-    python3 -c "$SESSIONS_CLIENT" "$PORT" "$3"
-    kill -QUIT "$vpid"
-    wait "$vpid" || true
-    callgrind_annotate "$dir/cg.out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }'
-    rm -rf "$dir"
+    callgrind_run "$dir" "$NGINX_PATH" python3 -c "$SESSIONS_CLIENT" "$PORT" "$3"
 }
 
 STREAM_MAPS='shared_map conns tinymap?space=1m&entries=8096; shared_map_incr $remote_addr $conn_count map=conns;'
