@@ -5,7 +5,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use super::{add_locked, expired, sub_locked, Map};
 use crate::arena::Arena;
-use crate::raw::{Layout, ValueType};
+use crate::raw::{Entry, Layout, ValueType};
 use crate::value::Value;
 
 /// Where an entry is linked from: a bucket or the previous entry of its chain.
@@ -82,16 +82,13 @@ impl<A: Arena> Map<'_, A> {
         let base = self.base();
         let idx = hash as u64 & (h.buckets - 1);
         let mut link = Link::Bucket(idx);
-        // SAFETY: chains hold only live entries while the lock is held.
-        unsafe {
-            let mut e = L::bucket(base, h.table, idx);
-            while e != 0 {
-                if L::hash(base, e) == hash && L::key(base, e) == key {
-                    return Some((link, e));
-                }
-                link = Link::Entry(e);
-                e = L::next(base, e);
+        let mut cur = Entry::<L>::head(base, h.table, idx);
+        while let Some(e) = cur {
+            if e.hash(base) == hash && e.key(base) == key {
+                return Some((link, e.offset()));
             }
+            link = Link::Entry(e.offset());
+            cur = e.next(base);
         }
         None
     }
@@ -189,13 +186,8 @@ impl<A: Arena> Map<'_, A> {
         let (table, buckets) = (self.header().table, self.header().buckets);
         let end = cursor.saturating_add(max_buckets).min(buckets);
         for idx in cursor..end {
-            loop {
-                // SAFETY: the lock is held; the bucket holds a live chain.
-                let e = unsafe { L::bucket(self.base(), table, idx) };
-                if e == 0 {
-                    break;
-                }
-                self.unlink_free::<L>(Link::Bucket(idx), e);
+            while let Some(e) = Entry::<L>::head(self.base(), table, idx) {
+                self.unlink_free::<L>(Link::Bucket(idx), e.offset());
             }
         }
         (end < buckets).then_some(end)
@@ -213,17 +205,15 @@ impl<A: Arena> Map<'_, A> {
         let base = self.base();
         let end = cursor.saturating_add(max_buckets).min(buckets);
         for idx in cursor..end {
-            // SAFETY: chains hold live entries; `f` cannot write to the map.
-            unsafe {
-                let mut e = L::bucket(base, table, idx);
-                while e != 0 {
-                    let expire = L::expire(base, e).load(Relaxed);
-                    let key = L::key(base, e);
-                    if !expired(expire, now) && key.starts_with(prefix) {
-                        f(key, self.read::<L>(e), expire);
-                    }
-                    e = L::next(base, e);
+            let mut cur = Entry::<L>::head(base, table, idx);
+            while let Some(e) = cur {
+                let expire = e.expire(base).load(Relaxed);
+                let key = e.key(base);
+                if !expired(expire, now) && key.starts_with(prefix) {
+                    // SAFETY: `e` was reached through its chain under the lock: live; `f` cannot write to the map.
+                    f(key, unsafe { self.read::<L>(e.offset()) }, expire);
                 }
+                cur = e.next(base);
             }
         }
         (end < buckets).then_some(end)
@@ -237,14 +227,11 @@ impl<A: Arena> Map<'_, A> {
         let mut n = 0;
         self.reset_lengths();
         for idx in 0..buckets {
-            // SAFETY: the lock is held; chains hold only whole entries.
-            let mut e = unsafe { L::bucket(base, table, idx) };
-            while e != 0 {
+            let mut cur = Entry::<L>::head(base, table, idx);
+            while let Some(e) = cur {
                 n += 1;
-                // SAFETY: the lock is held; `e` was reached through its chain: a whole entry.
-                self.count_length(unsafe { L::key(base, e) }, true);
-                // SAFETY: the lock is held; `e` was reached through its chain: a whole entry.
-                e = unsafe { L::next(base, e) };
+                self.count_length(e.key(base), true);
+                cur = e.next(base);
             }
         }
         let h = self.header();
@@ -258,10 +245,11 @@ impl<A: Arena> Map<'_, A> {
         let size = self.arena.size() as u64;
         let mut reachable = 0u64;
         for idx in 0..buckets {
-            // SAFETY: the lock is held; every offset is checked to lie in the
-            // zone before the entry behind it is read.
-            let mut e = unsafe { L::bucket(base, table, idx) };
-            while e != 0 {
+            // `raw` checks every offset to lie in the zone before the entry
+            // behind it is read; the check below restates it for the report.
+            let mut cur = Entry::<L>::head(base, table, idx);
+            while let Some(entry) = cur {
+                let e = entry.offset();
                 if e % 8 != 0 || e + L::ENTRY_BYTES as u64 > size {
                     return Err(format!("bucket {idx}: entry offset {e} is not inside the zone"));
                 }
@@ -269,17 +257,14 @@ impl<A: Arena> Map<'_, A> {
                 if reachable > size / L::ENTRY_BYTES as u64 {
                     return Err(format!("bucket {idx}: its chain loops"));
                 }
-                // SAFETY: `e` was checked to lie inside the zone just above.
-                let hash = unsafe { L::hash(base, e) };
+                let hash = entry.hash(base);
                 if hash as u64 & (buckets - 1) != idx {
                     return Err(format!(
                         "bucket {idx}: entry {e} belongs in bucket {}",
                         hash as u64 & (buckets - 1)
                     ));
                 }
-                // SAFETY: `e` was checked to lie inside the zone; the key's offset and length are the entry's
-                // own, checked by `raw`.
-                if self.hash(unsafe { L::key(base, e) }) != hash {
+                if self.hash(entry.key(base)) != hash {
                     return Err(format!(
                         "bucket {idx}: entry {e} is torn: its key does not match its hash"
                     ));
@@ -287,8 +272,7 @@ impl<A: Arena> Map<'_, A> {
                 // Reading the value touches a string's bytes.
                 // SAFETY: `e` was checked to lie inside the zone; a string's offset is checked by `raw`.
                 let _ = unsafe { self.read::<L>(e) };
-                // SAFETY: `e` was checked to lie inside the zone; `next` is checked by `raw`.
-                e = unsafe { L::next(base, e) };
+                cur = entry.next(base);
             }
         }
         // A link outside the zone ends its chain (see `raw`): what it cut off
@@ -308,17 +292,18 @@ impl<A: Arena> Map<'_, A> {
         let (table, buckets) = (self.header().table, self.header().buckets);
         let base = self.base();
         for idx in 0..buckets {
-            // SAFETY: chains hold live entries; `f` cannot write to the map.
-            unsafe {
-                let mut e = L::bucket(base, table, idx);
-                while e != 0 {
-                    let expire = L::expire(base, e).load(Relaxed);
-                    let key = L::key(base, e);
-                    if !expired(expire, now) && key.starts_with(prefix) && !f(key, self.read::<L>(e), expire) {
+            let mut cur = Entry::<L>::head(base, table, idx);
+            while let Some(e) = cur {
+                let expire = e.expire(base).load(Relaxed);
+                let key = e.key(base);
+                if !expired(expire, now) && key.starts_with(prefix) {
+                    // SAFETY: `e` was reached through its chain under the lock: live; `f` cannot write to the map.
+                    let value = unsafe { self.read::<L>(e.offset()) };
+                    if !f(key, value, expire) {
                         return;
                     }
-                    e = L::next(base, e);
                 }
+                cur = e.next(base);
             }
         }
     }
