@@ -271,6 +271,40 @@ impl<L: Layout> Entry<L> {
         // SAFETY: `self` holds a whole, aligned entry inside the zone, mapped for the process's life.
         unsafe { L::expire(base, self.off) }
     }
+
+    #[inline]
+    pub fn vtype(self, base: Region) -> ValueType {
+        // SAFETY: `self` holds a whole entry inside the zone.
+        unsafe { L::vtype(base, self.off) }
+    }
+
+    /// The value word: an int or long inline, or a string's chunk.
+    #[inline]
+    pub fn word(self, base: Region) -> &'static AtomicU64 {
+        // SAFETY: `self` holds a whole, aligned entry inside the zone, mapped for the process's life.
+        unsafe { L::word(base, self.off) }
+    }
+
+    /// The stamp of the last use, for eviction.
+    #[inline]
+    pub fn access(self, base: Region) -> &'static AtomicU32 {
+        // SAFETY: `self` holds a whole, aligned entry inside the zone, mapped for the process's life.
+        unsafe { L::access(base, self.off) }
+    }
+
+    /// The string a value word of this layout names; empty when it leaves the zone.
+    #[inline]
+    pub fn string<'a>(base: Region, word: u64) -> &'a [u8] {
+        // SAFETY: `string` checks the chunk `word` names to lie inside the zone before reading it.
+        unsafe { L::string(base, word) }
+    }
+
+    /// The chunks freeing this entry frees: the entry's, and its key's or 0.
+    #[inline]
+    pub fn chunks(self, base: Region) -> [u64; 2] {
+        // SAFETY: `self` holds a whole entry inside the zone; the key's chunk is checked.
+        unsafe { L::entry_chunks(base, self.off) }
+    }
 }
 
 /// Converts an allocation to its offset from the arena base.

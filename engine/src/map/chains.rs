@@ -26,42 +26,35 @@ impl<A: Arena> Map<'_, A> {
     }
 
     /// Records `e`'s chunks (entry, key, string) as dropped by the coming commit.
-    pub(super) fn retire_entry<L: Layout>(&self, e: u64) {
+    pub(super) fn retire_entry<L: Layout>(&self, e: Entry<L>) {
         let base = self.base();
         let j = self.journal();
-        // SAFETY: `e` is live under the lock.
-        unsafe {
-            for c in L::entry_chunks(base, e) {
-                j.retire(c);
-            }
-            if L::vtype(base, e) == ValueType::String {
-                j.retire(L::string_chunk(base, L::word(base, e).load(Relaxed)));
-            }
+        for c in e.chunks(base) {
+            j.retire(c);
+        }
+        if e.vtype(base) == ValueType::String {
+            j.retire(L::string_chunk(base, e.word(base).load(Relaxed)));
         }
     }
 
-    pub(super) fn touch<L: Layout>(&self, e: u64) {
+    pub(super) fn touch<L: Layout>(&self, e: Entry<L>) {
         let stamp = self.stamp();
-        // SAFETY: `e` is a live entry and the lock is held.
-        unsafe { L::access(self.base(), e).store(stamp, Relaxed) };
+        e.access(self.base()).store(stamp, Relaxed);
     }
 
     pub(super) fn wrote(&self) {
         add_locked(&self.header().generation, 1);
     }
 
-    /// # Safety
-    /// `e` is a live entry of layout `L`.
-    pub(super) unsafe fn read<L: Layout>(&self, e: u64) -> Value<'_> {
+    /// `e`'s value. A string stays valid until the next write, which needs
+    /// `&mut self`; `raw` checks its range, so a freed one reads as zone bytes.
+    pub(super) fn read<L: Layout>(&self, e: Entry<L>) -> Value<'_> {
         let base = self.base();
-        // SAFETY: live entry per the caller; strings live as long as the entry.
-        unsafe {
-            let word = L::word(base, e).load(Relaxed);
-            match L::vtype(base, e) {
-                ValueType::Int => Value::Int(word as u32 as i32),
-                ValueType::Long => Value::Long(word as i64),
-                ValueType::String => Value::Str(L::string(base, word)),
-            }
+        let word = e.word(base).load(Relaxed);
+        match e.vtype(base) {
+            ValueType::Int => Value::Int(word as u32 as i32),
+            ValueType::Long => Value::Long(word as i64),
+            ValueType::String => Value::Str(Entry::<L>::string(base, word)),
         }
     }
 
@@ -77,7 +70,7 @@ impl<A: Arena> Map<'_, A> {
     }
 
     /// Finds the key's entry, expired or not.
-    pub(super) fn find<L: Layout>(&self, hash: u32, key: &[u8]) -> Option<(Link, u64)> {
+    pub(super) fn find<L: Layout>(&self, hash: u32, key: &[u8]) -> Option<(Link, Entry<L>)> {
         let h = self.header();
         let base = self.base();
         let idx = hash as u64 & (h.buckets - 1);
@@ -85,7 +78,7 @@ impl<A: Arena> Map<'_, A> {
         let mut cur = Entry::<L>::head(base, h.table, idx);
         while let Some(e) = cur {
             if e.hash(base) == hash && e.key(base) == key {
-                return Some((link, e.offset()));
+                return Some((link, e));
             }
             link = Link::Entry(e.offset());
             cur = e.next(base);
@@ -96,18 +89,16 @@ impl<A: Arena> Map<'_, A> {
     /// Finds the key's entry unless it has expired by `now`, leaving an
     /// expired one in place: reads never remove, so a stale read still finds
     /// it. `now` 0 finds any entry held.
-    pub(super) fn find_held<L: Layout>(&self, hash: u32, key: &[u8], now: u32) -> Option<(Link, u64)> {
+    pub(super) fn find_held<L: Layout>(&self, hash: u32, key: &[u8], now: u32) -> Option<(Link, Entry<L>)> {
         let (link, e) = self.find::<L>(hash, key)?;
-        // SAFETY: `e` is live.
-        let expire = unsafe { L::expire(self.base(), e).load(Relaxed) };
+        let expire = e.expire(self.base()).load(Relaxed);
         (!expired(expire, now)).then_some((link, e))
     }
 
     /// Finds the key's live entry for a write, reclaiming it if it has expired.
-    pub(super) fn lookup<L: Layout>(&mut self, hash: u32, key: &[u8], now: u32) -> Option<(Link, u64)> {
+    pub(super) fn lookup<L: Layout>(&mut self, hash: u32, key: &[u8], now: u32) -> Option<(Link, Entry<L>)> {
         let (link, e) = self.find::<L>(hash, key)?;
-        // SAFETY: `e` is live.
-        if expired(unsafe { L::expire(self.base(), e).load(Relaxed) }, now) {
+        if expired(e.expire(self.base()).load(Relaxed), now) {
             self.unlink_free::<L>(link, e);
             add_locked(&self.header().expirations, 1);
             return None;
@@ -117,11 +108,10 @@ impl<A: Arena> Map<'_, A> {
 
     /// Unlinks a live entry, then frees it and its string. Its chunks are in
     /// the journal from before the unlink until each is freed.
-    pub(super) fn unlink_free<L: Layout>(&mut self, link: Link, e: u64) {
+    pub(super) fn unlink_free<L: Layout>(&mut self, link: Link, e: Entry<L>) {
         let base = self.base();
         self.retire_entry::<L>(e);
-        // SAFETY: `e` is live and linked from `link`.
-        let next = unsafe { L::next(base, e) };
+        let next = e.next(base).map_or(0, Entry::offset);
         let j = self.journal();
         j.begin_commit(self.link_slot::<L>(link), L::LINK_BYTES == 8, next, false);
         j.begin_count();
@@ -131,7 +121,7 @@ impl<A: Arena> Map<'_, A> {
             self.set_link::<L>(link, next);
             j.committed();
             sub_locked(&self.header().len, 1);
-            self.count_length(L::key(base, e), false);
+            self.count_length(e.key(base), false);
             j.end_count();
             self.free_unlinked::<L>(e);
         }
@@ -144,18 +134,18 @@ impl<A: Arena> Map<'_, A> {
     ///
     /// # Safety
     /// `e` is an entry of layout `L` that was just unlinked under the lock.
-    pub(super) unsafe fn free_unlinked<L: Layout>(&mut self, e: u64) {
+    pub(super) unsafe fn free_unlinked<L: Layout>(&mut self, e: Entry<L>) {
         // Lock-free operations that found `e` before the unlink finish first.
         self.synchronize();
         let base = self.base();
+        let word = (e.vtype(base) == ValueType::String).then(|| e.word(base).load(Relaxed));
+        let mut arena = self.tracked();
         // SAFETY: the caller just unlinked `e` under the lock: it is whole, and no chain reaches it.
         unsafe {
-            let word = (L::vtype(base, e) == ValueType::String).then(|| L::word(base, e).load(Relaxed));
-            let mut arena = self.tracked();
             if let Some(word) = word {
                 L::free_string(&mut arena, word);
             }
-            L::free_entry(&mut arena, e);
+            L::free_entry(&mut arena, e.offset());
         }
     }
 
@@ -187,7 +177,7 @@ impl<A: Arena> Map<'_, A> {
         let end = cursor.saturating_add(max_buckets).min(buckets);
         for idx in cursor..end {
             while let Some(e) = Entry::<L>::head(self.base(), table, idx) {
-                self.unlink_free::<L>(Link::Bucket(idx), e.offset());
+                self.unlink_free::<L>(Link::Bucket(idx), e);
             }
         }
         (end < buckets).then_some(end)
@@ -210,8 +200,7 @@ impl<A: Arena> Map<'_, A> {
                 let expire = e.expire(base).load(Relaxed);
                 let key = e.key(base);
                 if !expired(expire, now) && key.starts_with(prefix) {
-                    // SAFETY: `e` was reached through its chain under the lock: live; `f` cannot write to the map.
-                    f(key, unsafe { self.read::<L>(e.offset()) }, expire);
+                    f(key, self.read::<L>(e), expire);
                 }
                 cur = e.next(base);
             }
@@ -270,8 +259,7 @@ impl<A: Arena> Map<'_, A> {
                     ));
                 }
                 // Reading the value touches a string's bytes.
-                // SAFETY: `e` was checked to lie inside the zone; a string's offset is checked by `raw`.
-                let _ = unsafe { self.read::<L>(e) };
+                let _ = self.read::<L>(entry);
                 cur = entry.next(base);
             }
         }
@@ -297,8 +285,7 @@ impl<A: Arena> Map<'_, A> {
                 let expire = e.expire(base).load(Relaxed);
                 let key = e.key(base);
                 if !expired(expire, now) && key.starts_with(prefix) {
-                    // SAFETY: `e` was reached through its chain under the lock: live; `f` cannot write to the map.
-                    let value = unsafe { self.read::<L>(e.offset()) };
+                    let value = self.read::<L>(e);
                     if !f(key, value, expire) {
                         return;
                     }
