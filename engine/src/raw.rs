@@ -14,6 +14,7 @@
 //! string outside it reads as empty, so a corrupted zone can lose entries but
 //! never crash a worker nor show process memory in an answer.
 
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -181,6 +182,128 @@ impl Region {
         // SAFETY: the caller passes an offset checked (or freshly allocated) to
         // hold a whole, aligned `E` inside the zone.
         unsafe { &*(self.at(entry) as *const E) }
+    }
+}
+
+/// An entry of layout `L`: an offset only this module makes, from a bucket, a
+/// `next` link or [`Entry::at`], each checked (see [`Region::entry`]) to hold a
+/// whole, aligned entry inside the zone. Its accessors are safe because every
+/// byte they read lies inside the zone, which stays mapped for the process's
+/// life, and every offset read from inside the entry is checked again; an
+/// entry freed and reused meanwhile reads as other bytes of the zone, never as
+/// process memory. Whether the entry is still linked is the caller's concern
+/// (the lock, or the lock-free readers' grace period).
+pub struct Entry<L> {
+    off: u64,
+    _layout: PhantomData<fn() -> L>,
+}
+
+impl<L> Clone for Entry<L> {
+    #[inline(always)]
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<L> Copy for Entry<L> {}
+
+impl<L> PartialEq for Entry<L> {
+    #[inline(always)]
+    fn eq(&self, other: &Self) -> bool {
+        self.off == other.off
+    }
+}
+
+impl<L> Eq for Entry<L> {}
+
+impl<L> core::fmt::Debug for Entry<L> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Entry({})", self.off)
+    }
+}
+
+impl<L: Layout> Entry<L> {
+    /// A checked offset (0 meaning none) as a handle.
+    #[inline(always)]
+    fn checked(off: u64) -> Option<Entry<L>> {
+        (off != 0).then_some(Entry {
+            off,
+            _layout: PhantomData,
+        })
+    }
+
+    /// The entry's offset from the arena's base.
+    #[inline(always)]
+    pub fn offset(self) -> u64 {
+        self.off
+    }
+
+    /// The head of bucket `i`'s chain in the table at `table`.
+    #[inline]
+    pub fn head(base: Region, table: u64, i: u64) -> Option<Entry<L>> {
+        // SAFETY: `bucket` checks the slot and the entry it names to lie inside the zone.
+        Entry::checked(unsafe { L::bucket(base, table, i) })
+    }
+
+    /// The next entry of its chain.
+    #[inline]
+    pub fn next(self, base: Region) -> Option<Entry<L>> {
+        // SAFETY: `self` holds a whole entry inside the zone; `next` checks the link it reads.
+        Entry::checked(unsafe { L::next(base, self.off) })
+    }
+
+    #[inline]
+    pub fn hash(self, base: Region) -> u32 {
+        // SAFETY: `self` holds a whole entry inside the zone.
+        unsafe { L::hash(base, self.off) }
+    }
+
+    /// The key's bytes; empty when its offset or length leaves the zone.
+    #[inline]
+    pub fn key<'a>(self, base: Region) -> &'a [u8] {
+        // SAFETY: `self` holds a whole entry inside the zone; `key` checks the key's range.
+        unsafe { L::key(base, self.off) }
+    }
+
+    /// The expiry second, 0 for none.
+    #[inline]
+    pub fn expire(self, base: Region) -> &'static AtomicU32 {
+        // SAFETY: `self` holds a whole, aligned entry inside the zone, mapped for the process's life.
+        unsafe { L::expire(base, self.off) }
+    }
+
+    #[inline]
+    pub fn vtype(self, base: Region) -> ValueType {
+        // SAFETY: `self` holds a whole entry inside the zone.
+        unsafe { L::vtype(base, self.off) }
+    }
+
+    /// The value word: an int or long inline, or a string's chunk.
+    #[inline]
+    pub fn word(self, base: Region) -> &'static AtomicU64 {
+        // SAFETY: `self` holds a whole, aligned entry inside the zone, mapped for the process's life.
+        unsafe { L::word(base, self.off) }
+    }
+
+    /// The stamp of the last use, for eviction.
+    #[inline]
+    pub fn access(self, base: Region) -> &'static AtomicU32 {
+        // SAFETY: `self` holds a whole, aligned entry inside the zone, mapped for the process's life.
+        unsafe { L::access(base, self.off) }
+    }
+
+    /// The string a value word of this layout names; empty when it leaves the zone.
+    #[inline]
+    pub fn string<'a>(base: Region, word: u64) -> &'a [u8] {
+        // SAFETY: `string` checks the chunk `word` names to lie inside the zone before reading it.
+        unsafe { L::string(base, word) }
+    }
+
+    /// The chunks freeing this entry frees: the entry's, and its key's or 0.
+    #[inline]
+    pub fn chunks(self, base: Region) -> [u64; 2] {
+        // SAFETY: `self` holds a whole entry inside the zone; the key's chunk is checked.
+        unsafe { L::entry_chunks(base, self.off) }
     }
 }
 

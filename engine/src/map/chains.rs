@@ -5,7 +5,7 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use super::{add_locked, expired, sub_locked, Map};
 use crate::arena::Arena;
-use crate::raw::{Layout, ValueType};
+use crate::raw::{Entry, Layout, ValueType};
 use crate::value::Value;
 
 /// Where an entry is linked from: a bucket or the previous entry of its chain.
@@ -26,42 +26,35 @@ impl<A: Arena> Map<'_, A> {
     }
 
     /// Records `e`'s chunks (entry, key, string) as dropped by the coming commit.
-    pub(super) fn retire_entry<L: Layout>(&self, e: u64) {
+    pub(super) fn retire_entry<L: Layout>(&self, e: Entry<L>) {
         let base = self.base();
         let j = self.journal();
-        // SAFETY: `e` is live under the lock.
-        unsafe {
-            for c in L::entry_chunks(base, e) {
-                j.retire(c);
-            }
-            if L::vtype(base, e) == ValueType::String {
-                j.retire(L::string_chunk(base, L::word(base, e).load(Relaxed)));
-            }
+        for c in e.chunks(base) {
+            j.retire(c);
+        }
+        if e.vtype(base) == ValueType::String {
+            j.retire(L::string_chunk(base, e.word(base).load(Relaxed)));
         }
     }
 
-    pub(super) fn touch<L: Layout>(&self, e: u64) {
+    pub(super) fn touch<L: Layout>(&self, e: Entry<L>) {
         let stamp = self.stamp();
-        // SAFETY: `e` is a live entry and the lock is held.
-        unsafe { L::access(self.base(), e).store(stamp, Relaxed) };
+        e.access(self.base()).store(stamp, Relaxed);
     }
 
     pub(super) fn wrote(&self) {
         add_locked(&self.header().generation, 1);
     }
 
-    /// # Safety
-    /// `e` is a live entry of layout `L`.
-    pub(super) unsafe fn read<L: Layout>(&self, e: u64) -> Value<'_> {
+    /// `e`'s value. A string stays valid until the next write, which needs
+    /// `&mut self`; `raw` checks its range, so a freed one reads as zone bytes.
+    pub(super) fn read<L: Layout>(&self, e: Entry<L>) -> Value<'_> {
         let base = self.base();
-        // SAFETY: live entry per the caller; strings live as long as the entry.
-        unsafe {
-            let word = L::word(base, e).load(Relaxed);
-            match L::vtype(base, e) {
-                ValueType::Int => Value::Int(word as u32 as i32),
-                ValueType::Long => Value::Long(word as i64),
-                ValueType::String => Value::Str(L::string(base, word)),
-            }
+        let word = e.word(base).load(Relaxed);
+        match e.vtype(base) {
+            ValueType::Int => Value::Int(word as u32 as i32),
+            ValueType::Long => Value::Long(word as i64),
+            ValueType::String => Value::Str(Entry::<L>::string(base, word)),
         }
     }
 
@@ -77,21 +70,18 @@ impl<A: Arena> Map<'_, A> {
     }
 
     /// Finds the key's entry, expired or not.
-    pub(super) fn find<L: Layout>(&self, hash: u32, key: &[u8]) -> Option<(Link, u64)> {
+    pub(super) fn find<L: Layout>(&self, hash: u32, key: &[u8]) -> Option<(Link, Entry<L>)> {
         let h = self.header();
         let base = self.base();
         let idx = hash as u64 & (h.buckets - 1);
         let mut link = Link::Bucket(idx);
-        // SAFETY: chains hold only live entries while the lock is held.
-        unsafe {
-            let mut e = L::bucket(base, h.table, idx);
-            while e != 0 {
-                if L::hash(base, e) == hash && L::key(base, e) == key {
-                    return Some((link, e));
-                }
-                link = Link::Entry(e);
-                e = L::next(base, e);
+        let mut cur = Entry::<L>::head(base, h.table, idx);
+        while let Some(e) = cur {
+            if e.hash(base) == hash && e.key(base) == key {
+                return Some((link, e));
             }
+            link = Link::Entry(e.offset());
+            cur = e.next(base);
         }
         None
     }
@@ -99,18 +89,16 @@ impl<A: Arena> Map<'_, A> {
     /// Finds the key's entry unless it has expired by `now`, leaving an
     /// expired one in place: reads never remove, so a stale read still finds
     /// it. `now` 0 finds any entry held.
-    pub(super) fn find_held<L: Layout>(&self, hash: u32, key: &[u8], now: u32) -> Option<(Link, u64)> {
+    pub(super) fn find_held<L: Layout>(&self, hash: u32, key: &[u8], now: u32) -> Option<(Link, Entry<L>)> {
         let (link, e) = self.find::<L>(hash, key)?;
-        // SAFETY: `e` is live.
-        let expire = unsafe { L::expire(self.base(), e).load(Relaxed) };
+        let expire = e.expire(self.base()).load(Relaxed);
         (!expired(expire, now)).then_some((link, e))
     }
 
     /// Finds the key's live entry for a write, reclaiming it if it has expired.
-    pub(super) fn lookup<L: Layout>(&mut self, hash: u32, key: &[u8], now: u32) -> Option<(Link, u64)> {
+    pub(super) fn lookup<L: Layout>(&mut self, hash: u32, key: &[u8], now: u32) -> Option<(Link, Entry<L>)> {
         let (link, e) = self.find::<L>(hash, key)?;
-        // SAFETY: `e` is live.
-        if expired(unsafe { L::expire(self.base(), e).load(Relaxed) }, now) {
+        if expired(e.expire(self.base()).load(Relaxed), now) {
             self.unlink_free::<L>(link, e);
             add_locked(&self.header().expirations, 1);
             return None;
@@ -120,11 +108,10 @@ impl<A: Arena> Map<'_, A> {
 
     /// Unlinks a live entry, then frees it and its string. Its chunks are in
     /// the journal from before the unlink until each is freed.
-    pub(super) fn unlink_free<L: Layout>(&mut self, link: Link, e: u64) {
+    pub(super) fn unlink_free<L: Layout>(&mut self, link: Link, e: Entry<L>) {
         let base = self.base();
         self.retire_entry::<L>(e);
-        // SAFETY: `e` is live and linked from `link`.
-        let next = unsafe { L::next(base, e) };
+        let next = e.next(base).map_or(0, Entry::offset);
         let j = self.journal();
         j.begin_commit(self.link_slot::<L>(link), L::LINK_BYTES == 8, next, false);
         j.begin_count();
@@ -134,7 +121,7 @@ impl<A: Arena> Map<'_, A> {
             self.set_link::<L>(link, next);
             j.committed();
             sub_locked(&self.header().len, 1);
-            self.count_length(L::key(base, e), false);
+            self.count_length(e.key(base), false);
             j.end_count();
             self.free_unlinked::<L>(e);
         }
@@ -147,18 +134,18 @@ impl<A: Arena> Map<'_, A> {
     ///
     /// # Safety
     /// `e` is an entry of layout `L` that was just unlinked under the lock.
-    pub(super) unsafe fn free_unlinked<L: Layout>(&mut self, e: u64) {
+    pub(super) unsafe fn free_unlinked<L: Layout>(&mut self, e: Entry<L>) {
         // Lock-free operations that found `e` before the unlink finish first.
         self.synchronize();
         let base = self.base();
+        let word = (e.vtype(base) == ValueType::String).then(|| e.word(base).load(Relaxed));
+        let mut arena = self.tracked();
         // SAFETY: the caller just unlinked `e` under the lock: it is whole, and no chain reaches it.
         unsafe {
-            let word = (L::vtype(base, e) == ValueType::String).then(|| L::word(base, e).load(Relaxed));
-            let mut arena = self.tracked();
             if let Some(word) = word {
                 L::free_string(&mut arena, word);
             }
-            L::free_entry(&mut arena, e);
+            L::free_entry(&mut arena, e.offset());
         }
     }
 
@@ -189,12 +176,7 @@ impl<A: Arena> Map<'_, A> {
         let (table, buckets) = (self.header().table, self.header().buckets);
         let end = cursor.saturating_add(max_buckets).min(buckets);
         for idx in cursor..end {
-            loop {
-                // SAFETY: the lock is held; the bucket holds a live chain.
-                let e = unsafe { L::bucket(self.base(), table, idx) };
-                if e == 0 {
-                    break;
-                }
+            while let Some(e) = Entry::<L>::head(self.base(), table, idx) {
                 self.unlink_free::<L>(Link::Bucket(idx), e);
             }
         }
@@ -213,17 +195,14 @@ impl<A: Arena> Map<'_, A> {
         let base = self.base();
         let end = cursor.saturating_add(max_buckets).min(buckets);
         for idx in cursor..end {
-            // SAFETY: chains hold live entries; `f` cannot write to the map.
-            unsafe {
-                let mut e = L::bucket(base, table, idx);
-                while e != 0 {
-                    let expire = L::expire(base, e).load(Relaxed);
-                    let key = L::key(base, e);
-                    if !expired(expire, now) && key.starts_with(prefix) {
-                        f(key, self.read::<L>(e), expire);
-                    }
-                    e = L::next(base, e);
+            let mut cur = Entry::<L>::head(base, table, idx);
+            while let Some(e) = cur {
+                let expire = e.expire(base).load(Relaxed);
+                let key = e.key(base);
+                if !expired(expire, now) && key.starts_with(prefix) {
+                    f(key, self.read::<L>(e), expire);
                 }
+                cur = e.next(base);
             }
         }
         (end < buckets).then_some(end)
@@ -237,14 +216,11 @@ impl<A: Arena> Map<'_, A> {
         let mut n = 0;
         self.reset_lengths();
         for idx in 0..buckets {
-            // SAFETY: the lock is held; chains hold only whole entries.
-            let mut e = unsafe { L::bucket(base, table, idx) };
-            while e != 0 {
+            let mut cur = Entry::<L>::head(base, table, idx);
+            while let Some(e) = cur {
                 n += 1;
-                // SAFETY: the lock is held; `e` was reached through its chain: a whole entry.
-                self.count_length(unsafe { L::key(base, e) }, true);
-                // SAFETY: the lock is held; `e` was reached through its chain: a whole entry.
-                e = unsafe { L::next(base, e) };
+                self.count_length(e.key(base), true);
+                cur = e.next(base);
             }
         }
         let h = self.header();
@@ -258,10 +234,11 @@ impl<A: Arena> Map<'_, A> {
         let size = self.arena.size() as u64;
         let mut reachable = 0u64;
         for idx in 0..buckets {
-            // SAFETY: the lock is held; every offset is checked to lie in the
-            // zone before the entry behind it is read.
-            let mut e = unsafe { L::bucket(base, table, idx) };
-            while e != 0 {
+            // `raw` checks every offset to lie in the zone before the entry
+            // behind it is read; the check below restates it for the report.
+            let mut cur = Entry::<L>::head(base, table, idx);
+            while let Some(entry) = cur {
+                let e = entry.offset();
                 if e % 8 != 0 || e + L::ENTRY_BYTES as u64 > size {
                     return Err(format!("bucket {idx}: entry offset {e} is not inside the zone"));
                 }
@@ -269,26 +246,21 @@ impl<A: Arena> Map<'_, A> {
                 if reachable > size / L::ENTRY_BYTES as u64 {
                     return Err(format!("bucket {idx}: its chain loops"));
                 }
-                // SAFETY: `e` was checked to lie inside the zone just above.
-                let hash = unsafe { L::hash(base, e) };
+                let hash = entry.hash(base);
                 if hash as u64 & (buckets - 1) != idx {
                     return Err(format!(
                         "bucket {idx}: entry {e} belongs in bucket {}",
                         hash as u64 & (buckets - 1)
                     ));
                 }
-                // SAFETY: `e` was checked to lie inside the zone; the key's offset and length are the entry's
-                // own, checked by `raw`.
-                if self.hash(unsafe { L::key(base, e) }) != hash {
+                if self.hash(entry.key(base)) != hash {
                     return Err(format!(
                         "bucket {idx}: entry {e} is torn: its key does not match its hash"
                     ));
                 }
                 // Reading the value touches a string's bytes.
-                // SAFETY: `e` was checked to lie inside the zone; a string's offset is checked by `raw`.
-                let _ = unsafe { self.read::<L>(e) };
-                // SAFETY: `e` was checked to lie inside the zone; `next` is checked by `raw`.
-                e = unsafe { L::next(base, e) };
+                let _ = self.read::<L>(entry);
+                cur = entry.next(base);
             }
         }
         // A link outside the zone ends its chain (see `raw`): what it cut off
@@ -308,17 +280,17 @@ impl<A: Arena> Map<'_, A> {
         let (table, buckets) = (self.header().table, self.header().buckets);
         let base = self.base();
         for idx in 0..buckets {
-            // SAFETY: chains hold live entries; `f` cannot write to the map.
-            unsafe {
-                let mut e = L::bucket(base, table, idx);
-                while e != 0 {
-                    let expire = L::expire(base, e).load(Relaxed);
-                    let key = L::key(base, e);
-                    if !expired(expire, now) && key.starts_with(prefix) && !f(key, self.read::<L>(e), expire) {
+            let mut cur = Entry::<L>::head(base, table, idx);
+            while let Some(e) = cur {
+                let expire = e.expire(base).load(Relaxed);
+                let key = e.key(base);
+                if !expired(expire, now) && key.starts_with(prefix) {
+                    let value = self.read::<L>(e);
+                    if !f(key, value, expire) {
                         return;
                     }
-                    e = L::next(base, e);
                 }
+                cur = e.next(base);
             }
         }
     }

@@ -149,14 +149,12 @@ impl<A: Arena> Map<'_, A> {
         if how.touch {
             self.touch::<L>(e);
         }
-        // SAFETY: `e` is live until the next write, which needs `&mut self`.
-        unsafe {
-            Some(Hit {
-                key: L::key(self.base(), e),
-                value: self.read::<L>(e),
-                stale: expired(L::expire(self.base(), e).load(Relaxed), now),
-            })
-        }
+        // `e` and its key and string stay live until the next write, which needs `&mut self`.
+        Some(Hit {
+            key: e.key(self.base()),
+            value: self.read::<L>(e),
+            stale: expired(e.expire(self.base()).load(Relaxed), now),
+        })
     }
 
     /// Counts a key linked (`added`) or unlinked in its length slot, keeping

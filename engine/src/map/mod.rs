@@ -454,8 +454,8 @@ impl<A: Arena> Map<'_, A> {
                     add_locked(&self.header().hits, 1);
                     self.touch::<L>(e);
                 }
-                // SAFETY: `e` is live until the next write, which needs `&mut self`.
-                Some(unsafe { self.read::<L>(e) })
+                // `e` stays live until the next write, which needs `&mut self`.
+                Some(self.read::<L>(e))
             }
             None => {
                 if touch {
@@ -474,17 +474,15 @@ impl<A: Arena> Map<'_, A> {
         };
         add_locked(&self.header().hits, 1);
         self.touch::<L>(e);
-        // SAFETY: `e` is live and the lock is held; the expiry is one word. Not a
-        // write for `generation`: renewing on every read would make every read
-        // look like a change to a saver.
-        unsafe { L::expire(self.base(), e).store(expire, Relaxed) };
-        // SAFETY: `e` is live until the next write, which needs `&mut self`.
-        Some(unsafe { self.read::<L>(e) })
+        // The expiry is one word. Not a write for `generation`: renewing on
+        // every read would make every read look like a change to a saver.
+        e.expire(self.base()).store(expire, Relaxed);
+        // `e` stays live until the next write, which needs `&mut self`.
+        Some(self.read::<L>(e))
     }
 
     fn peek_expiry_in<L: Layout>(&mut self, key: &[u8], now: u32) -> Option<(Value<'_>, u32)> {
         let (_, e) = self.find_held::<L>(self.hash(key), key, now)?;
-        // SAFETY: `e` is live.
-        unsafe { Some((self.read::<L>(e), L::expire(self.base(), e).load(Relaxed))) }
+        Some((self.read::<L>(e), e.expire(self.base()).load(Relaxed)))
     }
 }

@@ -7,7 +7,7 @@ use super::chains::Link;
 use super::{add_locked, expired, Map, Refusal};
 use crate::arena::Arena;
 use crate::error::Error;
-use crate::raw::{footprint, Layout, NewEntry};
+use crate::raw::{footprint, Entry, Layout, NewEntry};
 
 /// How many buckets one eviction or reclamation step looks at, at most.
 pub(super) const SCAN_BUCKETS: u64 = 256;
@@ -39,19 +39,19 @@ pub(super) struct Room {
 }
 
 /// What the victim picker found in the chains it walked.
-struct Pick {
+struct Pick<L> {
     /// The use clock when the walk began: an entry's age is measured from it.
     clock: u32,
     /// The first expired entry met, and the link to it.
-    expired: Option<(Link, u64)>,
+    expired: Option<(Link, Entry<L>)>,
     /// The least recently used entry met, the link to it and its age.
-    oldest: Option<(Link, u64, u32)>,
+    oldest: Option<(Link, Entry<L>, u32)>,
     /// How many entries were walked.
     seen: usize,
 }
 
-impl Pick {
-    fn new(clock: u32) -> Pick {
+impl<L> Pick<L> {
+    fn new(clock: u32) -> Pick<L> {
         Pick {
             clock,
             expired: None,
@@ -164,20 +164,12 @@ impl<A: Arena> Map<'_, A> {
     /// The one victim picker: walks the chain of bucket `idx`, noting its first
     /// expired entry and, over every chain walked with `pick`, the least
     /// recently used entry.
-    fn pick_in_chain<L: Layout>(&self, idx: u64, now: u32, pick: &mut Pick) {
+    fn pick_in_chain<L: Layout>(&self, idx: u64, now: u32, pick: &mut Pick<L>) {
         let base = self.base();
         let mut link = Link::Bucket(idx);
-        // SAFETY: the lock is held, so every entry a chain reaches is live.
-        let mut e = unsafe { L::bucket(base, self.header().table, idx) };
-        while e != 0 {
-            // SAFETY: `e` was reached through its chain under the lock: live.
-            let (expire, access, next) = unsafe {
-                (
-                    L::expire(base, e).load(Relaxed),
-                    L::access(base, e).load(Relaxed),
-                    L::next(base, e),
-                )
-            };
+        let mut cur = Entry::<L>::head(base, self.header().table, idx);
+        while let Some(e) = cur {
+            let (expire, access, next) = (e.expire(base).load(Relaxed), e.access(base).load(Relaxed), e.next(base));
             if pick.expired.is_none() && expired(expire, now) {
                 pick.expired = Some((link, e));
             }
@@ -186,8 +178,8 @@ impl<A: Arena> Map<'_, A> {
                 pick.oldest = Some((link, e, age));
             }
             pick.seen += 1;
-            link = Link::Entry(e);
-            e = next;
+            link = Link::Entry(e.offset());
+            cur = next;
         }
     }
 
@@ -203,18 +195,17 @@ impl<A: Arena> Map<'_, A> {
         for i in 0..n {
             let idx = (start + i) & (buckets - 1);
             let mut link = Link::Bucket(idx);
-            // SAFETY: chains hold only live entries under the lock.
-            let mut e = unsafe { L::bucket(base, table, idx) };
-            while e != 0 {
-                // SAFETY: `e` is live; `next` is read before `e` may be freed.
-                let (expire, next) = unsafe { (L::expire(base, e).load(Relaxed), L::next(base, e)) };
+            let mut cur = Entry::<L>::head(base, table, idx);
+            while let Some(e) = cur {
+                // `next` is read before `e` may be freed.
+                let (expire, next) = (e.expire(base).load(Relaxed), e.next(base));
                 if expired(expire, now) {
                     self.unlink_free::<L>(link, e);
                     removed += 1;
                 } else {
-                    link = Link::Entry(e);
+                    link = Link::Entry(e.offset());
                 }
-                e = next;
+                cur = next;
             }
         }
         let h = self.header();

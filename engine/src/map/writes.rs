@@ -8,7 +8,7 @@ use super::room::Room;
 use super::Map;
 use crate::arena::Arena;
 use crate::error::Error;
-use crate::raw::{Layout, NewEntry, ValueType};
+use crate::raw::{Entry, Layout, NewEntry, ValueType};
 use crate::value::{OwnedValue, Ttl, Value};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -80,8 +80,7 @@ impl<A: Arena> Map<'_, A> {
                 }
             }
             Some((_, e)) => {
-                // SAFETY: `e` was just found in its chain and the lock is held.
-                let stored = unsafe { L::vtype(self.base(), e) };
+                let stored = e.vtype(self.base());
                 if stored == value.value_type() && stored != ValueType::String {
                     return Ok(Some(self.put_inline::<L>(e, &value, expire)));
                 }
@@ -102,8 +101,7 @@ impl<A: Arena> Map<'_, A> {
             found
         };
         if let (Some((_, e)), Value::Str(_)) = (found, value) {
-            // SAFETY: `e` was found again after any eviction, under the lock.
-            if unsafe { L::vtype(self.base(), e) } == ValueType::String {
+            if e.vtype(self.base()) == ValueType::String {
                 return Ok(Some(self.put_string::<L>(e, word, expire)));
             }
         }
@@ -121,16 +119,13 @@ impl<A: Arena> Map<'_, A> {
 
     /// Overwrites the inline value of live entry `e` (of the same inline
     /// type) in place, returning the previous value.
-    fn put_inline<L: Layout>(&mut self, e: u64, value: &Value<'_>, expire: u32) -> OwnedValue {
+    fn put_inline<L: Layout>(&mut self, e: Entry<L>, value: &Value<'_>, expire: u32) -> OwnedValue {
         let base = self.base();
-        // SAFETY: the caller found `e` in its chain under the lock: live. The
-        // value and the expiry are each one aligned word, changed by one store;
-        // the value is swapped, as lock-free counters may add to it meanwhile.
-        let (old, vtype) = unsafe {
-            let old = L::word(base, e).swap(encode_inline(value), Relaxed);
-            L::expire(base, e).store(expire, Relaxed);
-            (old, L::vtype(base, e))
-        };
+        // The value and the expiry are each one aligned word, changed by one
+        // store; the value is swapped, as lock-free counters may add to it meanwhile.
+        let old = e.word(base).swap(encode_inline(value), Relaxed);
+        e.expire(base).store(expire, Relaxed);
+        let vtype = e.vtype(base);
         let prev = match vtype {
             ValueType::Int => OwnedValue::Int(old as u32 as i32),
             _ => OwnedValue::Long(old as i64),
@@ -142,28 +137,23 @@ impl<A: Arena> Map<'_, A> {
 
     /// Swaps the string of live entry `e` for the fresh string `word`,
     /// returning the previous value; the old string is freed after the swap.
-    fn put_string<L: Layout>(&mut self, e: u64, word: u64, expire: u32) -> OwnedValue {
+    fn put_string<L: Layout>(&mut self, e: Entry<L>, word: u64, expire: u32) -> OwnedValue {
         let base = self.base();
-        // SAFETY: the caller found `e` in its chain under the lock: live, and
-        // its string chunk is live until swapped out below.
-        let prev = unsafe { self.read::<L>(e) }.to_owned();
-        // SAFETY: `e` is live under the lock. One store swaps the value (the
-        // commit of the fresh string); the old string is freed after it, when
-        // nothing links it any more.
-        let old = unsafe {
-            let slot = L::word(base, e);
-            self.journal().retire(L::string_chunk(base, slot.load(Relaxed)));
-            self.journal().begin_commit(e + L::WORD_AT, true, word, true);
-            slot.swap(word, Relaxed)
-        };
+        // Its string chunk is live until swapped out below.
+        let prev = self.read::<L>(e).to_owned();
+        // One store swaps the value (the commit of the fresh string); the old
+        // string is freed after it, when nothing links it any more.
+        let slot = e.word(base);
+        self.journal().retire(L::string_chunk(base, slot.load(Relaxed)));
+        self.journal().begin_commit(e.offset() + L::WORD_AT, true, word, true);
+        let old = slot.swap(word, Relaxed);
         self.journal().committed();
         // Lock-free readers that read the old word finish with its string first.
         self.synchronize();
-        // SAFETY: `e` is live; `old` is the string it held and no longer links.
-        unsafe {
-            L::expire(base, e).store(expire, Relaxed);
-            L::free_string(&mut self.tracked(), old);
-        }
+        e.expire(base).store(expire, Relaxed);
+        // SAFETY: `old` is the string `e` held and no longer links, and the
+        // lock-free readers that could still read it have finished.
+        unsafe { L::free_string(&mut self.tracked(), old) };
         self.journal().end_commit();
         self.touch::<L>(e);
         self.wrote();
@@ -208,14 +198,13 @@ impl<A: Arena> Map<'_, A> {
         };
         match self.lookup::<L>(hash, key, now) {
             Some((link, old)) => {
-                // SAFETY: `old` was just found in its chain under the lock: live.
-                let prev = unsafe { self.read::<L>(old) }.to_owned();
+                let prev = self.read::<L>(old).to_owned();
                 // SAFETY: `entry` is complete and unlinked, `old` is live and
                 // `link` points at it. The new entry takes the old one's place
                 // with one store (the commit of the fresh chunks); the old one is
                 // unreachable before it is freed.
                 unsafe {
-                    L::set_next(base, entry, L::next(base, old));
+                    L::set_next(base, entry, old.next(base).map_or(0, Entry::offset));
                     self.retire_entry::<L>(old);
                     self.journal()
                         .begin_commit(self.link_slot::<L>(link), L::LINK_BYTES == 8, entry, true);
@@ -236,8 +225,7 @@ impl<A: Arena> Map<'_, A> {
 
     pub(super) fn remove_in<L: Layout>(&mut self, hash: u32, key: &[u8], now: u32) -> Option<OwnedValue> {
         let (link, e) = self.lookup::<L>(hash, key, now)?;
-        // SAFETY: `e` is live.
-        let prev = unsafe { self.read::<L>(e) }.to_owned();
+        let prev = self.read::<L>(e).to_owned();
         self.unlink_free::<L>(link, e);
         Some(prev)
     }
@@ -254,8 +242,7 @@ impl<A: Arena> Map<'_, A> {
         let base = self.base();
         self.refusal = None;
         if let Some((_, e)) = self.lookup::<L>(hash, key, now) {
-            // SAFETY: `e` was just found in its chain under the lock: live.
-            let (word, vtype) = unsafe { (L::word(base, e), L::vtype(base, e)) };
+            let (word, vtype) = (e.word(base), e.vtype(base));
             // Lock-free counters add to the same word: one atomic update.
             let new = add_word(word, vtype, delta)?;
             self.touch::<L>(e);
