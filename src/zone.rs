@@ -7,8 +7,8 @@ use core::ptr::{self, NonNull};
 use ngx::core::{SlabPool, Status};
 use ngx::ffi::{
     ngx_conf_t, ngx_cycle_t, ngx_int_t, ngx_log_t, ngx_pagesize, ngx_shared_memory_add, ngx_shm_zone_t, ngx_shmtx_lock,
-    ngx_shmtx_trylock, ngx_shmtx_unlock, ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_init, ngx_slab_pool_t,
-    ngx_str_t, ngx_time, NGX_LOG_ALERT, NGX_LOG_EMERG,
+    ngx_shmtx_t, ngx_shmtx_trylock, ngx_shmtx_unlock, ngx_slab_alloc_locked, ngx_slab_free_locked, ngx_slab_init,
+    ngx_slab_pool_t, ngx_str_t, ngx_time, NGX_LOG_ALERT, NGX_LOG_EMERG,
 };
 use ngx::ngx_log_error;
 
@@ -210,11 +210,36 @@ impl SharedMap {
     /// acquisition that finds it taken is counted with the time it waited, and
     /// every hold is timed for the longest-hold statistic (see `clock`).
     pub fn with<R>(&self, f: impl FnOnce(&mut Map<'_, SlabArena>) -> R) -> Result<R, ZoneUnavailable> {
+        let pool = self.pool()?;
+        self.locked(Locked::lock(pool), f)
+    }
+
+    /// As [`SharedMap::with`], only when the mutex is free at once: `Ok(None)`
+    /// when another process holds it. For work that can wait for its next turn
+    /// (the timer's sweep), so that a process stopped inside the mutex never
+    /// stalls this one's event loop.
+    pub fn try_with<R>(&self, f: impl FnOnce(&mut Map<'_, SlabArena>) -> R) -> Result<Option<R>, ZoneUnavailable> {
+        let pool = self.pool()?;
+        match Locked::try_lock(pool) {
+            Some(locked) => self.locked(locked, f).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The zone's slab pool, which starts the zone once it is mapped.
+    fn pool(&self) -> Result<NonNull<ngx_slab_pool_t>, ZoneUnavailable> {
         // SAFETY: the zone is mapped for the whole life of a worker (and of the
         // master between zone initialisation and the next reload).
         let zone = unsafe { self.shm_zone.as_ref() };
-        let pool = NonNull::new(zone.shm.addr as *mut ngx_slab_pool_t).ok_or(ZoneUnavailable)?;
-        let locked = Locked::lock(pool);
+        NonNull::new(zone.shm.addr as *mut ngx_slab_pool_t).ok_or(ZoneUnavailable)
+    }
+
+    /// Runs `f` on the map while `locked` holds the mutex; a map left
+    /// inconsistent by a process that died inside it is recovered first.
+    fn locked<R>(&self, locked: Locked, f: impl FnOnce(&mut Map<'_, SlabArena>) -> R) -> Result<R, ZoneUnavailable> {
+        // SAFETY: as in `pool`, which gave `locked` its pool.
+        let zone = unsafe { self.shm_zone.as_ref() };
+        let pool = locked.pool;
         let mut arena = SlabArena {
             pool,
             size: zone.shm.size,
@@ -314,32 +339,43 @@ struct Locked {
 
 impl Locked {
     fn lock(pool: NonNull<ngx_slab_pool_t>) -> Locked {
-        // SAFETY: a mapped zone of this module starts with nginx's slab pool,
-        // whose mutex was created with the zone.
-        let mtx = unsafe { ptr::addr_of_mut!((*pool.as_ptr()).mutex) };
-        // SAFETY: `mtx` is the zone's slab pool mutex, created with the zone; `ngx_shmtx_trylock` takes it only if it
-        // is free.
-        let waited = if unsafe { ngx_shmtx_trylock(mtx) } != 0 {
-            None
-        } else {
-            let t = clock::ticks();
-            // SAFETY: `mtx` is the zone's slab pool mutex; `ngx_shmtx_lock` waits until its holder (or the master,
-            // for a dead holder) releases it.
-            unsafe { ngx_shmtx_lock(mtx) };
-            Some(clock::ticks().wrapping_sub(t))
-        };
+        if let Some(locked) = Locked::try_lock(pool) {
+            return locked;
+        }
+        let t = clock::ticks();
+        // SAFETY: `mutex` is the zone's slab pool mutex (see `mutex`);
+        // `ngx_shmtx_lock` waits until its holder (or the master, for a dead
+        // holder) releases it.
+        unsafe { ngx_shmtx_lock(Locked::mutex(pool)) };
         Locked {
             pool,
             since: clock::ticks(),
-            waited,
+            waited: Some(clock::ticks().wrapping_sub(t)),
         }
+    }
+
+    /// The mutex if it is free; `None` at once if another process holds it.
+    fn try_lock(pool: NonNull<ngx_slab_pool_t>) -> Option<Locked> {
+        // SAFETY: `mutex` is the zone's slab pool mutex (see `mutex`);
+        // `ngx_shmtx_trylock` takes it only if it is free.
+        (unsafe { ngx_shmtx_trylock(Locked::mutex(pool)) } != 0).then(|| Locked {
+            pool,
+            since: clock::ticks(),
+            waited: None,
+        })
+    }
+
+    fn mutex(pool: NonNull<ngx_slab_pool_t>) -> *mut ngx_shmtx_t {
+        // SAFETY: a mapped zone of this module starts with nginx's slab pool,
+        // whose mutex was created with the zone; only its address is taken.
+        unsafe { ptr::addr_of_mut!((*pool.as_ptr()).mutex) }
     }
 }
 
 impl Drop for Locked {
     fn drop(&mut self) {
         // SAFETY: this process holds the mutex, taken in `lock`.
-        unsafe { ngx_shmtx_unlock(ptr::addr_of_mut!((*self.pool.as_ptr()).mutex)) }
+        unsafe { ngx_shmtx_unlock(Locked::mutex(self.pool)) }
     }
 }
 

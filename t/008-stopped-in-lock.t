@@ -85,18 +85,24 @@ sub run_stopped {
         Time::HiRes::sleep(0.025);
     }
     # New keys, one at a time, until the traced worker stops inside the lock.
-    # One at a time and with a pause after each: a new key takes the lock in
-    # any worker, so a request for one sent after the stop would hold up the
-    # running worker too.
+    # A new key takes the lock in any worker, so a request for one sent after
+    # the stop would hold up the running worker too: once the traced worker
+    # answered one (it counts in its log phase, after answering), it is bound
+    # to stop, and no other is sent until gdb says it did, however slowly a
+    # loaded machine runs gdb.
     for my $i (1 .. 300) {
-        probe("/count?k=new-$i");
-        for (1 .. 10) { last if -e $stopped_file; Time::HiRes::sleep(0.03) }
+        my (undef, undef, $pid) = probe("/count?k=new-$i");
+        my $waits = $pid eq $w ? 300 : 3;
+        for (1 .. $waits) { last if -e $stopped_file; Time::HiRes::sleep(0.03) }
         last if -e $stopped_file;
     }
     my $stopped = -e $stopped_file;
     Test::More::ok($stopped, "worker $w stopped holding a map's lock");
     my %got;
     if ($stopped) {
+        # Past a tick of the workers' timer (1 s): the running worker's
+        # periodic work (the sweep, the save check) meets the held lock too.
+        Time::HiRes::sleep(1.5);
         # The running worker counts into a, b, c and reads d, each at once.
         # /count answers before its log phase counts: the second request
         # waits if the first one's count waited.

@@ -311,9 +311,15 @@ pub fn log_failed(map: &SharedMap, path: &str, e: &SaveError, log: *mut ngx_log_
     );
 }
 
-/// Whether the map changed since it was last saved: O(1).
+/// Whether the map changed since it was last saved: O(1). False while another
+/// process holds the lock: the timer asks again on its next tick.
 pub fn dirty(map: &SharedMap) -> bool {
-    map.spec.state.is_some() && map.with(|m| m.generation() != m.saved_generation()).unwrap_or(false)
+    map.spec.state.is_some()
+        && map
+            .try_with(|m| m.generation() != m.saved_generation())
+            .ok()
+            .flatten()
+            .unwrap_or(false)
 }
 
 /// [`save`] without logging, for the saver thread (which must not log):

@@ -179,16 +179,21 @@ fn report(
 
 /// Sweeps one map's share of buckets for this tick, a batch per lock hold.
 /// Entries expired less than the map's `stale=` ago stay for stale reads.
+/// Only while the lock is free: a sweep can wait for the next tick, and the
+/// event loop must not wait for a process stopped inside the lock.
 fn sweep(map: &SharedMap, now: u32) -> usize {
     let now = now.saturating_sub(map.spec.stale);
-    let Ok(buckets) = map.with(|m| m.buckets()) else {
+    let Ok(Some(buckets)) = map.try_with(|m| m.buckets()) else {
         return 0;
     };
     let mut todo = SWEEP_MIN.max(buckets / SWEEP_PASS).min(buckets);
     let mut removed = 0;
     while todo > 0 {
         let n = todo.min(SWEEP_BATCH);
-        removed += map.with(|m| m.sweep(now, n)).unwrap_or(0);
+        match map.try_with(|m| m.sweep(now, n)) {
+            Ok(Some(swept)) => removed += swept,
+            _ => break,
+        }
         todo -= n;
     }
     removed
