@@ -56,6 +56,9 @@ if [ -n "$failed" ]; then
     for n in $failed; do
         echo "==== failures on $n (build/suites/$n.log)"
         grep -E -A4 '^#   Failed test' "$logs/$n.log" | head -60 || true
+        # A file that died, timed out or lost its plan fails with no assertion.
+        grep -E -B3 'Dubious|died|Parse errors|Bad plan|No subtests run|TIMEOUT|Tests out of sequence' \
+            "$logs/$n.log" | head -40 || true
         sed -n '/^Test Summary Report/,$p' "$logs/$n.log"
     done
     echo "t/ failed on:$failed"
