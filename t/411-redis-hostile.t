@@ -20,7 +20,9 @@ my $root = setup('redis-hostile');
 my $fport = 16384 + ($ENV{TEST_NGINX_SERVER_PORT} || 1984) % 1000 + 16;
 
 # The fake server: one connection at a time; each accepted connection is
-# counted in $root/accepts.
+# counted in $root/accepts, with the time and the pid of the process that
+# made it (asked while the connection is surely open: the server has not
+# answered yet).
 sub fake_redis {
     my ($mode) = @_;
     my $pid = fork() // die "fork: $!";
@@ -29,7 +31,10 @@ sub fake_redis {
     my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => $fport, Listen => 8, ReuseAddr => 1)
         or die "listen $fport: $!";
     while (my $c = $l->accept) {
-        open my $log, '>>', "$root/accepts"; printf $log "%.3f\n", time; close $log;
+        my $t = time;
+        my $port = $c->peerport;
+        my ($pid) = `ss -Htnp state established src 127.0.0.1:$port dst 127.0.0.1:$fport 2>/dev/null` =~ /pid=(\d+)/;
+        open my $log, '>>', "$root/accepts"; printf $log "%.3f %s\n", $t, $pid // ''; close $log;
         serve($c, $mode);
         close $c;
     }
@@ -109,12 +114,14 @@ sub hostile {
     }
 }
 
-sub accepts { open my $fh, '<', "$root/accepts" or return (); map { chomp; $_ } <$fh> }
+# The times of the connections accepted, and the pid that made each.
+sub accepts { open my $fh, '<', "$root/accepts" or return (); map { (split ' ')[0] } <$fh> }
+sub accept_pids { open my $fh, '<', "$root/accepts" or return (); grep { defined } map { (split ' ')[1] } <$fh> }
 
-# The replicating worker: the one connected to the fake server.
+# The replicating worker: the one that connected to the fake server.
 sub replicating_worker {
-    for (1 .. 100) {
-        my ($pid) = `ss -Htnp dst 127.0.0.1:$fport 2>/dev/null` =~ /pid=(\d+)/;
+    for (1 .. 200) {
+        my ($pid) = accept_pids();
         return $pid if $pid;
         sleep 0.05;
     }
