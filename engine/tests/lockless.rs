@@ -249,6 +249,72 @@ fn lock_free_counts_are_exact_beside_removals() {
     }
 }
 
+/// Counters and removals of the same keys: what a removal answers holds every
+/// count that found the entry, so the counts answered add up exactly to what
+/// the removals took plus what is left.
+#[test]
+fn a_removal_answers_every_lock_free_count_into_the_entry() {
+    const KEYS: usize = 4;
+    // The race is a few instructions wide: enough rounds to meet it (without
+    // the grace period before the read, one run in three met it).
+    const ROUNDS: i64 = 4 * self::ROUNDS;
+    for kind in KINDS.into_iter().cycle().take(3 * KINDS.len()) {
+        let shared = SharedHeap::new(kind, 4 << 20, 10_000, false);
+        let pids: Vec<_> = (0..PROCS)
+            .map(|p| {
+                common::fork_child(|| {
+                    let mut heap = shared.open_in_child();
+                    let reader = Reader::new();
+                    for i in 0..ROUNDS {
+                        let key = format!("k-{}", (i as usize + p) % KEYS);
+                        match lockless(&heap, &reader).and_then(|l| l.add(key.as_bytes(), 1, 0)) {
+                            Some(r) => {
+                                r.unwrap();
+                            }
+                            None => {
+                                let _guard = heap.lock();
+                                common::map(&mut heap).add(key.as_bytes(), 1, 0, Ttl::Never, 0).unwrap();
+                            }
+                        }
+                    }
+                })
+            })
+            .chain([common::fork_child(|| {
+                let mut heap = shared.open_in_child();
+                for i in 0..ROUNDS {
+                    let _guard = heap.lock();
+                    let mut m = common::map(&mut heap);
+                    let key = format!("k-{}", i as usize % KEYS);
+                    if let Some(v) = m.remove(key.as_bytes(), 0) {
+                        let Value::Long(v) = v.as_value() else {
+                            panic!("{key}: {v:?}")
+                        };
+                        m.add(b"removed", v, 0, Ttl::Never, 0).unwrap();
+                    }
+                }
+            })])
+            .collect();
+        for pid in pids {
+            common::wait_ok(pid);
+        }
+        let mut heap = shared.open_in_child();
+        let mut m = common::map(&mut heap);
+        let long = |m: &mut shared_map_engine::Map<'_, _>, key: &str| match m.get(key.as_bytes(), 0) {
+            Some(Value::Long(v)) => v,
+            None => 0,
+            other => panic!("{key}: {other:?}"),
+        };
+        let left: i64 = (0..KEYS).map(|k| long(&mut m, &format!("k-{k}"))).sum();
+        let removed = long(&mut m, "removed");
+        assert_eq!(
+            left + removed,
+            PROCS as i64 * ROUNDS,
+            "every count is left or was removed"
+        );
+        m.verify().unwrap();
+    }
+}
+
 /// A process killed inside lock-free counting (at any instant of a tight
 /// loop) does not block the next free for ever: the waiter finds it dead.
 #[test]

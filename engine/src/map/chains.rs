@@ -109,6 +109,18 @@ impl<A: Arena> Map<'_, A> {
     /// Unlinks a live entry, then frees it and its string. Its chunks are in
     /// the journal from before the unlink until each is freed.
     pub(super) fn unlink_free<L: Layout>(&mut self, link: Link, e: Entry<L>) {
+        self.unlink_free_then::<L, ()>(link, e, |_, _| ());
+    }
+
+    /// [`Map::unlink_free`], running `last` on the entry just before it is
+    /// freed, once no lock-free operation can reach it any more: what `last`
+    /// reads holds every lock-free count that found the entry.
+    pub(super) fn unlink_free_then<L: Layout, R>(
+        &mut self,
+        link: Link,
+        e: Entry<L>,
+        last: impl FnOnce(&Self, Entry<L>) -> R,
+    ) -> R {
         let base = self.base();
         self.retire_entry::<L>(e);
         let next = e.next(base).map_or(0, Entry::offset);
@@ -117,26 +129,33 @@ impl<A: Arena> Map<'_, A> {
         j.begin_count();
         // SAFETY: `e` is live and linked from `link`; after the unlink store no
         // chain reaches it, so freeing it cannot expose a dangling link.
-        unsafe {
+        let r = unsafe {
             self.set_link::<L>(link, next);
             j.committed();
             sub_locked(&self.header().len, 1);
             self.count_length(e.key(base), false);
             j.end_count();
-            self.free_unlinked::<L>(e);
-        }
+            self.free_unlinked::<L, R>(e, last)
+        };
         self.journal().end_commit();
         self.wrote();
+        r
     }
 
     /// Frees an entry no chain reaches any more, and its string, forgetting
-    /// each chunk in the journal as it is freed.
+    /// each chunk in the journal as it is freed; `last` runs on it before,
+    /// once the lock-free operations that found it have finished.
     ///
     /// # Safety
     /// `e` is an entry of layout `L` that was just unlinked under the lock.
-    pub(super) unsafe fn free_unlinked<L: Layout>(&mut self, e: Entry<L>) {
+    pub(super) unsafe fn free_unlinked<L: Layout, R>(
+        &mut self,
+        e: Entry<L>,
+        last: impl FnOnce(&Self, Entry<L>) -> R,
+    ) -> R {
         // Lock-free operations that found `e` before the unlink finish first.
         self.synchronize();
+        let r = last(self, e);
         let base = self.base();
         let word = (e.vtype(base) == ValueType::String).then(|| e.word(base).load(Relaxed));
         let mut arena = self.tracked();
@@ -147,6 +166,7 @@ impl<A: Arena> Map<'_, A> {
             }
             L::free_entry(&mut arena, e.offset());
         }
+        r
     }
 
     /// Links a complete, unlinked entry at the head of its bucket's chain: the

@@ -198,20 +198,20 @@ impl<A: Arena> Map<'_, A> {
         };
         match self.lookup::<L>(hash, key, now) {
             Some((link, old)) => {
-                let prev = self.read::<L>(old).to_owned();
                 // SAFETY: `entry` is complete and unlinked, `old` is live and
                 // `link` points at it. The new entry takes the old one's place
                 // with one store (the commit of the fresh chunks); the old one is
-                // unreachable before it is freed.
-                unsafe {
+                // unreachable before it is freed, and read once the lock-free
+                // counts that found it are in.
+                let prev = unsafe {
                     L::set_next(base, entry, old.next(base).map_or(0, Entry::offset));
                     self.retire_entry::<L>(old);
                     self.journal()
                         .begin_commit(self.link_slot::<L>(link), L::LINK_BYTES == 8, entry, true);
                     self.set_link::<L>(link, entry);
                     self.journal().committed();
-                    self.free_unlinked::<L>(old);
-                }
+                    self.free_unlinked::<L, _>(old, |m, old| m.read::<L>(old).to_owned())
+                };
                 self.journal().end_commit();
                 self.wrote();
                 Ok(Some(prev))
@@ -225,9 +225,8 @@ impl<A: Arena> Map<'_, A> {
 
     pub(super) fn remove_in<L: Layout>(&mut self, hash: u32, key: &[u8], now: u32) -> Option<OwnedValue> {
         let (link, e) = self.lookup::<L>(hash, key, now)?;
-        let prev = self.read::<L>(e).to_owned();
-        self.unlink_free::<L>(link, e);
-        Some(prev)
+        // Read once the lock-free counts that found the entry are in.
+        Some(self.unlink_free_then::<L, _>(link, e, |m, e| m.read::<L>(e).to_owned()))
     }
 
     pub(super) fn add_in<L: Layout>(
