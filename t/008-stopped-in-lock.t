@@ -6,15 +6,17 @@
 # counting into and reading a key that is already in the map:
 # shared_map_count, $shared_map_incr, $shared_map_value, the API's
 # GET ?key= and a session's lookup (shared_map_session_api, the session
-# stored in the same map). Each answer says which worker gave it ($pid), so the probes retry
-# on fresh connections until the running worker takes one, and each of its
-# answers must come within PROMPT seconds and be right. Then gdb lets the
+# stored in the same map). Each answer says which worker gave it ($pid), so
+# the probes retry on fresh connections until the running worker takes one,
+# and each of its answers must come within PROMPT seconds and be right. Then gdb lets the
 # stopped worker go on and everything it held completes.
 #
 # Only a lock-free path for present keys can pass: under the map's one lock
 # the running worker waits for the stopped one: counting takes the engine's
 # lock-free add, $shared_map_value and GET ?key= its lock-free read, a
-# session its lock-free read and renewal.
+# session its lock-free read and renewal. A probe that waits for the lock
+# holds up the running worker until gdb lets the stopped one go, so only the
+# first probe that fails tells which path still locks.
 # Needs gdb and root (ptrace);
 # skipped otherwise.
 
