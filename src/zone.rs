@@ -18,7 +18,7 @@ use crate::{
     module,
 };
 use shared_map_engine::state::Snapshot;
-use shared_map_engine::{Arena, Lockless, Map, MapConfig, MatchMode, Spec, Value};
+use shared_map_engine::{Arena, Lockless, Map, MapConfig, MatchMode, Spec, Ttl, Value};
 
 /// One `shared_map` directive: the map's name, its specification and its zone.
 ///
@@ -201,6 +201,25 @@ impl SharedMap {
         f: impl FnOnce(Value<'_>) -> R,
     ) -> Option<Option<R>> {
         Some(self.lockless()?.read(key, now, touch, |v, _| f(v)))
+    }
+
+    /// Reads `key` without the mutex as the API does under it: `f` has the
+    /// value of a present key that has not expired and the map's ETag key,
+    /// the hit is counted and the entry's recency left alone. `None` when the
+    /// caller must take the mutex: an absent or expired key (the locked read
+    /// counts the miss, or answers a stale entry), a synced or matching map.
+    pub fn read_api_lockless<R>(&self, key: &[u8], now: u32, f: impl FnOnce(Value<'_>, [u64; 2]) -> R) -> Option<R> {
+        let l = self.lockless()?;
+        let etag_key = l.etag_key();
+        l.read_counted(key, now, |v, _| f(v, etag_key))
+    }
+
+    /// Reads `key` without the mutex and renews its expiry to `ttl` from
+    /// `now`, as `Map::get_renew` does under it: `f` of its value. `None`
+    /// when the caller must take the mutex: an absent or expired key, one
+    /// near its expiry, a synced or matching map.
+    pub fn get_renew_lockless<R>(&self, key: &[u8], ttl: Ttl, now: u32, f: impl FnOnce(Value<'_>) -> R) -> Option<R> {
+        self.lockless()?.get_renew(key, ttl, now, f)
     }
 
     /// Runs `f` on the map with the slab pool's mutex held.

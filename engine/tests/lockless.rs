@@ -73,6 +73,124 @@ fn a_lock_free_read_counts_a_hit_and_marks_the_entry_used_unless_a_peek() {
 }
 
 #[test]
+fn a_lock_free_read_as_the_api_makes_it_counts_the_hit_only() {
+    for kind in KINDS {
+        let mut heap = common::new_map(kind, 1 << 20, 100, 0, false);
+        let reader = Reader::new();
+        let etag_key = {
+            let mut m = common::map(&mut heap);
+            m.put(b"k", Value::Str(b"text"), Ttl::Secs(10), 1).unwrap();
+            m.put(b"short", Value::Long(1), Ttl::Secs(1), 1).unwrap();
+            m.etag_key()
+        };
+        let before = common::map(&mut heap).stats();
+        let l = lockless(&heap, &reader).unwrap();
+        assert_eq!(l.etag_key(), etag_key, "the ETag key is the locked map's");
+        assert_eq!(
+            l.read_counted(b"k", 1, |v, e| (v.to_owned(), e)),
+            Some((Value::Str(b"text").to_owned(), 11)),
+            "the value with its expiry time"
+        );
+        assert_eq!(l.read_counted(b"absent", 1, |_, _| ()), None);
+        assert_eq!(
+            l.read_counted(b"short", 3, |_, _| ()),
+            None,
+            "an expired entry is left to the lock"
+        );
+        let after = common::map(&mut heap).stats();
+        assert_eq!(
+            (after.hits, after.misses),
+            (before.hits + 1, before.misses),
+            "a miss is counted by the caller's locked retry, not here"
+        );
+    }
+}
+
+/// A peek leaves the entry's recency: the entry read only this way is the
+/// least recently used, and an eviction takes it.
+#[test]
+fn a_lock_free_counted_read_leaves_the_recency_alone() {
+    for kind in KINDS {
+        let mut heap = common::new_map(kind, 1 << 20, 2, 0, true);
+        let reader = Reader::new();
+        {
+            let mut m = common::map(&mut heap);
+            m.put(b"a", Value::Long(1), Ttl::Never, 1).unwrap();
+            m.put(b"b", Value::Long(1), Ttl::Never, 1).unwrap();
+        }
+        let l = lockless(&heap, &reader).unwrap();
+        assert!(l.read_counted(b"a", 1, |_, _| ()).is_some());
+        let mut m = common::map(&mut heap);
+        m.put(b"c", Value::Long(1), Ttl::Never, 1).unwrap();
+        assert_eq!(m.peek(b"a", 1), None, "a, only peeked at, goes");
+        assert!(m.peek(b"b", 1).is_some());
+    }
+}
+
+#[test]
+fn a_lock_free_renewal_slides_the_expiry_as_under_the_lock() {
+    for kind in KINDS {
+        let mut heap = common::new_map(kind, 1 << 20, 100, 0, false);
+        let reader = Reader::new();
+        {
+            let mut m = common::map(&mut heap);
+            m.put(b"s", Value::Str(b"data"), Ttl::Secs(30), 100).unwrap();
+            m.put(b"near", Value::Str(b"data"), Ttl::Secs(1), 100).unwrap();
+            m.put(b"gone", Value::Str(b"data"), Ttl::Secs(1), 100).unwrap();
+        }
+        let before = common::map(&mut heap).stats();
+        let l = lockless(&heap, &reader).unwrap();
+        assert_eq!(
+            l.get_renew(b"s", Ttl::Secs(30), 110, |v| v.to_owned()),
+            Some(Value::Str(b"data").to_owned())
+        );
+        assert_eq!(
+            common::map(&mut heap).peek_with_expiry(b"s", 110).map(|(_, e)| e),
+            Some(140),
+            "renewed to 30 s from now"
+        );
+        let l = lockless(&heap, &reader).unwrap();
+        assert_eq!(
+            l.get_renew(b"near", Ttl::Secs(30), 100, |_| ()),
+            None,
+            "an entry near its expiry is renewed under the lock"
+        );
+        assert_eq!(l.get_renew(b"gone", Ttl::Secs(30), 102, |_| ()), None, "expired");
+        assert_eq!(l.get_renew(b"absent", Ttl::Secs(30), 100, |_| ()), None);
+        assert_eq!(
+            l.get_renew(b"s", Ttl::Default, 110, |_| ()),
+            None,
+            "the map's timeout is read under the lock"
+        );
+        let after = common::map(&mut heap).stats();
+        assert_eq!(
+            (after.hits, after.misses),
+            (before.hits + 1, before.misses),
+            "one hit; misses are the locked retry's"
+        );
+    }
+}
+
+/// A renewal gives an entry that never expired an expiry: the sweep, which
+/// skips a map where nothing ever expired, then takes it when it expires.
+#[test]
+fn a_lock_free_renewal_makes_the_sweep_look() {
+    for kind in KINDS {
+        let mut heap = common::new_map(kind, 1 << 20, 100, 0, false);
+        let reader = Reader::new();
+        common::map(&mut heap)
+            .put(b"s", Value::Str(b"data"), Ttl::Never, 1)
+            .unwrap();
+        let l = lockless(&heap, &reader).unwrap();
+        assert!(l.get_renew(b"s", Ttl::Secs(5), 1, |_| ()).is_some());
+        let mut m = common::map(&mut heap);
+        let buckets = m.buckets();
+        assert_eq!(m.sweep(7, buckets), 1, "swept once expired");
+        assert_eq!(m.peek(b"s", 7), None);
+    }
+}
+
+#[test]
 fn lock_free_counting_changes_the_generation() {
     let mut heap = common::new_map(MapKind::Hash, 1 << 20, 100, 0, false);
     let reader = Reader::new();
@@ -144,7 +262,14 @@ fn stress(kind: MapKind) {
                     let k = i as usize % CHURNED;
                     let want = churned_value(k);
                     if let Some(l) = lockless(&heap, &reader) {
-                        let got = l.get(format!("churned-{k}").as_bytes(), 0, |v, _| v.to_owned());
+                        let key = format!("churned-{k}");
+                        // Every kind of lock-free read: the variables', the
+                        // API's, and a session's renewing one.
+                        let got = match i % 3 {
+                            0 => l.get(key.as_bytes(), 0, |v, _| v.to_owned()),
+                            1 => l.read_counted(key.as_bytes(), 0, |v, _| v.to_owned()),
+                            _ => l.get_renew(key.as_bytes(), Ttl::Secs(1000), 0, |v| v.to_owned()),
+                        };
                         if let Some(v) = got {
                             assert_eq!(v, Value::Str(&want).to_owned(), "churned-{k} read torn or freed");
                         }

@@ -1,7 +1,7 @@
 //! The HTTP API: `shared_map_api [name] [readonly];` serves maps under a
 //! location. Requests are planned from the method, the URI and the query
-//! (`plan`), run against the map with its lock held only around the engine call
-//! (`execute`), and answered with a plain-text, JSON or Prometheus body (`send`).
+//! (`plan`), run against the map (`execute`: a present key is read without the
+//! map's lock, everything else holds it only around the engine call), and answered with a plain-text, JSON or Prometheus body (`send`).
 
 use core::ffi::{c_char, c_void};
 
@@ -415,23 +415,20 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
     let now = now();
     match op {
         // API reads peek: looking at a map leaves what eviction chooses alone.
-        Op::Get { map, key, stale } => match map.with(|m| {
-            let matching = m.match_mode() != MatchMode::Exact;
-            let etag_key = m.etag_key();
-            m.read_match(&key, now, Read { touch: false, stale }).map(|hit| {
-                // Escaped as variables are: a stored key may hold CR or LF.
-                let matched = matching.then(|| String::from_utf8_lossy(&header_safe(hit.key)).into_owned());
-                (
-                    hit.value.to_owned(),
-                    value_etag(etag_key, &hit.value),
-                    matched,
-                    hit.stale,
-                )
-            })
-        }) {
-            Err(_) => unavailable(r, map),
-            Ok(None) => Reply::error(NGX_HTTP_NOT_FOUND, "key not found"),
-            Ok(Some((v, etag, matched, stale))) => value_reply(v, Found { etag, matched, stale }),
+        // A present, live key of an exact map is read without the lock (a
+        // stale read of a live entry answers the same); the ETag is made
+        // from the copy, after the read.
+        Op::Get { map, key, stale } => match map.read_api_lockless(&key, now, |v, etag_key| (v.to_owned(), etag_key)) {
+            Some((v, etag_key)) => {
+                let etag = value_etag(etag_key, &v.as_value());
+                let found = Found {
+                    etag,
+                    matched: None,
+                    stale: false,
+                };
+                value_reply(v, found)
+            }
+            None => get_locked(r, map, &key, stale, now),
         },
         Op::Put {
             map,
@@ -560,6 +557,29 @@ fn execute(r: &Request, op: Op, body: &[u8]) -> Reply {
             }
         }
         Op::Clear { .. } | Op::List { .. } => Reply::error(NGX_HTTP_INTERNAL_SERVER_ERROR, "not streamed"),
+    }
+}
+
+/// A read of a key under the map's lock: an absent, expired or stale key, or
+/// a synced or matching map's.
+fn get_locked(r: &Request, map: &SharedMap, key: &[u8], stale: bool, now: u32) -> Reply {
+    match map.with(|m| {
+        let matching = m.match_mode() != MatchMode::Exact;
+        let etag_key = m.etag_key();
+        m.read_match(key, now, Read { touch: false, stale }).map(|hit| {
+            // Escaped as variables are: a stored key may hold CR or LF.
+            let matched = matching.then(|| String::from_utf8_lossy(&header_safe(hit.key)).into_owned());
+            (
+                hit.value.to_owned(),
+                value_etag(etag_key, &hit.value),
+                matched,
+                hit.stale,
+            )
+        })
+    }) {
+        Err(_) => unavailable(r, map),
+        Ok(None) => Reply::error(NGX_HTTP_NOT_FOUND, "key not found"),
+        Ok(Some((v, etag, matched, stale))) => value_reply(v, Found { etag, matched, stale }),
     }
 }
 

@@ -175,8 +175,9 @@ fn new_id() -> io::Result<[u8; ID_LEN]> {
     Ok(session_spec::encode_id(&buf))
 }
 
-/// Finds the request's live session, once per request, renewing its expiry.
-/// Only a cookie shaped like our ids is looked up, the first
+/// Finds the request's live session, once per request, renewing its expiry:
+/// without the map's lock when the session is live (`Lockless::get_renew`),
+/// so a request never waits for a writer to find its session. Only a cookie shaped like our ids is looked up, the first
 /// `session_spec::MAX_LOOKUPS` of them in the request's order, and only a live
 /// session is taken: an unknown id is ignored, never adopted. With two live
 /// ids, the first wins.
@@ -201,10 +202,17 @@ fn resolve(r: &Request, conf: &SessionConf, st: &mut SessionState) {
                 return;
             }
             lookups += 1;
-            let found = map.with(|m| match m.get_renew(&id, conf.ttl(), now()) {
-                Some(Value::Str(data)) => Some(data.to_vec()),
+            let data = |v: Value<'_>| match v {
+                Value::Str(data) => Some(data.to_vec()),
                 _ => None,
-            });
+            };
+            // A live session, not near its expiry, is read and renewed without
+            // the lock; anything else (a miss, a synced map) under it.
+            let now = now();
+            let found = match map.get_renew_lockless(&id, conf.ttl(), now, data) {
+                Some(found) => Ok(found),
+                None => map.with(|m| m.get_renew(&id, conf.ttl(), now).and_then(data)),
+            };
             match found {
                 Ok(Some(data)) => {
                     st.live = Some(Live {

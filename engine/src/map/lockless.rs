@@ -11,7 +11,8 @@
 //! one stopped inside one (a debugger) delays the next free until it resumes.
 //!
 //! Lock-free operations only ever read entries (bounds-checked by `raw`), add
-//! to a value word with one compare-and-swap, and store an access stamp;
+//! to a value word with one compare-and-swap, store an access stamp, and
+//! store a renewed expiry (one word, of an entry not near its expiry);
 //! everything else (inserts, expiry, strings, synced maps) takes the lock.
 
 use core::sync::atomic::{
@@ -23,11 +24,11 @@ use super::header::{Header, MAGIC};
 use super::{expired, Map};
 use crate::arena::Arena;
 use crate::error::Error;
-use crate::hash::hash_key;
+use crate::hash::{etag_key, hash_key};
 use crate::matching::MatchMode;
 use crate::raw::{Hash, Layout, Region, Tiny, ValueType};
 use crate::spec::MapKind;
-use crate::value::Value;
+use crate::value::{Ttl, Value};
 
 /// Reader slots per map: processes beyond this many take the lock.
 pub(super) const READERS: usize = 128;
@@ -36,6 +37,22 @@ pub(super) const SLOTS_BYTES: usize = READERS * core::mem::size_of::<Slot>();
 /// The most entries a lock-free lookup walks: a chain holds at most
 /// `MAX_CHAIN`, and a longer walk means it met entries being relinked.
 const MAX_WALK: usize = 2 * super::MAX_CHAIN;
+/// The least time to live, in seconds, an entry keeps for a lock-free renewal
+/// ([`Lockless::get_renew`]): one nearer its expiry is renewed under the lock,
+/// as a lock holder whose clock runs ahead could sweep it between the check
+/// and the renewal (workers' clocks differ by their event loops' lag).
+const RENEW_MARGIN: u32 = 2;
+
+/// What a lock-free read marks besides reading, as the lock's reads do.
+#[derive(Clone, Copy)]
+struct Marks {
+    /// Marks the entry as used, for eviction.
+    touch: bool,
+    /// Counts a hit.
+    hit: bool,
+    /// Counts a miss (a caller that then asks under the lock counts none here).
+    miss: bool,
+}
 
 /// One process's reader slot, in the zone.
 #[repr(C)]
@@ -357,9 +374,67 @@ impl<'r> Lockless<'r> {
     /// [`Lockless::get`], marking the entry as used (`touch`, and counting the
     /// hit or the miss) or not (a peek, counting nothing).
     pub fn read<R>(&self, key: &[u8], now: u32, touch: bool, f: impl FnOnce(Value<'_>, u32) -> R) -> Option<R> {
+        let marks = Marks {
+            touch,
+            hit: touch,
+            miss: touch,
+        };
+        self.dispatch_get(key, now, marks, None, f)
+    }
+
+    /// A read as [`Map::read_match`] makes it without `touch` in an exact
+    /// map (the API's): `f` has the value and expiry time of a present key
+    /// that has not expired, the hit is counted and the entry's recency left
+    /// alone. `None` for an absent or expired key, counting nothing: the
+    /// caller asks again under the lock, which counts the miss (or finds a
+    /// stale entry).
+    pub fn read_counted<R>(&self, key: &[u8], now: u32, f: impl FnOnce(Value<'_>, u32) -> R) -> Option<R> {
+        let marks = Marks {
+            touch: false,
+            hit: true,
+            miss: false,
+        };
+        self.dispatch_get(key, now, marks, None, f)
+    }
+
+    /// [`Map::get_renew`] without the lock: `f` has the value of a present
+    /// key that has not expired, the hit is counted, the entry marked as used
+    /// and its expiry reset to `ttl` from `now` (a sliding expiry, as
+    /// sessions need). `None`, counting nothing, for an absent or expired key,
+    /// one within `RENEW_MARGIN` of its expiry, or `Ttl::Default` (the map's
+    /// timeout is read under the lock): the caller renews under the lock.
+    pub fn get_renew<R>(&self, key: &[u8], ttl: Ttl, now: u32, f: impl FnOnce(Value<'_>) -> R) -> Option<R> {
+        let expire = match ttl {
+            Ttl::Default => return None,
+            Ttl::Never | Ttl::Secs(0) => 0,
+            // As `Map::expire_at`.
+            Ttl::Secs(s) => now.saturating_add(s).max(1),
+        };
+        let marks = Marks {
+            touch: true,
+            hit: true,
+            miss: false,
+        };
+        self.dispatch_get(key, now, marks, Some(expire), |v, _| f(v))
+    }
+
+    /// The key of the map's ETags, as [`Map::etag_key`] gives it: made from
+    /// the hash key, which is fixed when the map is created.
+    pub fn etag_key(&self) -> [u64; 2] {
+        etag_key(self.hdr.hash_key)
+    }
+
+    fn dispatch_get<R>(
+        &self,
+        key: &[u8],
+        now: u32,
+        marks: Marks,
+        renew: Option<u32>,
+        f: impl FnOnce(Value<'_>, u32) -> R,
+    ) -> Option<R> {
         match self.hdr.kind {
-            1 => self.get_in::<Tiny, R>(key, now, touch, f),
-            _ => self.get_in::<Hash, R>(key, now, touch, f),
+            1 => self.get_in::<Tiny, R>(key, now, marks, renew, f),
+            _ => self.get_in::<Hash, R>(key, now, marks, renew, f),
         }
     }
 
@@ -388,41 +463,65 @@ impl<'r> Lockless<'r> {
         r
     }
 
+    /// Reads `key`'s live entry as `marks` says and, with `renew`, stores
+    /// that expiry in it first (unless the entry is within `RENEW_MARGIN` of
+    /// its own: then `None`).
     fn get_in<L: Layout, R>(
         &self,
         key: &[u8],
         now: u32,
-        touch: bool,
+        marks: Marks,
+        renew: Option<u32>,
         f: impl FnOnce(Value<'_>, u32) -> R,
     ) -> Option<R> {
         let hash = hash_key(self.hdr.hash_key, key);
         if !self.enter() {
             return None;
         }
-        let r = self.find::<L>(hash, key, now).map(|e| {
+        let r = self.find::<L>(hash, key, now).and_then(|e| {
+            // SAFETY: `e` is not freed before `leave` (see `add_in`); its
+            // offset was checked by `raw`, and its expiry is one aligned word.
+            let expiry = unsafe { L::expire(self.base, e) };
+            let mut expire = expiry.load(Relaxed);
+            if let Some(renewed) = renew {
+                if expire != 0 && expire < now.saturating_add(RENEW_MARGIN) {
+                    return None;
+                }
+                if renewed != 0 && self.hdr.expiring.load(Relaxed) == 0 {
+                    // As `Map::expire_at`: the sweep looks at the map from now
+                    // on. Every writer only ever sets the flag.
+                    self.hdr.expiring.store(1, Relaxed);
+                }
+                // One store, as `Map::get_renew` makes it under the lock. An
+                // entry unlinked meanwhile is renewed in vain: it is not freed
+                // before `leave`, and no chain reaches it.
+                expiry.store(renewed, Relaxed);
+                expire = renewed;
+            }
             // SAFETY: `e` and its string are not freed before `leave` (see
             // `add_in`); the value word is read once, and names an immutable
             // string or holds the number.
-            let (value, expire) = unsafe {
+            let value = unsafe {
                 let word = L::word(self.base, e).load(Acquire);
-                let value = match L::vtype(self.base, e) {
+                match L::vtype(self.base, e) {
                     ValueType::Int => Value::Int(word as u32 as i32),
                     ValueType::Long => Value::Long(word as i64),
                     ValueType::String => Value::Str(L::string(self.base, word)),
-                };
-                (value, L::expire(self.base, e).load(Relaxed))
+                }
             };
-            if touch {
+            if marks.touch {
                 // SAFETY: `e` is not freed before `leave`; its offset was checked by `raw`.
                 let access = unsafe { L::access(self.base, e) };
                 self.touch(access);
+            }
+            if marks.hit {
                 let hits = &self.slot.hits;
                 hits.store(hits.load(Relaxed).wrapping_add(1), Relaxed);
             }
-            f(value, expire)
+            Some(f(value, expire))
         });
         self.leave();
-        if r.is_none() && touch {
+        if r.is_none() && marks.miss {
             let misses = &self.slot.misses;
             misses.store(misses.load(Relaxed).wrapping_add(1), Relaxed);
         }
