@@ -322,30 +322,38 @@ fn lock_free_readers_and_counters_survive_removals_and_evictions_in_a_hashmap() 
     stress(MapKind::Hash);
 }
 
+/// `PROCS` forked processes, each adding 1 `rounds` times to key `key(round,
+/// process)`: without the lock, or under it when the key is absent.
+fn counters(shared: &SharedHeap, rounds: i64, key: impl Fn(i64, usize) -> String) -> Vec<libc::pid_t> {
+    (0..PROCS)
+        .map(|p| {
+            common::fork_child(|| {
+                let mut heap = shared.open_in_child();
+                let reader = Reader::new();
+                for i in 0..rounds {
+                    let key = key(i, p);
+                    match lockless(&heap, &reader).and_then(|l| l.add(key.as_bytes(), 1, 0)) {
+                        Some(r) => {
+                            r.unwrap();
+                        }
+                        None => {
+                            let _guard = heap.lock();
+                            common::map(&mut heap).add(key.as_bytes(), 1, 0, Ttl::Never, 0).unwrap();
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
 /// Counters only, with removals of other keys in the same chains: exact.
 #[test]
 fn lock_free_counts_are_exact_beside_removals() {
     for kind in KINDS {
         let shared = SharedHeap::new(kind, 4 << 20, 10_000, false);
-        let pids: Vec<_> = (0..PROCS)
-            .map(|p| {
-                common::fork_child(|| {
-                    let mut heap = shared.open_in_child();
-                    let reader = Reader::new();
-                    for i in 0..ROUNDS {
-                        let key = format!("stable-{}", (i as usize + p) % STABLE);
-                        match lockless(&heap, &reader).and_then(|l| l.add(key.as_bytes(), 1, 0)) {
-                            Some(r) => {
-                                r.unwrap();
-                            }
-                            None => {
-                                let _guard = heap.lock();
-                                common::map(&mut heap).add(key.as_bytes(), 1, 0, Ttl::Never, 0).unwrap();
-                            }
-                        }
-                    }
-                })
-            })
+        let pids: Vec<_> = counters(&shared, ROUNDS, |i, p| format!("stable-{}", (i as usize + p) % STABLE))
+            .into_iter()
             .chain([common::fork_child(|| {
                 let mut heap = shared.open_in_child();
                 for i in 0..ROUNDS {
@@ -385,25 +393,8 @@ fn a_removal_answers_every_lock_free_count_into_the_entry() {
     const ROUNDS: i64 = 4 * self::ROUNDS;
     for kind in KINDS.into_iter().cycle().take(3 * KINDS.len()) {
         let shared = SharedHeap::new(kind, 4 << 20, 10_000, false);
-        let pids: Vec<_> = (0..PROCS)
-            .map(|p| {
-                common::fork_child(|| {
-                    let mut heap = shared.open_in_child();
-                    let reader = Reader::new();
-                    for i in 0..ROUNDS {
-                        let key = format!("k-{}", (i as usize + p) % KEYS);
-                        match lockless(&heap, &reader).and_then(|l| l.add(key.as_bytes(), 1, 0)) {
-                            Some(r) => {
-                                r.unwrap();
-                            }
-                            None => {
-                                let _guard = heap.lock();
-                                common::map(&mut heap).add(key.as_bytes(), 1, 0, Ttl::Never, 0).unwrap();
-                            }
-                        }
-                    }
-                })
-            })
+        let pids: Vec<_> = counters(&shared, ROUNDS, |i, p| format!("k-{}", (i as usize + p) % KEYS))
+            .into_iter()
             .chain([common::fork_child(|| {
                 let mut heap = shared.open_in_child();
                 for i in 0..ROUNDS {
