@@ -5,6 +5,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use SharedMapTest;
 use IO::Socket::UNIX;
+use POSIX ();
 
 no_shuffle();
 $ENV{TEST_NGINX_HTML_DIR} ||= html_dir();
@@ -54,7 +55,9 @@ sub fastcgi_responder {
                  pack('CCnnCC', 1, 3, $id, 8, 0, 0), pack('NCx3', 0, 0);
         close $c;
     }
-    exit 0;
+    # Not exit: Test::Nginx's END block would run in this child too and stop
+    # nginx, maybe before it sent the response of the request just served.
+    POSIX::_exit(0);
 }
 
 share_with_init(qw(fastcgi_responder call is like ok));

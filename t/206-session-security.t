@@ -5,6 +5,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use SharedMapTest;
 use IO::Socket::UNIX;
+use POSIX ();
 
 no_shuffle();
 $ENV{TEST_NGINX_HTML_DIR} ||= html_dir();
@@ -32,7 +33,8 @@ sub raw_upstream {
         print $c $head, "Content-Length: 3\r\nConnection: close\r\n\r\nok\n";
         close $c;
     }
-    exit 0;
+    # Not exit: Test::Nginx's END block would run in this child too and stop nginx.
+    POSIX::_exit(0);
 }
 
 # The Cache-Control lines of a response, as one string.
