@@ -179,6 +179,21 @@ impl IpRange {
         }
     }
 
+    /// Its address as a number (an IPv4 one in the low 32 bits).
+    pub fn bits(self) -> u128 {
+        match self.addr {
+            IpAddr::V4(a) => u32::from(a) as u128,
+            IpAddr::V6(a) => u128::from(a),
+        }
+    }
+
+    /// The address bits of its ranges by length (at most its own), as
+    /// [`IpRange::bits`], for probing without formatting each one.
+    pub fn networks(self) -> impl Fn(u8) -> u128 {
+        let (bits, max) = (self.bits(), self.max_len());
+        move |len| if len == 0 { 0 } else { bits & (u128::MAX << (max - len)) }
+    }
+
     /// Its slot in the length set.
     pub fn slot(self) -> usize {
         if self.addr.is_ipv4() {
@@ -262,6 +277,133 @@ impl fmt::Write for KeyBuf {
     }
 }
 
+/// The probe filter: a counting filter over (length, candidate key) that a
+/// lookup checks before each keyed probe, so that of the lengths a map holds
+/// only those where a stored key may match cost a SipHash and a bucket walk.
+/// Each stored key counts in two one-byte cells picked by a cheap hash of its
+/// length and bytes (prefix) or of its range (ip), seeded from the map's secret
+/// key. A cell at zero proves no stored key hashes there, so a lookup skips
+/// the length; a nonzero cell only costs the probe it would have made anyway:
+/// keys chosen to hit set cells bring a lookup back to one probe per length,
+/// never to a wrong answer. A cell that reaches 255 stays there, so it never
+/// drops to zero while a key still counts in it.
+///
+/// A prefix map's key also counts in the cells of its group: the lengths of
+/// its 8-byte word (`len / 8`) and the words before it. A lookup checks a
+/// group once and skips its eight lengths when no stored key can be in it,
+/// so a long key costs about one check per word rather than one per length.
+///
+/// The cells live in the zone, which a reload (even with a new module) keeps:
+/// these hashes are part of the map's layout, and changing them needs a new
+/// header `MAGIC`.
+pub struct Filter {
+    seed: u64,
+}
+
+const K0: u64 = 0x9e37_79b9_7f4a_7c15;
+const K1: u64 = 0xc2b2_ae3d_27d4_eb4f;
+const K2: u64 = 0x1656_67b1_9e37_79f9;
+
+/// A multiply folding its 128-bit product: a fast mix (as in wyhash).
+#[inline(always)]
+fn fold(a: u64, b: u64) -> u64 {
+    let p = a as u128 * b as u128;
+    p as u64 ^ (p >> 64) as u64
+}
+
+/// The cells a candidate hash counts in, for a filter of `mask + 1` cells.
+#[inline(always)]
+pub fn filter_cells(hash: u64, mask: usize) -> [usize; 2] {
+    [hash as usize & mask, (hash >> 32) as usize & mask]
+}
+
+impl Filter {
+    /// The filter hashes of a map with SipHash key `secret`.
+    pub fn new(secret: [u64; 2]) -> Filter {
+        Filter {
+            seed: fold(secret[0] ^ K0, secret[1] ^ K1) | 1,
+        }
+    }
+
+    /// The hashes of every prefix of `key` up to `MAX_PREFIX_KEY` bytes.
+    #[inline]
+    pub fn prefixes(&self, key: &[u8]) -> PrefixHashes {
+        let key = &key[..key.len().min(MAX_PREFIX_KEY)];
+        let mut chain = [0u64; MAX_PREFIX_KEY / 8 + 1];
+        let mut words = [0u64; MAX_PREFIX_KEY / 8 + 1];
+        chain[0] = self.seed;
+        let mut chunks = key.chunks_exact(8);
+        for (w, word) in chunks.by_ref().enumerate() {
+            words[w] = u64::from_le_bytes(word.try_into().unwrap_or_default());
+            chain[w + 1] = fold(chain[w] ^ words[w], K0);
+        }
+        let mut last = [0u8; 8];
+        last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        words[key.len() / 8] = u64::from_le_bytes(last);
+        PrefixHashes { chain, words }
+    }
+
+    /// The hash of a range of an ip map.
+    #[inline]
+    pub fn range(&self, range: IpRange) -> u64 {
+        self.range_bits(range.bits(), range.slot())
+    }
+
+    /// The hash of the range in `slot` whose address is `bits` (see [`IpRange::bits`]).
+    #[inline(always)]
+    pub fn range_bits(&self, bits: u128, slot: usize) -> u64 {
+        let h = fold(self.seed ^ (bits >> 64) as u64, K0 ^ slot as u64);
+        fold(h ^ bits as u64, K1)
+    }
+
+    /// The hash of a stored prefix key's group (see [`PrefixHashes::group`]);
+    /// `None` for other modes, whose lookups check no groups.
+    pub fn stored_group(&self, mode: MatchMode, key: &[u8]) -> Option<u64> {
+        let len = key.len().min(MAX_PREFIX_KEY);
+        (mode == MatchMode::Prefix).then(|| self.prefixes(key).group(len / 8))
+    }
+
+    /// The hash of a stored key (in normal form) of a map matching by `mode`.
+    pub fn stored(&self, mode: MatchMode, key: &[u8]) -> Option<u64> {
+        match mode {
+            MatchMode::Exact => None,
+            MatchMode::Prefix => Some(self.prefixes(key).at(key.len().min(MAX_PREFIX_KEY))),
+            MatchMode::Ip => IpRange::parse(key).map(|r| self.range(r)),
+        }
+    }
+}
+
+/// The filter hashes of a lookup key's prefixes, from one pass over its
+/// 8-byte words: the hash of `key[..len]` depends on those bytes alone.
+pub struct PrefixHashes {
+    /// `chain[w]`: the hash of the first `w` words.
+    chain: [u64; MAX_PREFIX_KEY / 8 + 1],
+    /// The key's words, the last zero-padded.
+    words: [u64; MAX_PREFIX_KEY / 8 + 1],
+}
+
+impl PrefixHashes {
+    /// The hash of the prefix of `len` bytes (at most the key's length).
+    #[inline]
+    pub fn at(&self, len: usize) -> u64 {
+        let (w, rem) = (len / 8 % (MAX_PREFIX_KEY / 8 + 1), len % 8);
+        // The bytes of the last, partial word; those past `len` read as zero.
+        let tail = if rem == 0 {
+            0
+        } else {
+            self.words[w] & (u64::MAX >> (64 - rem * 8))
+        };
+        fold(self.chain[w] ^ tail, K2 ^ len as u64)
+    }
+
+    /// The hash of the group of lengths `8 * w .. 8 * w + 8` whose first `w`
+    /// words are the key's: the same for every prefix of those lengths.
+    #[inline]
+    pub fn group(&self, w: usize) -> u64 {
+        fold(self.chain[w % (MAX_PREFIX_KEY / 8 + 1)] ^ K1, K0 ^ w as u64)
+    }
+}
+
 /// The slot of a key already stored in normal form (or `None`: an exact map).
 pub fn stored_slot(mode: MatchMode, key: &[u8]) -> Option<usize> {
     match mode {
@@ -303,6 +445,53 @@ mod tests {
         ] {
             assert_eq!(norm(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_prefix_hash_depends_on_the_prefix_alone() {
+        let f = Filter::new([1, 2]);
+        let key = b"/api/v2/users/0123456789abcdefghijklmnopqrstuvwxyz";
+        let hashes = f.prefixes(key);
+        for len in 0..=key.len() {
+            assert_eq!(
+                hashes.at(len),
+                f.stored(MatchMode::Prefix, &key[..len]).unwrap(),
+                "{len}"
+            );
+            let mut other = key[..len].to_vec();
+            other.extend_from_slice(b"zzzzzzzz");
+            assert_eq!(hashes.at(len), f.prefixes(&other).at(len), "{len}");
+        }
+        assert_ne!(hashes.at(8), hashes.at(9));
+        for len in 0..=key.len() {
+            assert_eq!(
+                hashes.group(len / 8),
+                f.stored_group(MatchMode::Prefix, &key[..len]).unwrap()
+            );
+        }
+        assert_ne!(hashes.group(1), hashes.group(2));
+        assert_eq!(f.stored_group(MatchMode::Ip, b"::/0"), None);
+        assert_ne!(f.prefixes(b"").at(0), Filter::new([1, 3]).prefixes(b"").at(0));
+        let long = [b'x'; 300];
+        assert_eq!(
+            f.prefixes(&long).at(255),
+            f.stored(MatchMode::Prefix, &long[..255]).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_range_hash_is_the_stored_range_hash() {
+        let f = Filter::new([5, 6]);
+        let r = IpRange::parse(b"2001:db8::1").unwrap();
+        assert_eq!(
+            f.range(r.network(32)),
+            f.stored(MatchMode::Ip, b"2001:db8::/32").unwrap()
+        );
+        assert_ne!(f.range(r.network(32)), f.range(r.network(33)));
+        let v4 = IpRange::parse(b"::ffff:10.1.2.3").unwrap();
+        assert_eq!(f.range(v4.network(8)), f.stored(MatchMode::Ip, b"10.0.0.0/8").unwrap());
+        // The same bits in the other family are another range.
+        assert_ne!(f.stored(MatchMode::Ip, b"0.0.0.0/0"), f.stored(MatchMode::Ip, b"::/0"));
     }
 
     #[test]

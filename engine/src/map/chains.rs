@@ -258,6 +258,8 @@ impl<A: Arena> Map<'_, A> {
                         "bucket {idx}: entry {e} is torn: its key does not match its hash"
                     ));
                 }
+                self.verify_filter(entry.key(base))
+                    .map_err(|why| format!("bucket {idx}: {why}"))?;
                 // Reading the value touches a string's bytes.
                 let _ = self.read::<L>(entry);
                 cur = entry.next(base);
