@@ -291,6 +291,8 @@ fn match_lookups(c: &mut Criterion) {
 /// one run: a prefix map holding keys of every length 1..=255 and an ip map
 /// holding IPv6 ranges of every length 0..=127, where only the shortest key
 /// (`/`, `::/0`) matches the lookup, so every stored length is a candidate.
+/// Each range differs from the looked-up address in its last bit alone, so
+/// the filter's groups of eight lengths rule none out: only lengths are.
 fn match_worst_case(c: &mut Criterion) {
     let config = MapConfig {
         kind: MapKind::Hash,
@@ -332,6 +334,14 @@ fn match_worst_case(c: &mut Criterion) {
         format!("{}/{n}", std::net::Ipv6Addr::from(net)).into_bytes()
     }));
     lookup("ip, 128 IPv6 lengths", MatchMode::Ip, ranges, &ip);
+    // The same lengths in the other half of the address space: every group of
+    // eight lengths but the first is ruled out at once.
+    let mut far = vec![b"::/0".to_vec()];
+    far.extend((1..128u32).map(|n| {
+        let net = (addr ^ (1 << 127)) >> (128 - n) << (128 - n);
+        format!("{}/{n}", std::net::Ipv6Addr::from(net)).into_bytes()
+    }));
+    lookup("ip, 128 IPv6 lengths in the other half", MatchMode::Ip, far, &ip);
     group.finish();
 }
 

@@ -68,6 +68,18 @@ pub fn has(bits: &LengthBits, slot: usize) -> bool {
     bits[slot / 64] & (1 << (slot % 64)) != 0
 }
 
+/// The slots `lo..lo + 8` of `bits`, one bit each (slot `lo` the lowest);
+/// slots past the bitmap read as clear.
+pub fn byte_at(bits: &LengthBits, lo: usize) -> u8 {
+    let (w, b) = (lo / 64, lo % 64);
+    let low = bits.get(w).map_or(0, |word| word >> b);
+    let high = match bits.get(w + 1) {
+        Some(word) if b > 56 => word << (64 - b),
+        _ => 0,
+    };
+    (low | high) as u8
+}
+
 /// The set slots from `top` down to `bottom`, longest first. Finds each by
 /// the highest set bit of a masked word, so an empty map costs one word.
 pub fn slots_down(bits: LengthBits, top: usize, bottom: usize) -> SlotsDown {
@@ -194,6 +206,11 @@ impl IpRange {
         move |len| if len == 0 { 0 } else { bits & (u128::MAX << (max - len)) }
     }
 
+    /// The slot of its family's length 0.
+    pub fn bottom(self) -> usize {
+        self.slot() - self.len as usize
+    }
+
     /// Its slot in the length set.
     pub fn slot(self) -> usize {
         if self.addr.is_ipv4() {
@@ -288,10 +305,11 @@ impl fmt::Write for KeyBuf {
 /// never to a wrong answer. A cell that reaches 255 stays there, so it never
 /// drops to zero while a key still counts in it.
 ///
-/// A prefix map's key also counts in the cells of its group: the lengths of
-/// its 8-byte word (`len / 8`) and the words before it. A lookup checks a
-/// group once and skips its eight lengths when no stored key can be in it,
-/// so a long key costs about one check per word rather than one per length.
+/// A key also counts in the cells of its group: the eight lengths of its
+/// 8-byte word (`len / 8`, prefix) or of its byte of address (`len / 8`, ip),
+/// with the words or bytes before it. A lookup checks a group once and skips
+/// its eight lengths when no stored key can be in it, so a long key costs
+/// about one check per word or byte rather than one per length.
 ///
 /// The cells live in the zone, which a reload (even with a new module) keeps:
 /// these hashes are part of the map's layout, and changing them needs a new
@@ -356,11 +374,25 @@ impl Filter {
         fold(h ^ bits as u64, K1)
     }
 
-    /// The hash of a stored prefix key's group (see [`PrefixHashes::group`]);
-    /// `None` for other modes, whose lookups check no groups.
+    /// The hash of a stored key's group (see [`PrefixHashes::group`] and
+    /// [`Filter::range_group`]); `None` for an exact map.
     pub fn stored_group(&self, mode: MatchMode, key: &[u8]) -> Option<u64> {
-        let len = key.len().min(MAX_PREFIX_KEY);
-        (mode == MatchMode::Prefix).then(|| self.prefixes(key).group(len / 8))
+        match mode {
+            MatchMode::Exact => None,
+            MatchMode::Prefix => Some(self.prefixes(key).group(key.len().min(MAX_PREFIX_KEY) / 8)),
+            MatchMode::Ip => IpRange::parse(key).map(|r| {
+                let w = r.len as usize / 8;
+                self.range_group(r.networks()(w as u8 * 8), r.slot() - r.len as usize, w)
+            }),
+        }
+    }
+
+    /// The hash of the group of range lengths `8w..8w+8` of the family whose
+    /// length 0 is in slot `bottom`, whose first `8w` address bits are `bits`
+    /// (the rest clear).
+    #[inline(always)]
+    pub fn range_group(&self, bits: u128, bottom: usize, w: usize) -> u64 {
+        fold(self.range_bits(bits, bottom + 8 * w) ^ K2, K1 ^ w as u64)
     }
 
     /// The hash of a stored key (in normal form) of a map matching by `mode`.
@@ -470,7 +502,7 @@ mod tests {
             );
         }
         assert_ne!(hashes.group(1), hashes.group(2));
-        assert_eq!(f.stored_group(MatchMode::Ip, b"::/0"), None);
+        assert_eq!(f.stored_group(MatchMode::Exact, b"/"), None);
         assert_ne!(f.prefixes(b"").at(0), Filter::new([1, 3]).prefixes(b"").at(0));
         let long = [b'x'; 300];
         assert_eq!(
@@ -490,8 +522,36 @@ mod tests {
         assert_ne!(f.range(r.network(32)), f.range(r.network(33)));
         let v4 = IpRange::parse(b"::ffff:10.1.2.3").unwrap();
         assert_eq!(f.range(v4.network(8)), f.stored(MatchMode::Ip, b"10.0.0.0/8").unwrap());
+        let net = r.networks();
+        assert_eq!(
+            f.stored_group(MatchMode::Ip, b"2001:db8::/35"),
+            Some(f.range_group(net(32), 33, 4))
+        );
+        assert_eq!(
+            f.stored_group(MatchMode::Ip, b"2001:db8::/32"),
+            Some(f.range_group(net(32), 33, 4))
+        );
+        assert_ne!(f.range_group(net(32), 33, 4), f.range_group(net(24), 33, 3));
+        assert_eq!(
+            f.stored_group(MatchMode::Ip, b"10.1.2.3"),
+            Some(f.range_group(v4.networks()(32), 0, 4))
+        );
         // The same bits in the other family are another range.
         assert_ne!(f.stored(MatchMode::Ip, b"0.0.0.0/0"), f.stored(MatchMode::Ip, b"::/0"));
+    }
+
+    #[test]
+    fn bytes_of_the_bitmap_span_words() {
+        let mut bits: LengthBits = [0; 4];
+        for s in [0usize, 7, 8, 60, 63, 64, 66, 161, 255] {
+            bits[s / 64] |= 1 << (s % 64);
+        }
+        assert_eq!(byte_at(&bits, 0), 0b1000_0001);
+        assert_eq!(byte_at(&bits, 1), 0b1100_0000);
+        assert_eq!(byte_at(&bits, 60), 0b0101_1001);
+        assert_eq!(byte_at(&bits, 161), 1);
+        assert_eq!(byte_at(&bits, 250), 0b10_0000);
+        assert_eq!(byte_at(&bits, 255), 1);
     }
 
     #[test]

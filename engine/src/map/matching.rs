@@ -124,9 +124,6 @@ impl<A: Arena> Map<'_, A> {
     /// that finds nothing makes: the lengths of [`Map::match_probes`] that
     /// the probe filter lets through.
     pub fn match_keyed_probes(&self, key: &[u8]) -> usize {
-        let bits = self.length_bits();
-        let filter = self.probe_filter();
-        let passes = |hash: u64| filter.as_ref().is_none_or(|f| f.may_hold(hash));
         match self.match_mode() {
             MatchMode::Exact => 1,
             MatchMode::Prefix => {
@@ -139,11 +136,12 @@ impl<A: Arena> Map<'_, A> {
             }
             MatchMode::Ip => match IpRange::parse(key) {
                 Some(r) => {
-                    let hashes = matching::Filter::new(self.header().hash_key);
-                    let bottom = r.slot() - r.len as usize;
-                    matching::slots_down(bits, r.slot(), bottom)
-                        .filter(|&s| passes(hashes.range(r.network((s - bottom) as u8))))
-                        .count()
+                    let mut n = 0;
+                    self.range_lengths(r, |_| {
+                        n += 1;
+                        false
+                    });
+                    n
                 }
                 None => 0,
             },
@@ -170,20 +168,14 @@ impl<A: Arena> Map<'_, A> {
                 found
             }
             MatchMode::Ip => IpRange::parse(key).and_then(|range| {
-                let bits = self.length_bits();
-                let bottom = range.slot() - range.len as usize;
-                let filter = self.probe_filter();
-                let networks = range.networks();
-                matching::slots_down(bits, range.slot(), bottom).find_map(|s| {
-                    if let Some(f) = &filter {
-                        if !f.may_hold(f.hashes.range_bits(networks((s - bottom) as u8), s)) {
-                            return None;
-                        }
-                    }
-                    let candidate = range.network((s - bottom) as u8).key();
+                let mut found = None;
+                self.range_lengths(range, |len| {
+                    let candidate = range.network(len).key();
                     let candidate = candidate.as_bytes();
-                    self.find_held::<L>(self.hash(candidate), candidate, held_at)
-                })
+                    found = self.find_held::<L>(self.hash(candidate), candidate, held_at);
+                    found.is_some()
+                });
+                found
             }),
         };
         let Some((_, e)) = found else {
@@ -232,6 +224,44 @@ impl<A: Arena> Map<'_, A> {
                 held &= !(1 << b);
                 let s = w * 8 + b;
                 if filter.may_hold(hashes.at(s)) && probe(s) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Calls `probe` with each range length an ip lookup of `range` probes,
+    /// longest first, until it returns true: the lengths of its family the map
+    /// holds up to its own, less those the probe filter rules out, a group of
+    /// eight lengths at a time (see `matching::Filter`).
+    fn range_lengths(&self, range: IpRange, mut probe: impl FnMut(u8) -> bool) {
+        let bits = self.length_bits();
+        let bottom = range.bottom();
+        let top = range.len as usize;
+        let Some(filter) = self.probe_filter() else {
+            for s in matching::slots_down(bits, range.slot(), bottom) {
+                if probe((s - bottom) as u8) {
+                    return;
+                }
+            }
+            return;
+        };
+        let networks = range.networks();
+        for w in (0..=top / 8).rev() {
+            // The lengths 8w..8w+8 the map holds, one bit each; none above
+            // `top` (above it are the other family's slots, or none).
+            let mut held = matching::byte_at(&bits, bottom + 8 * w);
+            if w == top / 8 {
+                held &= (0xffu16 >> (7 - top % 8)) as u8;
+            }
+            if held == 0 || !filter.may_hold(filter.hashes.range_group(networks(8 * w as u8), bottom, w)) {
+                continue;
+            }
+            while held != 0 {
+                let b = 7 - held.leading_zeros() as usize;
+                held &= !(1 << b);
+                let len = (8 * w + b) as u8;
+                if filter.may_hold(filter.hashes.range_bits(networks(len), bottom + len as usize)) && probe(len) {
                     return;
                 }
             }
