@@ -191,21 +191,6 @@ impl IpRange {
         }
     }
 
-    /// Its address as a number (an IPv4 one in the low 32 bits).
-    pub fn bits(self) -> u128 {
-        match self.addr {
-            IpAddr::V4(a) => u32::from(a) as u128,
-            IpAddr::V6(a) => u128::from(a),
-        }
-    }
-
-    /// The address bits of its ranges by length (at most its own), as
-    /// [`IpRange::bits`], for probing without formatting each one.
-    pub fn networks(self) -> impl Fn(u8) -> u128 {
-        let (bits, max) = (self.bits(), self.max_len());
-        move |len| if len == 0 { 0 } else { bits & (u128::MAX << (max - len)) }
-    }
-
     /// The slot of its family's length 0.
     pub fn bottom(self) -> usize {
         self.slot() - self.len as usize
@@ -361,38 +346,34 @@ impl Filter {
         PrefixHashes { chain, words }
     }
 
-    /// The hash of a range of an ip map.
+    /// The hashes of every range holding `range` (its own included).
     #[inline]
-    pub fn range(&self, range: IpRange) -> u64 {
-        self.range_bits(range.bits(), range.slot())
-    }
-
-    /// The hash of the range in `slot` whose address is `bits` (see [`IpRange::bits`]).
-    #[inline(always)]
-    pub fn range_bits(&self, bits: u128, slot: usize) -> u64 {
-        let h = fold(self.seed ^ (bits >> 64) as u64, K0 ^ slot as u64);
-        fold(h ^ bits as u64, K1)
+    pub fn ranges(&self, range: IpRange) -> RangeHashes {
+        let (octets, n) = match range.addr {
+            IpAddr::V4(a) => {
+                let mut o = [0u8; 16];
+                o[..4].copy_from_slice(&a.octets());
+                (o, 4)
+            }
+            IpAddr::V6(a) => (a.octets(), 16),
+        };
+        let bottom = range.bottom();
+        let mut chain = [0u64; 17];
+        chain[0] = fold(self.seed, K1 ^ bottom as u64);
+        for i in 0..n {
+            chain[i + 1] = fold(chain[i] ^ octets[i] as u64, K0);
+        }
+        RangeHashes { chain, octets, bottom }
     }
 
     /// The hash of a stored key's group (see [`PrefixHashes::group`] and
-    /// [`Filter::range_group`]); `None` for an exact map.
+    /// [`RangeHashes::group`]); `None` for an exact map.
     pub fn stored_group(&self, mode: MatchMode, key: &[u8]) -> Option<u64> {
         match mode {
             MatchMode::Exact => None,
             MatchMode::Prefix => Some(self.prefixes(key).group(key.len().min(MAX_PREFIX_KEY) / 8)),
-            MatchMode::Ip => IpRange::parse(key).map(|r| {
-                let w = r.len as usize / 8;
-                self.range_group(r.networks()(w as u8 * 8), r.slot() - r.len as usize, w)
-            }),
+            MatchMode::Ip => IpRange::parse(key).map(|r| self.ranges(r).group(r.len as usize / 8)),
         }
-    }
-
-    /// The hash of the group of range lengths `8w..8w+8` of the family whose
-    /// length 0 is in slot `bottom`, whose first `8w` address bits are `bits`
-    /// (the rest clear).
-    #[inline(always)]
-    pub fn range_group(&self, bits: u128, bottom: usize, w: usize) -> u64 {
-        fold(self.range_bits(bits, bottom + 8 * w) ^ K2, K1 ^ w as u64)
     }
 
     /// The hash of a stored key (in normal form) of a map matching by `mode`.
@@ -400,8 +381,40 @@ impl Filter {
         match mode {
             MatchMode::Exact => None,
             MatchMode::Prefix => Some(self.prefixes(key).at(key.len().min(MAX_PREFIX_KEY))),
-            MatchMode::Ip => IpRange::parse(key).map(|r| self.range(r)),
+            MatchMode::Ip => IpRange::parse(key).map(|r| self.ranges(r).at(r.len)),
         }
+    }
+}
+
+/// The filter hashes of the ranges holding a looked-up address, from one pass
+/// over its bytes: the hash of its range of length `len` depends on its
+/// first `len` bits and its family alone.
+pub struct RangeHashes {
+    /// `chain[i]`: the hash of the family and the first `i` bytes.
+    chain: [u64; 17],
+    octets: [u8; 16],
+    /// The slot of the family's length 0.
+    bottom: usize,
+}
+
+impl RangeHashes {
+    /// The hash of the range of `len` bits (at most the address's length).
+    #[inline]
+    pub fn at(&self, len: u8) -> u64 {
+        let (w, rem) = (len as usize / 8 % 17, len % 8);
+        let tail = if rem == 0 {
+            0
+        } else {
+            (self.octets[w % 16] & (0xff << (8 - rem))) as u64
+        };
+        fold(self.chain[w] ^ tail, K2 ^ (self.bottom + len as usize) as u64)
+    }
+
+    /// The hash of the group of lengths `8w..8w+8`: the same for each range
+    /// of those lengths holding the address.
+    #[inline]
+    pub fn group(&self, w: usize) -> u64 {
+        fold(self.chain[w % 17] ^ K1, K0 ^ w as u64)
     }
 }
 
@@ -514,30 +527,26 @@ mod tests {
     #[test]
     fn a_range_hash_is_the_stored_range_hash() {
         let f = Filter::new([5, 6]);
-        let r = IpRange::parse(b"2001:db8::1").unwrap();
-        assert_eq!(
-            f.range(r.network(32)),
-            f.stored(MatchMode::Ip, b"2001:db8::/32").unwrap()
-        );
-        assert_ne!(f.range(r.network(32)), f.range(r.network(33)));
-        let v4 = IpRange::parse(b"::ffff:10.1.2.3").unwrap();
-        assert_eq!(f.range(v4.network(8)), f.stored(MatchMode::Ip, b"10.0.0.0/8").unwrap());
-        let net = r.networks();
-        assert_eq!(
-            f.stored_group(MatchMode::Ip, b"2001:db8::/35"),
-            Some(f.range_group(net(32), 33, 4))
-        );
-        assert_eq!(
-            f.stored_group(MatchMode::Ip, b"2001:db8::/32"),
-            Some(f.range_group(net(32), 33, 4))
-        );
-        assert_ne!(f.range_group(net(32), 33, 4), f.range_group(net(24), 33, 3));
-        assert_eq!(
-            f.stored_group(MatchMode::Ip, b"10.1.2.3"),
-            Some(f.range_group(v4.networks()(32), 0, 4))
-        );
+        let r = f.ranges(IpRange::parse(b"2001:db8:ffff::1").unwrap());
+        let stored = |k: &[u8]| f.stored(MatchMode::Ip, k).unwrap();
+        let group = |k: &[u8]| f.stored_group(MatchMode::Ip, k).unwrap();
+        assert_eq!(r.at(32), stored(b"2001:db8::/32"));
+        assert_eq!(r.at(35), stored(b"2001:db8:e000::/35"));
+        assert_eq!(r.at(128), stored(b"2001:db8:ffff::1"));
+        assert_eq!(r.at(0), stored(b"::/0"));
+        assert_ne!(r.at(32), r.at(33));
+        assert_eq!(r.group(4), group(b"2001:db8::/32"));
+        assert_eq!(r.group(4), group(b"2001:db8:e000::/35"));
+        assert_eq!(r.group(16), group(b"2001:db8:ffff::1"));
+        assert_ne!(r.group(4), r.group(3));
+        let v4 = f.ranges(IpRange::parse(b"::ffff:10.1.2.3").unwrap());
+        assert_eq!(v4.at(8), stored(b"10.0.0.0/8"));
+        assert_eq!(v4.at(32), stored(b"10.1.2.3"));
+        assert_eq!(v4.group(4), group(b"10.1.2.3"));
+        assert_eq!(v4.group(1), group(b"10.0.0.0/15"));
         // The same bits in the other family are another range.
-        assert_ne!(f.stored(MatchMode::Ip, b"0.0.0.0/0"), f.stored(MatchMode::Ip, b"::/0"));
+        assert_ne!(stored(b"0.0.0.0/0"), stored(b"::/0"));
+        assert_ne!(group(b"0.0.0.0/0"), group(b"::/0"));
     }
 
     #[test]

@@ -246,7 +246,7 @@ impl<A: Arena> Map<'_, A> {
             }
             return;
         };
-        let networks = range.networks();
+        let hashes = filter.hashes.ranges(range);
         for w in (0..=top / 8).rev() {
             // The lengths 8w..8w+8 the map holds, one bit each; none above
             // `top` (above it are the other family's slots, or none).
@@ -254,14 +254,14 @@ impl<A: Arena> Map<'_, A> {
             if w == top / 8 {
                 held &= (0xffu16 >> (7 - top % 8)) as u8;
             }
-            if held == 0 || !filter.may_hold(filter.hashes.range_group(networks(8 * w as u8), bottom, w)) {
+            if held == 0 || !filter.may_hold(hashes.group(w)) {
                 continue;
             }
             while held != 0 {
                 let b = 7 - held.leading_zeros() as usize;
                 held &= !(1 << b);
                 let len = (8 * w + b) as u8;
-                if filter.may_hold(filter.hashes.range_bits(networks(len), bottom + len as usize)) && probe(len) {
+                if filter.may_hold(hashes.at(len)) && probe(len) {
                     return;
                 }
             }
