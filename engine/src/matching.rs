@@ -5,6 +5,8 @@
 //! its header, the set of key lengths (prefix) or range lengths (ip) it holds,
 //! one bit per length, so that a lookup probes only those lengths, longest
 //! first: a map holding /8, /16, /24 and /32 ranges costs at most four probes.
+//! A probe [`Filter`] then rules out most of those lengths before their keyed
+//! probe, so that a map of many lengths costs about one probe per lookup.
 //! IP keys are stored as text in one normal form (host bits cleared, the
 //! address as `std::net` writes it, `/len` unless it is a full-length range),
 //! so that listings, state files and deletes see the same key.
