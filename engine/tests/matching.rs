@@ -247,8 +247,9 @@ proptest! {
 }
 
 /// A map whose probe filter is small for its keys (2048 cells, a 32nd of
-/// the zone, for up to 400 keys): cells shared by several keys, and a length
-/// passed that holds no candidate about once in ten.
+/// the zone, for up to 400 keys counting in four cells each): most cells
+/// shared, and a length or group that holds no candidate let through about
+/// once in four.
 fn new_crowded(mode: MatchMode) -> Heap {
     let mut heap = Heap::new(64 << 10);
     let config = MapConfig {

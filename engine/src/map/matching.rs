@@ -409,9 +409,10 @@ impl ProbeFilter {
 }
 
 /// The log2 of the probe filter's cells for a map of `entries` in a zone of
-/// `space` bytes: 16 cells per entry (two per key, so a lookup passes a
-/// length it need not probe about once in 70 when the map is full), at most
-/// a 32nd of the zone; 0 (no filter) below 256 cells.
+/// `space` bytes: 16 cells per entry (a key counts in four: two for its
+/// length, two for its group, so a full map lets through a length or a group
+/// it need not about once in 20), at most a 32nd of the zone; 0 (no filter)
+/// below 256 cells.
 fn filter_log2(entries: u64, space: usize) -> u32 {
     let wanted = entries
         .max(1)
