@@ -164,3 +164,20 @@ invalid parameter "match=regex"
 [201, 200]
 --- response_headers eval
 ["", "X-Shared-Map-Key: /r/x%0D%0AX-Evil: 1/\n!X-Evil"]
+
+
+
+=== TEST 13: keys of every length up to 255: each lookup finds the longest, a deleted one falls back, listings show the stored keys alone
+--- request eval
+[(map { "PUT /api/routes?key=/m/" . ("b" x $_) . "\nm$_" } 0 .. 252),
+ "GET /api/routes?key=/m/" . ("b" x 300), "GET /api/routes?key=/m/bbbbbc", "GET /api/routes?key=/m/" . ("c" x 300),
+ "DELETE /api/routes?key=/m/bbbbb", "GET /api/routes?key=/m/bbbbbc",
+ "GET /api/routes?prefix=/m/"]
+--- error_code eval
+[(map { 201 } 0 .. 252), 200, 200, 200, 204, 200, 200]
+--- response_body_like eval
+[(map { qr/^$/ } 0 .. 252), qr/^m252$/, qr/^m5$/, qr/^m0$/, qr/^$/, qr/^m4$/,
+ qr/\A(?:(?!"key").)*(?:"key":"\/m\/b*"(?:(?!"key").)*){252}\z/s]
+--- response_headers eval
+[(map { "" } 0 .. 252), "X-Shared-Map-Key: /m/" . ("b" x 252), "X-Shared-Map-Key: /m/bbbbb", "X-Shared-Map-Key: /m/",
+ "", "X-Shared-Map-Key: /m/bbbb", ""]

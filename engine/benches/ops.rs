@@ -287,5 +287,63 @@ fn match_lookups(c: &mut Criterion) {
     });
 }
 
-criterion_group!(matching, match_lookups);
+/// The worst case of matching, against an exact lookup of a key as long, in
+/// one run: a prefix map holding keys of every length 1..=255 and an ip map
+/// holding IPv6 ranges of every length 0..=127, where only the shortest key
+/// (`/`, `::/0`) matches the lookup, so every stored length is a candidate.
+/// Each range differs from the looked-up address in its last bit alone, so
+/// the filter's groups of eight lengths rule none out: only lengths are.
+fn match_worst_case(c: &mut Criterion) {
+    let config = MapConfig {
+        kind: MapKind::Hash,
+        entries: KEYS,
+        timeout: 0,
+        evict: false,
+    };
+    let uri = format!("/p/{}", "a".repeat(297)).into_bytes();
+    let addr: u128 = 0x2001_0db8_1234_5678_9abc_def0_1234_5678;
+    let ip = std::net::Ipv6Addr::from(addr).to_string().into_bytes();
+    let mut group = c.benchmark_group("match worst case");
+    let mut lookup = |name: &str, mode: MatchMode, keys: Vec<Vec<u8>>, key: &[u8]| {
+        let mut heap = Heap::new(64 << 20);
+        let root = Map::create_matching(&mut heap, &config, mode).unwrap();
+        {
+            // SAFETY: single-threaded benchmark; the root came from create.
+            let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
+            for k in &keys {
+                m.put(k, Value::Long(1), Ttl::Default, 0).unwrap();
+            }
+            assert!(m.get_match(key, 0).is_some());
+        }
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                // SAFETY: as above.
+                let mut m = unsafe { Map::attach(&mut heap, root) }.unwrap();
+                black_box(m.get_match(black_box(key), 0).is_some())
+            })
+        });
+    };
+    lookup("exact, 300-byte key", MatchMode::Exact, vec![uri.clone()], &uri);
+    let mut prefixes = vec![b"/".to_vec()];
+    prefixes.extend((2..=255).map(|n| format!("/q{}", "b".repeat(n - 2)).into_bytes()));
+    lookup("prefix, 255 lengths, 300-byte key", MatchMode::Prefix, prefixes, &uri);
+    lookup("exact, IPv6 address", MatchMode::Exact, vec![ip.clone()], &ip);
+    let mut ranges = vec![b"::/0".to_vec()];
+    ranges.extend((1..128u32).map(|n| {
+        let net = (addr ^ (1 << (128 - n))) >> (128 - n) << (128 - n);
+        format!("{}/{n}", std::net::Ipv6Addr::from(net)).into_bytes()
+    }));
+    lookup("ip, 128 IPv6 lengths", MatchMode::Ip, ranges, &ip);
+    // The same lengths in the other half of the address space: every group of
+    // eight lengths but the first is ruled out at once.
+    let mut far = vec![b"::/0".to_vec()];
+    far.extend((1..128u32).map(|n| {
+        let net = (addr ^ (1 << 127)) >> (128 - n) << (128 - n);
+        format!("{}/{n}", std::net::Ipv6Addr::from(net)).into_bytes()
+    }));
+    lookup("ip, 128 IPv6 lengths in the other half", MatchMode::Ip, far, &ip);
+    group.finish();
+}
+
+criterion_group!(matching, match_lookups, match_worst_case);
 criterion_group!(flooding, flood);

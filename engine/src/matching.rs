@@ -5,6 +5,8 @@
 //! its header, the set of key lengths (prefix) or range lengths (ip) it holds,
 //! one bit per length, so that a lookup probes only those lengths, longest
 //! first: a map holding /8, /16, /24 and /32 ranges costs at most four probes.
+//! A probe [`Filter`] then rules out most of those lengths before their keyed
+//! probe, so that a map of many lengths costs about one probe per lookup.
 //! IP keys are stored as text in one normal form (host bits cleared, the
 //! address as `std::net` writes it, `/len` unless it is a full-length range),
 //! so that listings, state files and deletes see the same key.
@@ -66,6 +68,18 @@ pub type LengthBits = [u64; SLOTS / 64];
 
 pub fn has(bits: &LengthBits, slot: usize) -> bool {
     bits[slot / 64] & (1 << (slot % 64)) != 0
+}
+
+/// The slots `lo..lo + 8` of `bits`, one bit each (slot `lo` the lowest);
+/// slots past the bitmap read as clear.
+pub fn byte_at(bits: &LengthBits, lo: usize) -> u8 {
+    let (w, b) = (lo / 64, lo % 64);
+    let low = bits.get(w).map_or(0, |word| word >> b);
+    let high = match bits.get(w + 1) {
+        Some(word) if b > 56 => word << (64 - b),
+        _ => 0,
+    };
+    (low | high) as u8
 }
 
 /// The set slots from `top` down to `bottom`, longest first. Finds each by
@@ -179,6 +193,11 @@ impl IpRange {
         }
     }
 
+    /// The slot of its family's length 0.
+    pub fn bottom(self) -> usize {
+        self.slot() - self.len as usize
+    }
+
     /// Its slot in the length set.
     pub fn slot(self) -> usize {
         if self.addr.is_ipv4() {
@@ -262,6 +281,176 @@ impl fmt::Write for KeyBuf {
     }
 }
 
+/// The probe filter: a counting filter over (length, candidate key) that a
+/// lookup checks before each keyed probe, so that of the lengths a map holds
+/// only those where a stored key may match cost a SipHash and a bucket walk.
+/// Each stored key counts in two one-byte cells picked by a cheap hash of its
+/// length and bytes (prefix) or of its range (ip), seeded from the map's secret
+/// key. A cell at zero proves no stored key hashes there, so a lookup skips
+/// the length; a nonzero cell only costs the probe it would have made anyway:
+/// keys chosen to hit set cells bring a lookup back to one probe per length,
+/// never to a wrong answer. A cell that reaches 255 stays there, so it never
+/// drops to zero while a key still counts in it.
+///
+/// A key also counts in the cells of its group: the eight lengths of its
+/// 8-byte word (`len / 8`, prefix) or of its byte of address (`len / 8`, ip),
+/// with the words or bytes before it. A lookup checks a group once and skips
+/// its eight lengths when no stored key can be in it, so a long key costs
+/// about one check per word or byte rather than one per length.
+///
+/// The cells live in the zone, which a reload (even with a new module) keeps:
+/// these hashes are part of the map's layout, and changing them needs a new
+/// header `MAGIC`.
+pub struct Filter {
+    seed: u64,
+}
+
+const K0: u64 = 0x9e37_79b9_7f4a_7c15;
+const K1: u64 = 0xc2b2_ae3d_27d4_eb4f;
+const K2: u64 = 0x1656_67b1_9e37_79f9;
+
+/// A multiply folding its 128-bit product: a fast mix (as in wyhash).
+#[inline(always)]
+fn fold(a: u64, b: u64) -> u64 {
+    let p = a as u128 * b as u128;
+    p as u64 ^ (p >> 64) as u64
+}
+
+/// The cells a candidate hash counts in, for a filter of `mask + 1` cells.
+#[inline(always)]
+pub fn filter_cells(hash: u64, mask: usize) -> [usize; 2] {
+    [hash as usize & mask, (hash >> 32) as usize & mask]
+}
+
+impl Filter {
+    /// The filter hashes of a map with SipHash key `secret`.
+    pub fn new(secret: [u64; 2]) -> Filter {
+        Filter {
+            seed: fold(secret[0] ^ K0, secret[1] ^ K1) | 1,
+        }
+    }
+
+    /// The hashes of every prefix of `key` up to `MAX_PREFIX_KEY` bytes.
+    #[inline]
+    pub fn prefixes(&self, key: &[u8]) -> PrefixHashes {
+        let key = &key[..key.len().min(MAX_PREFIX_KEY)];
+        let mut chain = [0u64; MAX_PREFIX_KEY / 8 + 1];
+        let mut words = [0u64; MAX_PREFIX_KEY / 8 + 1];
+        chain[0] = self.seed;
+        let mut chunks = key.chunks_exact(8);
+        for (w, word) in chunks.by_ref().enumerate() {
+            words[w] = u64::from_le_bytes(word.try_into().unwrap_or_default());
+            chain[w + 1] = fold(chain[w] ^ words[w], K0);
+        }
+        let mut last = [0u8; 8];
+        last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        words[key.len() / 8] = u64::from_le_bytes(last);
+        PrefixHashes { chain, words }
+    }
+
+    /// The hashes of every range holding `range` (its own included).
+    #[inline]
+    pub fn ranges(&self, range: IpRange) -> RangeHashes {
+        let (octets, n) = match range.addr {
+            IpAddr::V4(a) => {
+                let mut o = [0u8; 16];
+                o[..4].copy_from_slice(&a.octets());
+                (o, 4)
+            }
+            IpAddr::V6(a) => (a.octets(), 16),
+        };
+        let bottom = range.bottom();
+        let mut chain = [0u64; 17];
+        chain[0] = fold(self.seed, K1 ^ bottom as u64);
+        for i in 0..n {
+            chain[i + 1] = fold(chain[i] ^ octets[i] as u64, K0);
+        }
+        RangeHashes { chain, octets, bottom }
+    }
+
+    /// The hash of a stored key's group (see [`PrefixHashes::group`] and
+    /// [`RangeHashes::group`]); `None` for an exact map.
+    pub fn stored_group(&self, mode: MatchMode, key: &[u8]) -> Option<u64> {
+        match mode {
+            MatchMode::Exact => None,
+            MatchMode::Prefix => Some(self.prefixes(key).group(key.len().min(MAX_PREFIX_KEY) / 8)),
+            MatchMode::Ip => IpRange::parse(key).map(|r| self.ranges(r).group(r.len as usize / 8)),
+        }
+    }
+
+    /// The hash of a stored key (in normal form) of a map matching by `mode`.
+    pub fn stored(&self, mode: MatchMode, key: &[u8]) -> Option<u64> {
+        match mode {
+            MatchMode::Exact => None,
+            MatchMode::Prefix => Some(self.prefixes(key).at(key.len().min(MAX_PREFIX_KEY))),
+            MatchMode::Ip => IpRange::parse(key).map(|r| self.ranges(r).at(r.len)),
+        }
+    }
+}
+
+/// The filter hashes of the ranges holding a looked-up address, from one pass
+/// over its bytes: the hash of its range of length `len` depends on its
+/// first `len` bits and its family alone.
+pub struct RangeHashes {
+    /// `chain[i]`: the hash of the family and the first `i` bytes.
+    chain: [u64; 17],
+    octets: [u8; 16],
+    /// The slot of the family's length 0.
+    bottom: usize,
+}
+
+impl RangeHashes {
+    /// The hash of the range of `len` bits (at most the address's length).
+    #[inline]
+    pub fn at(&self, len: u8) -> u64 {
+        let (w, rem) = (len as usize / 8 % 17, len % 8);
+        let tail = if rem == 0 {
+            0
+        } else {
+            (self.octets[w % 16] & (0xff << (8 - rem))) as u64
+        };
+        fold(self.chain[w] ^ tail, K2 ^ (self.bottom + len as usize) as u64)
+    }
+
+    /// The hash of the group of lengths `8w..8w+8`: the same for each range
+    /// of those lengths holding the address.
+    #[inline]
+    pub fn group(&self, w: usize) -> u64 {
+        fold(self.chain[w % 17] ^ K1, K0 ^ w as u64)
+    }
+}
+
+/// The filter hashes of a lookup key's prefixes, from one pass over its
+/// 8-byte words: the hash of `key[..len]` depends on those bytes alone.
+pub struct PrefixHashes {
+    /// `chain[w]`: the hash of the first `w` words.
+    chain: [u64; MAX_PREFIX_KEY / 8 + 1],
+    /// The key's words, the last zero-padded.
+    words: [u64; MAX_PREFIX_KEY / 8 + 1],
+}
+
+impl PrefixHashes {
+    /// The hash of the prefix of `len` bytes (at most the key's length).
+    #[inline]
+    pub fn at(&self, len: usize) -> u64 {
+        let (w, rem) = (len / 8 % (MAX_PREFIX_KEY / 8 + 1), len % 8);
+        // The bytes of the last, partial word; those past `len` read as zero.
+        let tail = if rem == 0 {
+            0
+        } else {
+            self.words[w] & (u64::MAX >> (64 - rem * 8))
+        };
+        fold(self.chain[w] ^ tail, K2 ^ len as u64)
+    }
+
+    /// The hash of the group of lengths `8 * w .. 8 * w + 8` whose first `w`
+    /// words are the key's: the same for every prefix of those lengths.
+    #[inline]
+    pub fn group(&self, w: usize) -> u64 {
+        fold(self.chain[w % (MAX_PREFIX_KEY / 8 + 1)] ^ K1, K0 ^ w as u64)
+    }
+}
+
 /// The slot of a key already stored in normal form (or `None`: an exact map).
 pub fn stored_slot(mode: MatchMode, key: &[u8]) -> Option<usize> {
     match mode {
@@ -303,6 +492,77 @@ mod tests {
         ] {
             assert_eq!(norm(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_prefix_hash_depends_on_the_prefix_alone() {
+        let f = Filter::new([1, 2]);
+        let key = b"/api/v2/users/0123456789abcdefghijklmnopqrstuvwxyz";
+        let hashes = f.prefixes(key);
+        for len in 0..=key.len() {
+            assert_eq!(
+                hashes.at(len),
+                f.stored(MatchMode::Prefix, &key[..len]).unwrap(),
+                "{len}"
+            );
+            let mut other = key[..len].to_vec();
+            other.extend_from_slice(b"zzzzzzzz");
+            assert_eq!(hashes.at(len), f.prefixes(&other).at(len), "{len}");
+        }
+        assert_ne!(hashes.at(8), hashes.at(9));
+        for len in 0..=key.len() {
+            assert_eq!(
+                hashes.group(len / 8),
+                f.stored_group(MatchMode::Prefix, &key[..len]).unwrap()
+            );
+        }
+        assert_ne!(hashes.group(1), hashes.group(2));
+        assert_eq!(f.stored_group(MatchMode::Exact, b"/"), None);
+        assert_ne!(f.prefixes(b"").at(0), Filter::new([1, 3]).prefixes(b"").at(0));
+        let long = [b'x'; 300];
+        assert_eq!(
+            f.prefixes(&long).at(255),
+            f.stored(MatchMode::Prefix, &long[..255]).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_range_hash_is_the_stored_range_hash() {
+        let f = Filter::new([5, 6]);
+        let r = f.ranges(IpRange::parse(b"2001:db8:ffff::1").unwrap());
+        let stored = |k: &[u8]| f.stored(MatchMode::Ip, k).unwrap();
+        let group = |k: &[u8]| f.stored_group(MatchMode::Ip, k).unwrap();
+        assert_eq!(r.at(32), stored(b"2001:db8::/32"));
+        assert_eq!(r.at(35), stored(b"2001:db8:e000::/35"));
+        assert_eq!(r.at(128), stored(b"2001:db8:ffff::1"));
+        assert_eq!(r.at(0), stored(b"::/0"));
+        assert_ne!(r.at(32), r.at(33));
+        assert_eq!(r.group(4), group(b"2001:db8::/32"));
+        assert_eq!(r.group(4), group(b"2001:db8:e000::/35"));
+        assert_eq!(r.group(16), group(b"2001:db8:ffff::1"));
+        assert_ne!(r.group(4), r.group(3));
+        let v4 = f.ranges(IpRange::parse(b"::ffff:10.1.2.3").unwrap());
+        assert_eq!(v4.at(8), stored(b"10.0.0.0/8"));
+        assert_eq!(v4.at(32), stored(b"10.1.2.3"));
+        assert_eq!(v4.group(4), group(b"10.1.2.3"));
+        assert_eq!(v4.group(1), group(b"10.0.0.0/15"));
+        // The same bits in the other family are another range.
+        assert_ne!(stored(b"0.0.0.0/0"), stored(b"::/0"));
+        assert_ne!(group(b"0.0.0.0/0"), group(b"::/0"));
+    }
+
+    #[test]
+    fn bytes_of_the_bitmap_span_words() {
+        let mut bits: LengthBits = [0; 4];
+        for s in [0usize, 7, 8, 60, 63, 64, 66, 161, 255] {
+            bits[s / 64] |= 1 << (s % 64);
+        }
+        assert_eq!(byte_at(&bits, 0), 0b1000_0001);
+        assert_eq!(byte_at(&bits, 1), 0b1100_0000);
+        assert_eq!(byte_at(&bits, 60), 0b0101_1001);
+        assert_eq!(byte_at(&bits, 161), 1);
+        assert_eq!(byte_at(&bits, 250), 0b10_0000);
+        assert_eq!(byte_at(&bits, 255), 1);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 mod common;
 
 use common::SharedHeap;
-use shared_map_engine::{MapKind, Ttl, Value};
+use shared_map_engine::{MapKind, MatchMode, Ttl, Value};
 
 fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 13;
@@ -16,12 +16,17 @@ fn xorshift(state: &mut u64) -> u64 {
 }
 
 /// Writes forever: strings of every size, longs, adds and removes, with eviction.
-fn write_forever(shared: &SharedHeap, seed: u64) -> ! {
+fn write_forever(shared: &SharedHeap, seed: u64, mode: MatchMode) -> ! {
     let mut heap = shared.open_in_child();
     let mut rng = seed | 1;
     loop {
         let r = xorshift(&mut rng);
-        let key = format!("key-{}", r % 600);
+        let key = match mode {
+            MatchMode::Exact => format!("key-{}", r % 600),
+            // Keys of many lengths, each counted in the length set and the probe filter.
+            MatchMode::Prefix => format!("/k/{}", "x".repeat((r % 200) as usize)),
+            MatchMode::Ip => format!("2001:db8::{:x}/{}", r % 600, 16 + r % 113),
+        };
         let _guard = heap.lock();
         let mut m = common::map(&mut heap);
         let _ = match (r >> 32) % 5 {
@@ -47,10 +52,14 @@ fn write_forever(shared: &SharedHeap, seed: u64) -> ! {
 }
 
 fn run(kind: MapKind) {
-    let mut shared = SharedHeap::new(kind, 256 << 10, 400, true);
+    run_matching(kind, MatchMode::Exact);
+}
+
+fn run_matching(kind: MapKind, mode: MatchMode) {
+    let mut shared = SharedHeap::new_matching(kind, 256 << 10, 400, true, mode);
     let mut rng = 0x9e37_79b9_7f4a_7c15u64;
     for round in 0..60u64 {
-        let pid = common::fork_child(|| write_forever(&shared, round.wrapping_mul(0x2545_f491_4f6c_dd1d) + 1));
+        let pid = common::fork_child(|| write_forever(&shared, round.wrapping_mul(0x2545_f491_4f6c_dd1d) + 1, mode));
         std::thread::sleep(std::time::Duration::from_micros(200 + xorshift(&mut rng) % 3000));
         // SAFETY: our own child.
         unsafe {
@@ -62,13 +71,35 @@ fn run(kind: MapKind) {
         let _guard = shared.heap.lock();
         // The lock is held and the writer is dead.
         let mut m = common::map(&mut shared.heap);
-        let reachable = m.verify().unwrap_or_else(|e| panic!("{kind:?} round {round}: {e}"));
+        // In a prefix or ip map `verify` also checks that every stored key's
+        // length is in the length set and its probe filter cells are set.
+        let reachable = m
+            .verify()
+            .unwrap_or_else(|e| panic!("{kind:?} {mode:?} round {round}: {e}"));
         // A writer killed between linking (or unlinking) an entry and counting
         // it left `len` behind; attaching after the kill counted the chains again.
         assert_eq!(reachable, m.len(), "{kind:?} round {round}: reachable entries and len");
         // The map goes on working after the kill.
-        m.put(b"after", Value::Str(b"kill"), Ttl::Default, 0).unwrap();
-        assert_eq!(m.get(b"after", 0), Some(Value::Str(b"kill")));
+        let after: &[u8] = if mode == MatchMode::Ip {
+            b"192.0.2.0/24"
+        } else {
+            b"after"
+        };
+        m.put(after, Value::Str(b"kill"), Ttl::Default, 0).unwrap();
+        assert_eq!(m.get(after, 0), Some(Value::Str(b"kill")));
+        if mode != MatchMode::Exact {
+            // Every stored key is found by a lookup of itself, through the filter.
+            let mut keys = Vec::new();
+            m.for_each(b"", 0, |k, _, _| {
+                keys.push(k.to_vec());
+                true
+            });
+            for k in keys {
+                let hit = m.get_match(&k, 0).map(|(found, _)| found.to_vec());
+                assert_eq!(hit.as_deref(), Some(&k[..]), "{kind:?} {mode:?} round {round}");
+            }
+            m.remove(after, 0);
+        }
     }
 }
 
@@ -80,4 +111,14 @@ fn a_tinymap_survives_writers_killed_at_any_instant() {
 #[test]
 fn a_hashmap_survives_writers_killed_at_any_instant() {
     run(MapKind::Hash);
+}
+
+#[test]
+fn a_prefix_map_survives_writers_killed_at_any_instant() {
+    run_matching(MapKind::Hash, MatchMode::Prefix);
+}
+
+#[test]
+fn an_ip_map_survives_writers_killed_at_any_instant() {
+    run_matching(MapKind::Tiny, MatchMode::Ip);
 }

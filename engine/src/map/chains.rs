@@ -69,7 +69,11 @@ impl<A: Arena> Map<'_, A> {
         }
     }
 
-    /// Finds the key's entry, expired or not.
+    /// Finds the key's entry, expired or not. Always inlined: called, its
+    /// `Option<(Link, Entry)>` came back through memory, and reading it back
+    /// stalled (an exact `read_match` took 39 ns instead of 22 once the
+    /// matching code around it grew).
+    #[inline(always)]
     pub(super) fn find<L: Layout>(&self, hash: u32, key: &[u8]) -> Option<(Link, Entry<L>)> {
         let h = self.header();
         let base = self.base();
@@ -278,6 +282,8 @@ impl<A: Arena> Map<'_, A> {
                         "bucket {idx}: entry {e} is torn: its key does not match its hash"
                     ));
                 }
+                self.verify_filter(entry.key(base))
+                    .map_err(|why| format!("bucket {idx}: {why}"))?;
                 // Reading the value touches a string's bytes.
                 let _ = self.read::<L>(entry);
                 cur = entry.next(base);

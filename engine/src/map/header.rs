@@ -66,9 +66,12 @@ pub(super) struct Header {
     pub(super) journal: Journal,
     /// How lookups match (`matching::MatchMode`), fixed at creation.
     pub(super) match_mode: u32,
-    pub(super) match_pad: u32,
+    /// The log2 of the probe filter's one-byte cells (`matching::Filter`),
+    /// which follow the length counts; 0: the map has none and probes every
+    /// length it holds.
+    pub(super) filter_log2: u32,
     /// Offset of a prefix or ip map's key count per length slot (`u32` ×
-    /// `matching::SLOTS`); 0 for an exact map.
+    /// `matching::SLOTS`), then of its probe filter; 0 for an exact map.
     pub(super) length_counts: u64,
     /// The slots whose count is nonzero: the lengths a lookup probes.
     pub(super) length_bits: [AtomicU64; matching::SLOTS / 64],

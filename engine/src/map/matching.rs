@@ -31,10 +31,16 @@ impl<'a, A: Arena> Map<'a, A> {
         if mode == MatchMode::Exact {
             return Ok(root);
         }
-        let bytes = matching::SLOTS * core::mem::size_of::<u32>();
-        let Some(counts) = arena.alloc(bytes) else {
-            return Err(Error::NoRoom);
+        let counts_bytes = matching::SLOTS * core::mem::size_of::<u32>();
+        // The probe filter follows the counts in one allocation; a zone with
+        // no room for it makes a map that probes every length it holds.
+        let log2 = filter_log2(config.entries, arena.size());
+        let with_filter = (log2 > 0).then(|| arena.alloc(counts_bytes + (1 << log2))).flatten();
+        let (counts, log2) = match with_filter {
+            Some(p) => (p, log2),
+            None => (arena.alloc(counts_bytes).ok_or(Error::NoRoom)?, 0),
         };
+        let bytes = counts_bytes + if log2 > 0 { 1 << log2 } else { 0 };
         // SAFETY: a fresh allocation of `bytes`; zero counts mean no keys.
         unsafe { counts.as_ptr().write_bytes(0, bytes) };
         let base = arena.base();
@@ -43,6 +49,7 @@ impl<'a, A: Arena> Map<'a, A> {
         unsafe {
             let h = &mut *(base.add(root as usize) as *mut Header);
             h.match_mode = mode as u32;
+            h.filter_log2 = log2;
             h.length_counts = counts.as_ptr() as u64 - base as u64;
         }
         Ok(root)
@@ -97,8 +104,8 @@ impl<'a, A: Arena> Map<'a, A> {
         dispatch!(self.read_match_in(key, now, how))
     }
 
-    /// How many probes a lookup of `key` makes at most: one per length the map
-    /// holds that could match it.
+    /// How many probes a lookup of `key` makes at most without its probe
+    /// filter: one per length the map holds that could match it.
     pub fn match_probes(&self, key: &[u8]) -> usize {
         let bits = self.length_bits();
         match self.match_mode() {
@@ -113,6 +120,34 @@ impl<'a, A: Arena> Map<'a, A> {
 }
 
 impl<A: Arena> Map<'_, A> {
+    /// How many keyed probes (a SipHash and a bucket walk) a lookup of `key`
+    /// that finds nothing makes: the lengths of [`Map::match_probes`] that
+    /// the probe filter lets through.
+    pub fn match_keyed_probes(&self, key: &[u8]) -> usize {
+        match self.match_mode() {
+            MatchMode::Exact => 1,
+            MatchMode::Prefix => {
+                let mut n = 0;
+                self.prefix_lengths(key, |_| {
+                    n += 1;
+                    false
+                });
+                n
+            }
+            MatchMode::Ip => match IpRange::parse(key) {
+                Some(r) => {
+                    let mut n = 0;
+                    self.range_lengths(r, |_| {
+                        n += 1;
+                        false
+                    });
+                    n
+                }
+                None => 0,
+            },
+        }
+    }
+
     pub(super) fn length_bits(&self) -> matching::LengthBits {
         let h = self.header();
         core::array::from_fn(|i| h.length_bits[i].load(Relaxed))
@@ -124,21 +159,23 @@ impl<A: Arena> Map<'_, A> {
         let found = match self.match_mode() {
             MatchMode::Exact => self.find_held::<L>(self.hash(key), key, held_at),
             MatchMode::Prefix => {
-                let bits = self.length_bits();
-                let top = key.len().min(matching::MAX_PREFIX_KEY);
-                matching::slots_down(bits, top, 0).find_map(|s| {
+                let mut found = None;
+                self.prefix_lengths(key, |s| {
                     let candidate = &key[..s];
-                    self.find_held::<L>(self.hash(candidate), candidate, held_at)
-                })
+                    found = self.find_held::<L>(self.hash(candidate), candidate, held_at);
+                    found.is_some()
+                });
+                found
             }
             MatchMode::Ip => IpRange::parse(key).and_then(|range| {
-                let bits = self.length_bits();
-                let bottom = range.slot() - range.len as usize;
-                matching::slots_down(bits, range.slot(), bottom).find_map(|s| {
-                    let candidate = range.network((s - bottom) as u8).key();
+                let mut found = None;
+                self.range_lengths(range, |len| {
+                    let candidate = range.network(len).key();
                     let candidate = candidate.as_bytes();
-                    self.find_held::<L>(self.hash(candidate), candidate, held_at)
-                })
+                    found = self.find_held::<L>(self.hash(candidate), candidate, held_at);
+                    found.is_some()
+                });
+                found
             }),
         };
         let Some((_, e)) = found else {
@@ -155,6 +192,80 @@ impl<A: Arena> Map<'_, A> {
             value: self.read::<L>(e),
             stale: expired(e.expire(self.base()).load(Relaxed), now),
         })
+    }
+
+    /// Calls `probe` with each length a prefix lookup of `key` probes, longest
+    /// first, until it returns true: the lengths the map holds up to the key's,
+    /// less those the probe filter rules out, a group of eight lengths at a
+    /// time (see `matching::Filter`).
+    fn prefix_lengths(&self, key: &[u8], mut probe: impl FnMut(usize) -> bool) {
+        let bits = self.length_bits();
+        let top = key.len().min(matching::MAX_PREFIX_KEY);
+        let Some(filter) = self.probe_filter() else {
+            for s in matching::slots_down(bits, top, 0) {
+                if probe(s) {
+                    return;
+                }
+            }
+            return;
+        };
+        let hashes = filter.hashes.prefixes(key);
+        for w in (0..=top / 8).rev() {
+            // The lengths 8w..8w+8 the map holds, one bit each; none above `top`.
+            let mut held = (bits[w / 8] >> (w % 8 * 8)) as u8;
+            if w == top / 8 {
+                held &= (0xffu16 >> (7 - top % 8)) as u8;
+            }
+            if held == 0 || !filter.may_hold(hashes.group(w)) {
+                continue;
+            }
+            while held != 0 {
+                let b = 7 - held.leading_zeros() as usize;
+                held &= !(1 << b);
+                let s = w * 8 + b;
+                if filter.may_hold(hashes.at(s)) && probe(s) {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Calls `probe` with each range length an ip lookup of `range` probes,
+    /// longest first, until it returns true: the lengths of its family the map
+    /// holds up to its own, less those the probe filter rules out, a group of
+    /// eight lengths at a time (see `matching::Filter`).
+    fn range_lengths(&self, range: IpRange, mut probe: impl FnMut(u8) -> bool) {
+        let bits = self.length_bits();
+        let bottom = range.bottom();
+        let top = range.len as usize;
+        let Some(filter) = self.probe_filter() else {
+            for s in matching::slots_down(bits, range.slot(), bottom) {
+                if probe((s - bottom) as u8) {
+                    return;
+                }
+            }
+            return;
+        };
+        let hashes = filter.hashes.ranges(range);
+        for w in (0..=top / 8).rev() {
+            // The lengths 8w..8w+8 the map holds, one bit each; none above
+            // `top` (above it are the other family's slots, or none).
+            let mut held = matching::byte_at(&bits, bottom + 8 * w);
+            if w == top / 8 {
+                held &= (0xffu16 >> (7 - top % 8)) as u8;
+            }
+            if held == 0 || !filter.may_hold(hashes.group(w)) {
+                continue;
+            }
+            while held != 0 {
+                let b = 7 - held.leading_zeros() as usize;
+                held &= !(1 << b);
+                let len = (8 * w + b) as u8;
+                if filter.may_hold(hashes.at(len)) && probe(len) {
+                    return;
+                }
+            }
+        }
     }
 
     /// Counts a key linked (`added`) or unlinked in its length slot, keeping
@@ -182,6 +293,72 @@ impl<A: Arena> Map<'_, A> {
         let word = &h.length_bits[slot / 64];
         let bits = word.load(Relaxed);
         word.store(if *count > 0 { bits | bit } else { bits & !bit }, Relaxed);
+        let Some(filter) = self.probe_filter() else {
+            return;
+        };
+        let mode = self.match_mode();
+        let Some(hash) = filter.hashes.stored(mode, key) else {
+            return;
+        };
+        let group = filter.hashes.stored_group(mode, key);
+        let groups = group
+            .map(|g| matching::filter_cells(g, filter.mask))
+            .into_iter()
+            .flatten();
+        for i in matching::filter_cells(hash, filter.mask).into_iter().chain(groups) {
+            // SAFETY: `i` is at most `mask`, and `probe_filter` checked that
+            // `mask + 1` cells lie inside the zone; the lock is held.
+            let cell = unsafe { &mut *filter.cells.add(i) };
+            // A saturated cell stays: it may count more keys than it can say.
+            if added && *cell < u8::MAX {
+                *cell += 1;
+            } else if !added && *cell < u8::MAX {
+                *cell = cell.saturating_sub(1);
+            }
+        }
+    }
+
+    /// The map's probe filter, or `None`: an exact map, or a matching map in
+    /// a zone that had no room for one (or made before there were filters).
+    fn probe_filter(&self) -> Option<ProbeFilter> {
+        let h = self.header();
+        let log2 = h.filter_log2;
+        if h.length_counts == 0 || log2 == 0 || log2 > 40 || !self.length_counts_inside() {
+            return None;
+        }
+        let start = h.length_counts as usize + matching::SLOTS * 4;
+        if start.checked_add(1 << log2)? > self.arena.size() {
+            return None;
+        }
+        Some(ProbeFilter {
+            hashes: matching::Filter::new(h.hash_key),
+            // SAFETY: `start` plus the filter's cells lies inside the zone (checked above).
+            cells: unsafe { self.arena.base().add(start) },
+            mask: (1 << log2) - 1,
+        })
+    }
+
+    /// Checks that the probe filter holds every stored key: for `verify`.
+    pub(super) fn verify_filter(&self, key: &[u8]) -> Result<(), String> {
+        let (Some(filter), Some(slot)) = (self.probe_filter(), matching::stored_slot(self.match_mode(), key)) else {
+            return Ok(());
+        };
+        if !matching::has(&self.length_bits(), slot) {
+            return Err(format!(
+                "key {:?}: its length {slot} is not in the length set",
+                String::from_utf8_lossy(key)
+            ));
+        }
+        let mode = self.match_mode();
+        let hashes = [filter.hashes.stored(mode, key), filter.hashes.stored_group(mode, key)];
+        if hashes.into_iter().flatten().all(|hash| filter.may_hold(hash)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "key {:?}: the probe filter would skip it",
+                String::from_utf8_lossy(key)
+            ))
+        }
     }
 
     /// The length counts' offset, read from the zone, leaves them inside it.
@@ -201,8 +378,52 @@ impl<A: Arena> Map<'_, A> {
         unsafe {
             (self.arena.base().add(h.length_counts as usize) as *mut u32).write_bytes(0, matching::SLOTS);
         }
+        if let Some(filter) = self.probe_filter() {
+            // SAFETY: `probe_filter` checked that `mask + 1` cells lie inside the zone; the lock is held.
+            unsafe { filter.cells.write_bytes(0, filter.mask + 1) };
+        }
         for word in &h.length_bits {
             word.store(0, Relaxed);
         }
+    }
+}
+
+/// A map's probe filter (see the crate's `matching::Filter`), read and written
+/// under the lock.
+struct ProbeFilter {
+    hashes: matching::Filter,
+    /// `mask + 1` one-byte cells inside the zone.
+    cells: *mut u8,
+    mask: usize,
+}
+
+impl ProbeFilter {
+    /// False when no stored key has `hash`: the probe would find nothing.
+    #[inline]
+    fn may_hold(&self, hash: u64) -> bool {
+        matching::filter_cells(hash, self.mask)
+            .into_iter()
+            // SAFETY: `i` is at most `mask`; `probe_filter` checked the cells lie inside the zone.
+            .all(|i| unsafe { *self.cells.add(i) } != 0)
+    }
+}
+
+/// The log2 of the probe filter's cells for a map of `entries` in a zone of
+/// `space` bytes: 16 cells per entry (a key counts in four: two for its
+/// length, two for its group, so a full map lets through a length or a group
+/// it need not about once in 20), at most a 32nd of the zone; 0 (no filter)
+/// below 256 cells.
+fn filter_log2(entries: u64, space: usize) -> u32 {
+    let wanted = entries
+        .max(1)
+        .saturating_mul(16)
+        .checked_next_power_of_two()
+        .unwrap_or(1 << 40);
+    let room = (space as u64 / 32).checked_ilog2().map_or(0, |l| 1u64 << l);
+    let cells = wanted.min(room).min(1 << 40);
+    if cells < 256 {
+        0
+    } else {
+        cells.ilog2()
     }
 }

@@ -158,7 +158,7 @@ impl<'a, A: Arena> Map<'a, A> {
                 expiring: AtomicU32::new(0),
                 journal: Journal::new(),
                 match_mode: MatchMode::Exact as u32,
-                match_pad: 0,
+                filter_log2: 0,
                 length_counts: 0,
                 length_bits: Default::default(),
                 hash_key,

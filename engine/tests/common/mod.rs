@@ -3,7 +3,7 @@
 
 use shared_map_engine::heap::Heap;
 use shared_map_engine::state::Snapshot;
-use shared_map_engine::{Map, MapConfig, MapKind, Recovery};
+use shared_map_engine::{Map, MapConfig, MapKind, MatchMode, Recovery};
 
 pub const KINDS: [MapKind; 2] = [MapKind::Tiny, MapKind::Hash];
 
@@ -37,6 +37,11 @@ pub struct SharedHeap {
 
 impl SharedHeap {
     pub fn new(kind: MapKind, size: usize, entries: u64, evict: bool) -> SharedHeap {
+        Self::new_matching(kind, size, entries, evict, MatchMode::Exact)
+    }
+
+    /// [`SharedHeap::new`] with a map matching lookups by `mode`.
+    pub fn new_matching(kind: MapKind, size: usize, entries: u64, evict: bool, mode: MatchMode) -> SharedHeap {
         // SAFETY: a fresh anonymous mapping; nothing else refers to it.
         let base = unsafe {
             libc::mmap(
@@ -58,7 +63,7 @@ impl SharedHeap {
             timeout: 0,
             evict,
         };
-        let root = Map::create(&mut heap, &config).expect("create map");
+        let root = Map::create_matching(&mut heap, &config, mode).expect("create map");
         heap.set_root(root);
         SharedHeap { base, size, heap }
     }
