@@ -209,14 +209,20 @@ impl<A: Arena> Map<'_, A> {
             }
             return;
         };
-        let hashes = filter.hashes.prefixes(key);
+        // Hashed on the first group the map holds lengths in: none for a map
+        // holding no key up to the key's length.
+        let mut hashes = None;
         for w in (0..=top / 8).rev() {
             // The lengths 8w..8w+8 the map holds, one bit each; none above `top`.
             let mut held = (bits[w / 8] >> (w % 8 * 8)) as u8;
             if w == top / 8 {
                 held &= (0xffu16 >> (7 - top % 8)) as u8;
             }
-            if held == 0 || !filter.may_hold(hashes.group(w)) {
+            if held == 0 {
+                continue;
+            }
+            let hashes = hashes.get_or_insert_with(|| filter.hashes.prefixes(key));
+            if !filter.may_hold(hashes.group(w)) {
                 continue;
             }
             while held != 0 {
@@ -246,7 +252,9 @@ impl<A: Arena> Map<'_, A> {
             }
             return;
         };
-        let hashes = filter.hashes.ranges(range);
+        // Hashed on the first group the map holds lengths in: none for a map
+        // holding no range of the address's family.
+        let mut hashes = None;
         for w in (0..=top / 8).rev() {
             // The lengths 8w..8w+8 the map holds, one bit each; none above
             // `top` (above it are the other family's slots, or none).
@@ -254,7 +262,11 @@ impl<A: Arena> Map<'_, A> {
             if w == top / 8 {
                 held &= (0xffu16 >> (7 - top % 8)) as u8;
             }
-            if held == 0 || !filter.may_hold(hashes.group(w)) {
+            if held == 0 {
+                continue;
+            }
+            let hashes = hashes.get_or_insert_with(|| filter.hashes.ranges(range));
+            if !filter.may_hold(hashes.group(w)) {
                 continue;
             }
             while held != 0 {
