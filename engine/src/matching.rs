@@ -420,6 +420,39 @@ impl RangeHashes {
     }
 }
 
+/// What a lookup walks its candidate lengths with: [`PrefixHashes`] or
+/// [`RangeHashes`].
+pub trait LengthHashes {
+    /// The hash of the candidate of `len` (bytes of a prefix, bits of a range).
+    fn at(&self, len: usize) -> u64;
+    /// The hash of the group of lengths `8w..8w+8`.
+    fn group(&self, w: usize) -> u64;
+}
+
+impl LengthHashes for RangeHashes {
+    #[inline]
+    fn at(&self, len: usize) -> u64 {
+        RangeHashes::at(self, len as u8)
+    }
+
+    #[inline]
+    fn group(&self, w: usize) -> u64 {
+        RangeHashes::group(self, w)
+    }
+}
+
+impl LengthHashes for PrefixHashes {
+    #[inline]
+    fn at(&self, len: usize) -> u64 {
+        PrefixHashes::at(self, len)
+    }
+
+    #[inline]
+    fn group(&self, w: usize) -> u64 {
+        PrefixHashes::group(self, w)
+    }
+}
+
 /// The filter hashes of a lookup key's prefixes, from one pass over its
 /// 8-byte words: the hash of `key[..len]` depends on those bytes alone.
 pub struct PrefixHashes {

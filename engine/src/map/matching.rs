@@ -209,31 +209,7 @@ impl<A: Arena> Map<'_, A> {
             }
             return;
         };
-        // Hashed on the first group the map holds lengths in: none for a map
-        // holding no key up to the key's length.
-        let mut hashes = None;
-        for w in (0..=top / 8).rev() {
-            // The lengths 8w..8w+8 the map holds, one bit each; none above `top`.
-            let mut held = (bits[w / 8] >> (w % 8 * 8)) as u8;
-            if w == top / 8 {
-                held &= (0xffu16 >> (7 - top % 8)) as u8;
-            }
-            if held == 0 {
-                continue;
-            }
-            let hashes = hashes.get_or_insert_with(|| filter.hashes.prefixes(key));
-            if !filter.may_hold(hashes.group(w)) {
-                continue;
-            }
-            while held != 0 {
-                let b = 7 - held.leading_zeros() as usize;
-                held &= !(1 << b);
-                let s = w * 8 + b;
-                if filter.may_hold(hashes.at(s)) && probe(s) {
-                    return;
-                }
-            }
-        }
+        walk_filtered(&filter, &bits, 0, top, || filter.hashes.prefixes(key), probe);
     }
 
     /// Calls `probe` with each range length an ip lookup of `range` probes,
@@ -252,32 +228,14 @@ impl<A: Arena> Map<'_, A> {
             }
             return;
         };
-        // Hashed on the first group the map holds lengths in: none for a map
-        // holding no range of the address's family.
-        let mut hashes = None;
-        for w in (0..=top / 8).rev() {
-            // The lengths 8w..8w+8 the map holds, one bit each; none above
-            // `top` (above it are the other family's slots, or none).
-            let mut held = matching::byte_at(&bits, bottom + 8 * w);
-            if w == top / 8 {
-                held &= (0xffu16 >> (7 - top % 8)) as u8;
-            }
-            if held == 0 {
-                continue;
-            }
-            let hashes = hashes.get_or_insert_with(|| filter.hashes.ranges(range));
-            if !filter.may_hold(hashes.group(w)) {
-                continue;
-            }
-            while held != 0 {
-                let b = 7 - held.leading_zeros() as usize;
-                held &= !(1 << b);
-                let len = (8 * w + b) as u8;
-                if filter.may_hold(hashes.at(len)) && probe(len) {
-                    return;
-                }
-            }
-        }
+        walk_filtered(
+            &filter,
+            &bits,
+            bottom,
+            top,
+            || filter.hashes.ranges(range),
+            |len| probe(len as u8),
+        );
     }
 
     /// Counts a key linked (`added`) or unlinked in its length slot, keeping
@@ -396,6 +354,44 @@ impl<A: Arena> Map<'_, A> {
         }
         for word in &h.length_bits {
             word.store(0, Relaxed);
+        }
+    }
+}
+
+/// Calls `probe` with the lengths `0..=top` the map holds in its slots from
+/// `bottom` on, longest first, until it returns true, less those `filter`
+/// rules out, a group of eight lengths at a time. `hashes` is made on the
+/// first group holding a length: never for a map holding none up to `top`.
+fn walk_filtered<H: matching::LengthHashes>(
+    filter: &ProbeFilter,
+    bits: &matching::LengthBits,
+    bottom: usize,
+    top: usize,
+    hashes: impl Fn() -> H,
+    mut probe: impl FnMut(usize) -> bool,
+) {
+    let mut made = None;
+    for w in (0..=top / 8).rev() {
+        // The lengths 8w..8w+8 the map holds, one bit each; none above `top`
+        // (above it are longer keys, or the other family's slots, or none).
+        let mut held = matching::byte_at(bits, bottom + 8 * w);
+        if w == top / 8 {
+            held &= (0xffu16 >> (7 - top % 8)) as u8;
+        }
+        if held == 0 {
+            continue;
+        }
+        let hashes = made.get_or_insert_with(&hashes);
+        if !filter.may_hold(hashes.group(w)) {
+            continue;
+        }
+        while held != 0 {
+            let b = 7 - held.leading_zeros() as usize;
+            held &= !(1 << b);
+            let len = 8 * w + b;
+            if filter.may_hold(hashes.at(len)) && probe(len) {
+                return;
+            }
         }
     }
 }
