@@ -21,7 +21,7 @@ use core::sync::atomic::{
 };
 
 use super::header::{Header, MAGIC};
-use super::{expired, Map};
+use super::{add_locked, expired, Map};
 use crate::arena::Arena;
 use crate::error::Error;
 use crate::hash::{etag_key, hash_key};
@@ -438,12 +438,21 @@ impl<'r> Lockless<'r> {
         }
     }
 
-    fn add_in<L: Layout>(&self, key: &[u8], delta: i64, now: u32) -> Option<Result<i64, Error>> {
+    /// Runs `f` on `key`'s live entry inside an announced epoch: `Some(None)`
+    /// for an absent or expired key, `None` for a map closed to lock-free
+    /// operations meanwhile.
+    fn in_epoch<L: Layout, R>(&self, key: &[u8], now: u32, f: impl FnOnce(u64) -> Option<R>) -> Option<Option<R>> {
         let hash = hash_key(self.hdr.hash_key, key);
         if !self.enter() {
             return None;
         }
-        let r = self.find::<L>(hash, key, now).and_then(|e| {
+        let r = self.find::<L>(hash, key, now).and_then(f);
+        self.leave();
+        Some(r)
+    }
+
+    fn add_in<L: Layout>(&self, key: &[u8], delta: i64, now: u32) -> Option<Result<i64, Error>> {
+        self.in_epoch::<L, _>(key, now, |e| {
             // SAFETY: `e` was reached through its chain inside this operation's
             // epoch, so it is not freed before `leave`; `raw` checked its offset.
             let (word, vtype, access) =
@@ -454,13 +463,11 @@ impl<'r> Lockless<'r> {
             let r = add_word(word, vtype, delta);
             if r.is_ok() {
                 self.touch(access);
-                let changes = &self.slot.changes;
-                changes.store(changes.load(Relaxed).wrapping_add(1), Relaxed);
+                add_locked(&self.slot.changes, 1);
             }
             Some(r)
-        });
-        self.leave();
-        r
+        })
+        .flatten()
     }
 
     /// Reads `key`'s live entry as `marks` says and, with `renew`, stores
@@ -474,11 +481,7 @@ impl<'r> Lockless<'r> {
         renew: Option<u32>,
         f: impl FnOnce(Value<'_>, u32) -> R,
     ) -> Option<R> {
-        let hash = hash_key(self.hdr.hash_key, key);
-        if !self.enter() {
-            return None;
-        }
-        let r = self.find::<L>(hash, key, now).and_then(|e| {
+        let r = self.in_epoch::<L, _>(key, now, |e| {
             // SAFETY: `e` is not freed before `leave` (see `add_in`); its
             // offset was checked by `raw`, and its expiry is one aligned word.
             let expiry = unsafe { L::expire(self.base, e) };
@@ -515,15 +518,12 @@ impl<'r> Lockless<'r> {
                 self.touch(access);
             }
             if marks.hit {
-                let hits = &self.slot.hits;
-                hits.store(hits.load(Relaxed).wrapping_add(1), Relaxed);
+                add_locked(&self.slot.hits, 1);
             }
             Some(f(value, expire))
-        });
-        self.leave();
+        })?;
         if r.is_none() && marks.miss {
-            let misses = &self.slot.misses;
-            misses.store(misses.load(Relaxed).wrapping_add(1), Relaxed);
+            add_locked(&self.slot.misses, 1);
         }
         r
     }

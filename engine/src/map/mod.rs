@@ -410,8 +410,9 @@ impl<'a, A: Arena> Map<'a, A> {
 }
 
 // The map's counters are atomics so that statistics can be read without the
-// lock, but every writer holds the lock: a plain load and store replaces a
-// locked read-modify-write instruction on the hot path.
+// lock, but every writer holds the lock (or, for a reader slot's counters, is
+// the slot's one process): a plain load and store replaces a locked
+// read-modify-write instruction on the hot path.
 
 pub(super) fn add_locked(counter: &AtomicU64, n: u64) {
     counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
