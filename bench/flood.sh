@@ -51,7 +51,6 @@ sleep 0.5
 
 rps() { wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$WORK/uris.lua" "http://127.0.0.1:$PORT" -- "$1" \
         | awk '/Requests\/sec/ { print $2 }'; }
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 flooded="" ordinary=""
 for _ in $(seq "$ROUNDS"); do

@@ -25,3 +25,19 @@ cleanup() {
     done
     rm -rf "$WORK"
 }
+
+# median: the median of the numbers on standard input, one a line.
+median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+# pinning: WORKERS (nginx's worker directives) and WRK (the load generator's
+# command) for PINNED=1, one nginx worker on CPU 0 and wrk on CPU 1, or else
+# 2 workers and wrk sharing the machine's cores.
+pinning() {
+    if [ "${PINNED:-0}" = 1 ]; then
+        WORKERS="worker_processes 1; worker_cpu_affinity 1;"
+        WRK="taskset -c 1 wrk"
+    else
+        WORKERS="worker_processes 2;"
+        WRK="wrk"
+    fi
+}

@@ -18,13 +18,7 @@ need wrk
 need curl
 need python3
 workdir matching
-if [ "${PINNED:-0}" = 1 ]; then
-    WORKERS="worker_processes 1; worker_cpu_affinity 1;"
-    WRK="taskset -c 1 wrk"
-else
-    WORKERS="worker_processes 2;"
-    WRK="wrk"
-fi
+pinning
 ADDR=2001:db8:1234:5678:9abc:def0:1234:5678
 LONG=$(printf 'a%.0s' $(seq 297))
 
@@ -78,7 +72,6 @@ curl -sf -H "X-Addr: $ADDR" "http://127.0.0.1:$PORT/ip" | grep -qx v
 rps() { # path
     $WRK -t1 -c"$CONNS" -d"${DURATION}s" -H "X-Addr: $ADDR" "http://127.0.0.1:$PORT$1" | awk '/Requests\/sec/ { print $2 }'
 }
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 labels=("bare return 200" "exact, 300-byte URI" "prefix, 255 lengths" "exact, IPv6 address" "ip, 128 IPv6 lengths")
 paths=(/bare "/e/$LONG" "/p/$LONG" /ea /ip)

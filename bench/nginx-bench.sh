@@ -18,13 +18,7 @@ CONNS=${CONNS:-32}
 PORT=${PORT:-8099}
 need wrk
 workdir bench
-if [ "${PINNED:-0}" = 1 ]; then
-    WORKERS="worker_processes 1; worker_cpu_affinity 1;"
-    WRK="taskset -c 1 wrk"
-else
-    WORKERS="worker_processes 2;"
-    WRK="wrk"
-fi
+pinning
 
 start() { # name binary config
     mkdir -p "$WORK/$1/logs"
@@ -38,7 +32,6 @@ rps() { # url
     $WRK -t1 -c"$CONNS" -d"${DURATION}s" "$1" | awk '/Requests\/sec/ { print $2 }'
 }
 
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 run_part() { # title, then pairs of "label path"
     local title=$1; shift

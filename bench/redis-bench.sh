@@ -57,7 +57,6 @@ host b "$((PORT + 1))"
 sleep 0.5
 
 rps() { wrk -t1 -c32 -d"${DURATION}s" "$1" | awk '/Requests\/sec/ { print $2 }'; }
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 plain=() synced=()
 for _ in $(seq "$ROUNDS"); do

@@ -72,7 +72,6 @@ rps() { # workers path
         "http://127.0.0.1:$PORT$2" | awk '/Requests\/sec/ { print $2 }'
 }
 
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 echo "# nginx scaling ($(date -u +%Y-%m-%d), $CPUS CPUs, $(objs/nginx -v 2>&1 | sed 's/.*\///'), wrk ${DURATION}s x $ROUNDS, KEYS=$KEYS)"
 echo
