@@ -366,10 +366,11 @@ impl Locked {
         // `ngx_shmtx_lock` waits until its holder (or the master, for a dead
         // holder) releases it.
         unsafe { ngx_shmtx_lock(Locked::mutex(pool)) };
+        let since = clock::ticks();
         Locked {
             pool,
-            since: clock::ticks(),
-            waited: Some(clock::ticks().wrapping_sub(t)),
+            since,
+            waited: Some(since.wrapping_sub(t)),
         }
     }
 

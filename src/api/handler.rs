@@ -1,7 +1,8 @@
 //! The HTTP API: `shared_map_api [name] [readonly];` serves maps under a
 //! location. Requests are planned from the method, the URI and the query
 //! (`plan`), run against the map (`execute`: a present key is read without the
-//! map's lock, everything else holds it only around the engine call), and answered with a plain-text, JSON or Prometheus body (`send`).
+//! map's lock, everything else holds it only around the engine call), and
+//! answered with a plain-text, JSON or Prometheus body (`send`).
 
 use core::ffi::{c_char, c_void};
 

@@ -177,7 +177,8 @@ fn new_id() -> io::Result<[u8; ID_LEN]> {
 
 /// Finds the request's live session, once per request, renewing its expiry:
 /// without the map's lock when the session is live (`Lockless::get_renew`),
-/// so a request never waits for a writer to find its session. Only a cookie shaped like our ids is looked up, the first
+/// so a request never waits for a writer to find its session. Only a cookie
+/// shaped like our ids is looked up, the first
 /// `session_spec::MAX_LOOKUPS` of them in the request's order, and only a live
 /// session is taken: an unknown id is ignored, never adopted. With two live
 /// ids, the first wins.
